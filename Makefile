@@ -1,0 +1,59 @@
+# ChainSense front door. Every target installs what it needs: Python deps into .venv (from uv.lock),
+# npm packages from package-lock.json. Nothing is downloaded at run time.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/uv/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+
+.PHONY: run test check lint types audit contracts bench install clean
+
+## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
+install: $(VENV)/.installed node_modules/.installed
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock $(UV)
+	$(UV) sync --frozen --all-extras
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+## run: ChainSense on its embedded defaults (SQLite + a local Anvil it starts itself)
+run: install
+	$(VENV)/bin/chainsense serve
+
+## test: the whole test suite (real Anvil; real PostgreSQL where marked)
+test: install
+	$(PY) -m pytest
+
+## contracts: compile contracts/ with solc-js into src/chainsense/contracts/artifacts
+contracts: node_modules/.installed
+	node contracts/build.mjs
+
+## check: lint, strict types, Slither
+check: lint types audit
+
+lint: install
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+types: install
+	$(VENV)/bin/mypy
+
+audit: install
+	$(VENV)/bin/chainsense contracts audit
+
+## bench: benchmarks that print ratios measured in one run
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(TOOLS) node_modules .pytest_cache .mypy_cache .ruff_cache

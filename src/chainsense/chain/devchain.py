@@ -1,0 +1,260 @@
+"""The local development chain: an Anvil node that ChainSense starts, persists and stops itself.
+
+Persistence: ChainSense asks Anvil for its whole state (``anvil_dumpState``) every
+``anvil_state_interval`` seconds and whenever it stops, and writes it atomically (temp file, fsync,
+rename) to ``<data_dir>/chain/state.json``; the next start loads it (``--load-state``). Blocks,
+receipts, balances and contracts survive. What a ``kill -9`` can lose is therefore bounded: the
+transactions mined in the last ``anvil_state_interval`` seconds (default 1 s) before the kill.
+A half-written dump cannot happen, because the old file is replaced only by a complete new one.
+
+Anvil is started with the parent-death signal set (Linux), so it never outlives a killed ChainSense.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import gzip
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from chainsense.errors import DevChainError
+
+__all__ = ["DevChain", "find_anvil"]
+
+log = logging.getLogger(__name__)
+
+_PLATFORM = {"linux": "linux", "darwin": "darwin", "win32": "win32"}
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def find_anvil(explicit: Path | None = None) -> Path:
+    """Locate the Anvil binary: ``explicit``, then the npm package ``@foundry-rs/anvil`` in a
+    ``node_modules`` above the working directory or this file, then ``PATH``."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise DevChainError(f"anvil binary {explicit} does not exist")
+        return explicit
+    plat = _PLATFORM.get(sys.platform, sys.platform)
+    arch = _ARCH.get(platform.machine().lower(), platform.machine().lower())
+    name = "anvil.exe" if plat == "win32" else "anvil"
+    rel = Path("node_modules", "@foundry-rs", f"anvil-{plat}-{arch}", "bin", name)
+    for base in (Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents):
+        candidate = base / rel
+        if candidate.is_file():
+            return candidate
+    found = shutil.which("anvil")
+    if found:
+        return Path(found)
+    raise DevChainError(
+        "no anvil binary found: run `npm ci` in the ChainSense checkout (the Makefile does), "
+        "set CHAINSENSE_ANVIL_BIN, or set CHAINSENSE_RPC_URL to use an external chain"
+    )
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    os.setpgrp()
+
+
+class DevChain:
+    """An Anvil node with its state persisted in ``state_dir``.
+
+    Use as an async context manager, or call :meth:`start` and :meth:`stop`::
+
+        async with DevChain(state_dir=Path(".chainsense/chain")) as chain:
+            print(chain.rpc_url)
+    """
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 8545,
+        chain_id: int = 31337,
+        state_interval: float = 1.0,
+        anvil_bin: Path | None = None,
+        start_timeout: float = 20.0,
+    ) -> None:
+        self.state_dir = state_dir
+        self.host = host
+        self.port = port
+        self.chain_id = chain_id
+        self.state_interval = state_interval
+        self._anvil_bin = anvil_bin
+        self._start_timeout = start_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._dumper: asyncio.Task[None] | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._last_digest: bytes | None = None
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "anvil.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def __aenter__(self) -> DevChain:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start Anvil (loading the saved state, if any) and wait until it answers."""
+        if self._proc is not None:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._http = httpx.AsyncClient(timeout=5.0)
+        if await self._answers():
+            raise DevChainError(
+                f"port {self.port} on {self.host} is already serving JSON-RPC; stop that node, set "
+                "CHAINSENSE_ANVIL_PORT to a free port, or set CHAINSENSE_RPC_URL to use it"
+            )
+        binary = find_anvil(self._anvil_bin)
+        args = [
+            str(binary),
+            "--host", self.host,
+            "--port", str(self.port),
+            "--chain-id", str(self.chain_id),
+            "--silent",
+        ]  # fmt: skip
+        if self.state_file.exists():
+            args += ["--load-state", str(self.state_file)]
+        log.info("starting anvil: %s", " ".join(args))
+        with self.log_file.open("ab") as out:
+            self._proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
+        deadline = time.monotonic() + self._start_timeout
+        while not await self._answers():
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self._proc = None
+                raise DevChainError(
+                    f"anvil exited with code {code} while starting; see {self.log_file}"
+                )
+            if time.monotonic() > deadline:
+                await self._terminate()
+                raise DevChainError(f"anvil did not answer within {self._start_timeout:g} s")
+            await asyncio.sleep(0.05)
+        chain_id = int(await self._rpc("eth_chainId"), 16)
+        if chain_id != self.chain_id:
+            await self._terminate()
+            raise DevChainError(f"anvil reports chain id {chain_id}, expected {self.chain_id}")
+        self._dumper = asyncio.create_task(self._dump_periodically(), name="anvil-state-dumper")
+
+    async def stop(self) -> None:
+        """Save the state one last time and stop Anvil."""
+        if self._dumper is not None:
+            self._dumper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dumper
+            self._dumper = None
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                await self.dump()
+            except DevChainError as exc:
+                log.warning("final state dump failed: %s", exc)
+        await self._terminate()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def dump(self) -> bool:
+        """Write Anvil's current state to :attr:`state_file` atomically.
+
+        Returns False when the state has not changed since the last dump (nothing written).
+        """
+        hex_state = await self._rpc("anvil_dumpState")
+        raw = bytes.fromhex(hex_state.removeprefix("0x"))
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        digest = hashlib.sha256(raw).digest()
+        if digest == self._last_digest:
+            return False
+        await asyncio.to_thread(_atomic_write, self.state_file, raw)
+        self._last_digest = digest
+        return True
+
+    async def _dump_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.state_interval)
+            try:
+                await self.dump()
+            except DevChainError as exc:
+                log.warning("periodic state dump failed: %s", exc)
+
+    async def _terminate(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+
+    async def _answers(self) -> bool:
+        try:
+            await self._rpc("eth_chainId")
+        except DevChainError:
+            return False
+        return True
+
+    async def _rpc(self, method: str, params: list[object] | None = None) -> str:
+        assert self._http is not None
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
+        try:
+            response = await self._http.post(self.rpc_url, json=body)
+            data = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise DevChainError(f"{method} on {self.rpc_url} failed: {exc}") from exc
+        if "error" in data:
+            raise DevChainError(f"{method} on {self.rpc_url} failed: {data['error']}")
+        result: str = data["result"]
+        return result
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

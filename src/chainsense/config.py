@@ -1,0 +1,71 @@
+"""Settings, read from ``CHAINSENSE_*`` environment variables (and a ``.env`` file if present).
+
+Read once, by the app factory or the CLI, and passed down; nothing reads the environment later.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Every knob of ChainSense. The defaults run everything embedded on one machine."""
+
+    model_config = SettingsConfigDict(env_prefix="CHAINSENSE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".chainsense"),
+        description="Where the SQLite file, the dev chain state and deployment records live.",
+    )
+
+    # --- chain -----------------------------------------------------------------------------
+    rpc_url: str | None = Field(
+        default=None,
+        description="JSON-RPC endpoint of an EVM chain. Unset: ChainSense starts its own Anvil.",
+    )
+    anvil_bin: Path | None = Field(
+        default=None, description="Anvil binary; default: the one from node_modules, then PATH."
+    )
+    anvil_host: str = "127.0.0.1"
+    anvil_port: int = 8545
+    anvil_chain_id: int = 31337
+    anvil_state_interval: int = Field(
+        default=1,
+        ge=1,
+        description="Seconds between dev chain state dumps: the most a kill -9 of Anvil can lose.",
+    )
+    deployer_key: SecretStr | None = Field(
+        default=None, description="Key that deploys contracts and holds the admin roles."
+    )
+    operator_key: SecretStr | None = Field(
+        default=None, description="Key that registers and revokes devices (OPERATOR_ROLE)."
+    )
+    anchorer_key: SecretStr | None = Field(
+        default=None, description="Key that anchors batch roots (ANCHORER_ROLE)."
+    )
+    rpc_timeout: float = Field(default=10.0, gt=0, description="Seconds per RPC request.")
+    rpc_retries: int = Field(default=4, ge=0, description="Retries of a failed RPC request.")
+    tx_timeout: float = Field(default=120.0, gt=0, description="Seconds to wait for a receipt.")
+    confirmations: int = Field(default=1, ge=1, description="Blocks a transaction must have.")
+
+    # --- API -------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def uses_dev_chain(self) -> bool:
+        """True when ChainSense runs its own local Anvil chain."""
+        return self.rpc_url is None
+
+    @property
+    def chain_dir(self) -> Path:
+        return self.data_dir / "chain"
+
+    @property
+    def deployments_dir(self) -> Path:
+        return self.data_dir / "deployments"
