@@ -125,7 +125,10 @@ class DevChain:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.stop()
 
@@ -152,7 +155,7 @@ class DevChain:
             args += ["--load-state", str(self.state_file)]
         log.info("starting anvil: %s", " ".join(args))
         with self.log_file.open("ab") as out:
-            self._proc = subprocess.Popen(
+            self._proc = subprocess.Popen(  # noqa: ASYNC220 - fork+exec returns at once
                 args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
             )
         deadline = time.monotonic() + self._start_timeout

@@ -11,11 +11,12 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from chainsense.errors import ArtifactError
 
-__all__ = ["Artifact", "artifact_names", "load_artifact"]
+__all__ = ["Artifact", "artifact_names", "load_artifact", "load_artifact_file"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,9 @@ class Artifact:
 def artifact_names() -> list[str]:
     """Names of every shipped artifact."""
     folder = resources.files(__package__).joinpath("artifacts")
-    return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
+    return sorted(
+        p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json")
+    )
 
 
 @cache
@@ -49,6 +52,19 @@ def load_artifact(name: str) -> Artifact:
         raise ArtifactError(
             f"no artifact for contract {name!r}; known: {', '.join(artifact_names())}"
         ) from None
+    return _parse(name, raw)
+
+
+def load_artifact_file(path: Path) -> Artifact:
+    """Load an artifact from any file (for example, to check a chain against other builds)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"cannot read artifact {path}: {exc}") from exc
+    return _parse(str(path), raw)
+
+
+def _parse(name: str, raw: bytes) -> Artifact:
     try:
         data = json.loads(raw)
         return Artifact(

@@ -1,0 +1,63 @@
+"""The one place that maps ChainSense errors to HTTP: RFC 9457 problem+json responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chainsense.errors import (
+    ChainSenseError,
+    ChainTimeoutError,
+    ChainUnavailableError,
+    TransactionRevertedError,
+)
+
+__all__ = ["install_error_handlers", "problem"]
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(
+    status: int, title: str, detail: str | None = None, *, type_: str = "about:blank", **extra: Any
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _status_of(exc: ChainSenseError) -> tuple[int, str]:
+    if isinstance(exc, ChainUnavailableError):
+        return 503, "Chain unavailable"
+    if isinstance(exc, ChainTimeoutError):
+        return 504, "Chain timeout"
+    if isinstance(exc, TransactionRevertedError):
+        return 409, "Transaction reverted"
+    return 500, "Internal error"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ChainSenseError)
+    async def _domain(_: Request, exc: ChainSenseError) -> JSONResponse:
+        status, title = _status_of(exc)
+        extra: dict[str, Any] = {}
+        if isinstance(exc, TransactionRevertedError):
+            extra = {"error": exc.error_name, "arguments": exc.error_args}
+        return problem(status, title, str(exc), **extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail) if exc.detail else "Error")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        ]
+        fields = ", ".join(e["field"] for e in errors)
+        return problem(422, "Invalid request", f"invalid fields: {fields}", errors=errors)

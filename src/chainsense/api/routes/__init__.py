@@ -1,0 +1,12 @@
+"""All routers, gathered in one place."""
+
+from fastapi import APIRouter
+
+from chainsense.api.routes import chain, health
+
+__all__ = ["probes", "v1"]
+
+probes = health.router
+
+v1 = APIRouter(prefix="/v1")
+v1.include_router(chain.router)

@@ -1,0 +1,30 @@
+"""The chain side of ChainSense: client, dev chain, deployments."""
+
+from chainsense.chain.client import ChainClient, Signer
+from chainsense.chain.deploy import (
+    BytecodeCheck,
+    Deployment,
+    DeploymentStore,
+    check_bytecode,
+    deploy_core,
+    ensure_deployed,
+    verify_deployment,
+)
+from chainsense.chain.devchain import DevChain, find_anvil
+from chainsense.chain.runtime import ChainContext, open_chain
+
+__all__ = [
+    "BytecodeCheck",
+    "ChainClient",
+    "ChainContext",
+    "Deployment",
+    "DeploymentStore",
+    "DevChain",
+    "Signer",
+    "check_bytecode",
+    "deploy_core",
+    "ensure_deployed",
+    "find_anvil",
+    "open_chain",
+    "verify_deployment",
+]

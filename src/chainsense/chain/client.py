@@ -1,0 +1,265 @@
+"""Async chain client over web3.py.
+
+What it adds to a bare ``AsyncWeb3``:
+
+- every RPC request has a timeout, and read requests are retried with exponential backoff; when the
+  endpoint stays down, a :class:`~chainsense.errors.ChainUnavailableError` names it;
+- :meth:`ChainClient.wait_for_receipt` polls from 5 ms up to 250 ms instead of web3's fixed 0.1 s
+  floor, and waits for a number of confirmations;
+- :class:`Signer` signs locally and hands out nonces under a lock, so concurrent sends from one
+  account never collide; the nonce is re-read from the chain after a failed send;
+- reverts raise :class:`~chainsense.errors.TransactionRevertedError` with the decoded custom error
+  and its arguments (``ReadingAnchorRootAlreadyAnchored(root=0x…)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar, cast
+
+import aiohttp
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
+from hexbytes import HexBytes
+from web3 import AsyncWeb3
+from web3.contract import AsyncContract
+from web3.contract.async_contract import AsyncContractFunction
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.providers.rpc import AsyncHTTPProvider
+from web3.providers.rpc.utils import ExceptionRetryConfiguration
+from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt
+
+from chainsense.chain.errors import ErrorDecoder
+from chainsense.contracts import load_artifact
+from chainsense.errors import (
+    ChainTimeoutError,
+    ChainUnavailableError,
+    TransactionRevertedError,
+)
+
+__all__ = ["ChainClient", "Signer"]
+
+T = TypeVar("T")
+
+_NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+class Transactable(Protocol):
+    """A contract function or constructor call that can become a transaction."""
+
+    async def build_transaction(self, transaction: TxParams | None = None) -> TxParams: ...
+
+
+def _label(fn: Transactable) -> str:
+    return str(getattr(fn, "fn_name", "constructor"))
+
+
+class ChainClient:
+    """One JSON-RPC endpoint. Create it with :meth:`connect`; close it with :meth:`close`."""
+
+    def __init__(
+        self,
+        rpc_url: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 4,
+        backoff: float = 0.25,
+        decoder: ErrorDecoder | None = None,
+    ) -> None:
+        self.rpc_url = rpc_url
+        self.timeout = timeout
+        provider = AsyncHTTPProvider(
+            rpc_url,
+            request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)},
+            exception_retry_configuration=ExceptionRetryConfiguration(
+                errors=_NETWORK_ERRORS, retries=retries + 1, backoff_factor=backoff
+            ),
+        )
+        self.w3 = AsyncWeb3(provider)
+        self.decoder = decoder or ErrorDecoder()
+        self._chain_id: int | None = None
+
+    @classmethod
+    async def connect(cls, rpc_url: str, **kwargs: Any) -> ChainClient:
+        """Create a client and check that the endpoint answers (reads its chain id)."""
+        client = cls(rpc_url, **kwargs)
+        try:
+            await client.chain_id()
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
+    async def close(self) -> None:
+        await self.w3.provider.disconnect()
+
+    async def __aenter__(self) -> ChainClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- plain reads ---------------------------------------------------------------------------
+
+    async def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = await self.rpc(lambda: self.w3.eth.chain_id)
+        return self._chain_id
+
+    async def block_number(self) -> int:
+        return await self.rpc(lambda: self.w3.eth.block_number)
+
+    async def get_code(self, address: str) -> bytes:
+        checksum = AsyncWeb3.to_checksum_address(address)
+        return bytes(await self.rpc(lambda: self.w3.eth.get_code(checksum)))
+
+    def contract(self, name: str, address: str) -> AsyncContract:
+        """A contract handle from the shipped artifact ``name`` at ``address``."""
+        return self.w3.eth.contract(
+            address=AsyncWeb3.to_checksum_address(address), abi=load_artifact(name).abi
+        )
+
+    async def call(self, fn: AsyncContractFunction, *, block: BlockIdentifier = "latest") -> Any:
+        """Call a view function; a revert raises TransactionRevertedError with the decoded error."""
+        return await self.rpc(lambda: fn.call(block_identifier=block), function=_label(fn))
+
+    # --- the guard every request goes through -----------------------------------------------
+
+    async def rpc(self, request: Callable[[], Awaitable[T]], *, function: str | None = None) -> T:
+        """Run one web3 request, mapping network failures and reverts to ChainSense errors."""
+        try:
+            return await request()
+        except ContractLogicError as exc:
+            raise self._reverted(exc, function=function) from exc
+        except _NETWORK_ERRORS as exc:
+            raise ChainUnavailableError(self.rpc_url, _describe(exc)) from exc
+
+    def _reverted(
+        self, exc: ContractLogicError, *, function: str | None, tx_hash: str | None = None
+    ) -> TransactionRevertedError:
+        data = exc.data if isinstance(exc.data, str) else None
+        name, args = self.decoder.decode(data)
+        if name is None and data is None and exc.message:
+            name, args = "Error", {"message": str(exc.message)}
+        return TransactionRevertedError(
+            error_name=name, error_args=args, data=data, tx_hash=tx_hash, function=function
+        )
+
+    # --- receipts ----------------------------------------------------------------------------
+
+    async def wait_for_receipt(
+        self, tx_hash: str | bytes, *, timeout: float = 120.0, confirmations: int = 1
+    ) -> TxReceipt:
+        """Poll for the receipt (5 ms, doubling to 250 ms) and for ``confirmations`` blocks."""
+        tx = HexBytes(tx_hash)
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                receipt = await self.rpc(lambda: self.w3.eth.get_transaction_receipt(tx))
+                if confirmations <= 1:
+                    return receipt
+                head = await self.block_number()
+                if head - receipt["blockNumber"] + 1 >= confirmations:
+                    return receipt
+            except TransactionNotFound:
+                pass
+            if time.monotonic() >= deadline:
+                raise ChainTimeoutError(tx.to_0x_hex(), timeout)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    async def revert_reason(self, receipt: TxReceipt, tx: TxParams) -> TransactionRevertedError:
+        """Replay a failed transaction at its block to recover the revert data."""
+        replay: TxParams = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value")}  # type: ignore[assignment]
+        tx_hash = receipt["transactionHash"].to_0x_hex()
+        try:
+            await self.w3.eth.call(replay, block_identifier=receipt["blockNumber"])
+        except ContractLogicError as exc:
+            return self._reverted(exc, function=None, tx_hash=tx_hash)
+        except (Web3RPCError, *_NETWORK_ERRORS):
+            pass
+        return TransactionRevertedError(error_name=None, tx_hash=tx_hash)
+
+
+class Signer:
+    """A local key that sends transactions through a :class:`ChainClient`.
+
+    Nonces are handed out under a lock, so any number of concurrent :meth:`send` calls from one
+    signer get consecutive nonces. After a failed send the nonce is re-read from the chain.
+    """
+
+    def __init__(self, client: ChainClient, private_key: str | bytes) -> None:
+        self.client = client
+        self.account: LocalAccount = Account.from_key(private_key)
+        self._lock = asyncio.Lock()
+        self._next_nonce: int | None = None
+
+    @property
+    def address(self) -> ChecksumAddress:
+        return self.account.address
+
+    @asynccontextmanager
+    async def _nonce(self) -> AsyncIterator[int]:
+        async with self._lock:
+            if self._next_nonce is None:
+                self._next_nonce = await self.client.rpc(
+                    lambda: self.client.w3.eth.get_transaction_count(self.address, "pending")
+                )
+            nonce = self._next_nonce
+            try:
+                yield nonce
+            except BaseException:
+                self._next_nonce = None  # unknown whether it was used: ask the chain next time
+                raise
+            self._next_nonce = nonce + 1
+
+    async def send(self, fn: Transactable, *, gas: int | None = None) -> str:
+        """Estimate, sign and send ``fn``; return the transaction hash (0x-hex).
+
+        Gas estimation runs the call first, so a call that would revert raises
+        TransactionRevertedError here, before anything is sent.
+        """
+        tx_hash, _ = await self._send(fn, gas=gas)
+        return tx_hash
+
+    async def _send(self, fn: Transactable, *, gas: int | None) -> tuple[str, TxParams]:
+        params: TxParams = {"from": self.address, "chainId": await self.client.chain_id()}
+        if gas is not None:
+            params["gas"] = gas
+        async with self._nonce() as nonce:
+            params["nonce"] = Nonce(nonce)
+            tx = await self.client.rpc(lambda: fn.build_transaction(params), function=_label(fn))
+            signed = self.account.sign_transaction(cast(dict[str, Any], tx))
+            tx_hash = await self.client.rpc(
+                lambda: self.client.w3.eth.send_raw_transaction(signed.raw_transaction),
+                function=_label(fn),
+            )
+        return tx_hash.to_0x_hex(), tx
+
+    async def transact(
+        self,
+        fn: Transactable,
+        *,
+        gas: int | None = None,
+        timeout: float = 120.0,
+        confirmations: int = 1,
+    ) -> TxReceipt:
+        """Send ``fn`` and wait for its receipt; a reverted transaction raises with the decoded
+        custom error."""
+        tx_hash, tx = await self._send(fn, gas=gas)
+        receipt = await self.client.wait_for_receipt(
+            tx_hash, timeout=timeout, confirmations=confirmations
+        )
+        if receipt["status"] != 1:
+            raise await self.client.revert_reason(receipt, tx)
+        return receipt
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 200 else text[:200] + "…"

@@ -1,0 +1,126 @@
+"""Opening the chain side of ChainSense from settings: the dev chain (if no RPC URL), the client,
+the role signers, and the deployment (deployed on first start)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from chainsense.chain.client import ChainClient, Signer
+from chainsense.chain.deploy import Deployment, DeploymentStore, ensure_deployed
+from chainsense.chain.devchain import DevChain
+from chainsense.chain.devkeys import ANVIL_DEV_KEYS
+from chainsense.config import Settings
+from chainsense.errors import ConfigError
+
+__all__ = ["ChainContext", "RoleKeys", "open_chain", "role_keys"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoleKeys:
+    deployer: str
+    operator: str
+    anchorer: str
+
+
+def role_keys(settings: Settings) -> RoleKeys:
+    """The keys of the three platform roles. On the dev chain, unset keys default to the public
+    Anvil development keys 0, 1 and 2; on any other chain they must come from the environment."""
+    keys = {
+        "deployer": settings.deployer_key,
+        "operator": settings.operator_key,
+        "anchorer": settings.anchorer_key,
+    }
+    resolved: dict[str, str] = {}
+    for index, (role, secret) in enumerate(keys.items()):
+        if secret is not None:
+            resolved[role] = secret.get_secret_value()
+        elif settings.uses_dev_chain:
+            resolved[role] = ANVIL_DEV_KEYS[index]
+        else:
+            raise ConfigError(
+                f"CHAINSENSE_{role.upper()}_KEY is not set; it is required when "
+                "CHAINSENSE_RPC_URL points at an external chain"
+            )
+    return RoleKeys(**resolved)
+
+
+@dataclass
+class ChainContext:
+    """Everything the platform needs from the chain, opened once per process."""
+
+    client: ChainClient
+    deployment: Deployment
+    deployer: Signer
+    operator: Signer
+    anchorer: Signer
+    devchain: DevChain | None
+    deployed_now: bool
+
+
+@asynccontextmanager
+async def open_chain(settings: Settings) -> AsyncIterator[ChainContext]:
+    """Connect to the chain and find the contracts.
+
+    With no RPC URL, start the dev chain and deploy the contracts on first start (or again, if the
+    dev chain lost them). With an RPC URL, use the deployment recorded for that chain id, which
+    ``chainsense contracts deploy`` writes: nothing is deployed to a real chain implicitly.
+    Stops the dev chain on exit."""
+    keys = role_keys(settings)
+    async with AsyncExitStack() as stack:
+        devchain: DevChain | None = None
+        if settings.rpc_url is None:
+            devchain = DevChain(
+                state_dir=settings.chain_dir,
+                host=settings.anvil_host,
+                port=settings.anvil_port,
+                chain_id=settings.anvil_chain_id,
+                state_interval=settings.anvil_state_interval,
+                anvil_bin=settings.anvil_bin,
+            )
+            await devchain.start()
+            stack.push_async_callback(devchain.stop)
+            rpc_url = devchain.rpc_url
+        else:
+            rpc_url = settings.rpc_url
+        client = await ChainClient.connect(
+            rpc_url, timeout=settings.rpc_timeout, retries=settings.rpc_retries
+        )
+        stack.push_async_callback(client.close)
+        deployer = Signer(client, keys.deployer)
+        operator = Signer(client, keys.operator)
+        anchorer = Signer(client, keys.anchorer)
+        store = DeploymentStore(settings.deployments_dir)
+        if devchain is not None:
+            deployment, deployed_now = await ensure_deployed(
+                client,
+                deployer,
+                store,
+                operator=operator.address,
+                anchorer=anchorer.address,
+                redeploy_if_missing=True,
+            )
+        else:
+            chain_id = await client.chain_id()
+            found = store.load(chain_id)
+            if found is None:
+                raise ConfigError(
+                    f"no deployment recorded for chain {chain_id} in {settings.deployments_dir}; "
+                    f"run `chainsense contracts deploy --rpc {rpc_url}` first"
+                )
+            deployment, deployed_now = found, False
+        if deployed_now:
+            log.info("contracts deployed on chain %s", deployment.chain_id)
+        yield ChainContext(
+            client=client,
+            deployment=deployment,
+            deployer=deployer,
+            operator=operator,
+            anchorer=anchorer,
+            devchain=devchain,
+            deployed_now=deployed_now,
+        )
