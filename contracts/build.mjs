@@ -3,6 +3,7 @@
 //
 //   node contracts/build.mjs           write src/chainsense/contracts/artifacts/*.json
 //   node contracts/build.mjs --check   compile and fail if the committed artifacts differ
+//   --out DIR                          another artifact directory (for tests)
 //
 // Run from the repository root (the Makefile does). Source keys are repository-relative paths, so
 // the metadata hash embedded in the bytecode is the same on every machine.
@@ -12,7 +13,8 @@ import { dirname, join } from "node:path";
 import solc from "solc";
 
 const SRC_DIRS = ["contracts/interfaces", "contracts/src"];
-const OUT_DIR = "src/chainsense/contracts/artifacts";
+const outFlag = process.argv.indexOf("--out");
+const OUT_DIR = outFlag > 0 ? process.argv[outFlag + 1] : "src/chainsense/contracts/artifacts";
 export const SETTINGS = {
   optimizer: { enabled: true, runs: 200 },
   evmVersion: "cancun",

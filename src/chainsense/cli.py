@@ -180,9 +180,9 @@ def contracts_deploy(
     from chainsense.chain.runtime import role_keys
 
     settings = _settings(rpc)
-    keys = role_keys(settings)
 
     async def deploy() -> None:
+        keys = role_keys(settings)
         url = _dev_rpc_url(settings)
         async with await ChainClient.connect(
             url, timeout=settings.rpc_timeout, retries=settings.rpc_retries

@@ -1,0 +1,110 @@
+"""The chain client against a real Anvil: reverts decoded, nonces under concurrency, receipts,
+and a clear error when the RPC endpoint is down."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from chainsense.chain import ChainClient, Signer
+from chainsense.chain.devkeys import ANVIL_DEV_KEYS
+from chainsense.errors import ChainTimeoutError, ChainUnavailableError, TransactionRevertedError
+from tests.chain.conftest import Chain
+from tests.support import free_port
+
+pytestmark = pytest.mark.chain
+
+ZERO32 = bytes(32)
+
+
+def _root(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+async def test_transact_returns_receipt_and_decodes_duplicate_root(chain: Chain) -> None:
+    anchor = chain.client.contract("ReadingAnchor", chain.deployment.address("ReadingAnchor"))
+    root = os.urandom(32)
+    receipt = await chain.anchorer.transact(anchor.functions.anchor(root, 5, ZERO32))
+    assert receipt["status"] == 1
+    with pytest.raises(TransactionRevertedError) as info:
+        await chain.anchorer.transact(anchor.functions.anchor(root, 5, ZERO32))
+    err = info.value
+    assert err.error_name == "ReadingAnchorRootAlreadyAnchored"
+    assert err.error_args == {"root": "0x" + root.hex()}
+    assert "ReadingAnchorRootAlreadyAnchored(root=0x" in str(err)
+    assert err.function == "anchor"
+
+
+async def test_revert_names_openzeppelin_error_with_arguments(chain: Chain) -> None:
+    anchor = chain.client.contract("ReadingAnchor", chain.deployment.address("ReadingAnchor"))
+    with pytest.raises(TransactionRevertedError) as info:
+        await chain.operator.transact(anchor.functions.anchor(os.urandom(32), 1, ZERO32))
+    assert info.value.error_name == "AccessControlUnauthorizedAccount"
+    assert info.value.error_args["account"] == chain.operator.address
+
+
+async def test_mined_revert_is_decoded_from_the_receipt(chain: Chain) -> None:
+    """With a fixed gas limit nothing is estimated, so the revert happens on chain and the client
+    must replay the transaction to name the error."""
+    anchor = chain.client.contract("ReadingAnchor", chain.deployment.address("ReadingAnchor"))
+    with pytest.raises(TransactionRevertedError) as info:
+        await chain.anchorer.transact(anchor.functions.anchor(ZERO32, 1, ZERO32), gas=100_000)
+    assert info.value.error_name == "ReadingAnchorEmptyBatch"
+    assert info.value.tx_hash is not None
+
+
+async def test_view_call_revert_is_decoded(chain: Chain) -> None:
+    registry = chain.client.contract("DeviceRegistry", chain.deployment.address("DeviceRegistry"))
+    stranger = Signer(chain.client, ANVIL_DEV_KEYS[5])
+    with pytest.raises(TransactionRevertedError) as info:
+        await chain.client.call(registry.functions.revoke(stranger.address))
+    assert info.value.error_name in {
+        "AccessControlUnauthorizedAccount",
+        "DeviceRegistryUnknownDevice",
+    }
+
+
+async def test_concurrent_sends_get_distinct_nonces(chain: Chain) -> None:
+    anchor = chain.client.contract("ReadingAnchor", chain.deployment.address("ReadingAnchor"))
+    roots = [os.urandom(32) for _ in range(25)]
+    receipts = await asyncio.gather(
+        *(chain.anchorer.transact(anchor.functions.anchor(r, 1, ZERO32)) for r in roots)
+    )
+    assert all(r["status"] == 1 for r in receipts)
+    assert len({r["transactionHash"] for r in receipts}) == len(roots)
+    for root in roots:
+        assert await chain.client.call(anchor.functions.isAnchored(root))
+
+
+async def test_nonce_recovers_after_a_failed_send(chain: Chain) -> None:
+    anchor = chain.client.contract("ReadingAnchor", chain.deployment.address("ReadingAnchor"))
+    with pytest.raises(TransactionRevertedError):
+        await chain.anchorer.send(anchor.functions.anchor(ZERO32, 1, ZERO32))
+    receipt = await chain.anchorer.transact(anchor.functions.anchor(os.urandom(32), 1, ZERO32))
+    assert receipt["status"] == 1
+
+
+async def test_wait_for_receipt_waits_for_confirmations(chain: Chain) -> None:
+    anchor = chain.client.contract("ReadingAnchor", chain.deployment.address("ReadingAnchor"))
+    tx = await chain.anchorer.send(anchor.functions.anchor(os.urandom(32), 1, ZERO32))
+    waiter = asyncio.create_task(chain.client.wait_for_receipt(tx, confirmations=3, timeout=20))
+    await asyncio.sleep(0.2)
+    assert not waiter.done(), "returned before 3 confirmations were mined"
+    await chain.client.w3.provider.make_request("anvil_mine", [2])  # type: ignore[arg-type]
+    receipt = await asyncio.wait_for(waiter, 10)
+    assert receipt["status"] == 1
+
+
+async def test_wait_for_receipt_times_out_for_an_unknown_transaction(chain: Chain) -> None:
+    with pytest.raises(ChainTimeoutError):
+        await chain.client.wait_for_receipt("0x" + "ab" * 32, timeout=0.3)
+
+
+async def test_unreachable_rpc_raises_chain_unavailable_after_retries() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ChainUnavailableError) as info:
+        await ChainClient.connect(url, retries=2, backoff=0.01, timeout=1)
+    assert info.value.url == url
+    assert url in str(info.value)
