@@ -57,7 +57,8 @@ def test_deploy_verify_status_on_an_external_rpc(external_chain: str, tmp_path: 
 
     deployed = runner.invoke(app, ["contracts", "deploy", "--rpc", external_chain], env=env)
     assert deployed.exit_code == 0, deployed.output
-    assert "DeviceRegistry" in deployed.output and "recorded in" in deployed.output
+    assert "DeviceRegistry" in deployed.output
+    assert "recorded in" in deployed.output
 
     again = runner.invoke(app, ["contracts", "deploy", "--rpc", external_chain], env=env)
     assert again.exit_code == 2
@@ -106,4 +107,5 @@ def test_unreachable_rpc_exits_3_naming_the_url(tmp_path: Path) -> None:
         app, ["chain", "status", "--rpc", url], env={"CHAINSENSE_DATA_DIR": str(tmp_path)}
     )
     assert result.exit_code == 3
-    assert url in result.output and "unreachable" in result.output
+    assert url in result.output
+    assert "unreachable" in result.output

@@ -24,9 +24,11 @@ def test_first_start_deploys_and_restart_finds_the_same_contracts(tmp_path: Path
     with TestClient(create_app(settings)) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
-        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "ready"
         first = client.get("/v1/chain").json()
-        assert first["dev_chain"] is True and first["chain_id"] == 31337
+        assert first["dev_chain"] is True
+        assert first["chain_id"] == 31337
         assert set(first["contracts"]) == {"DeviceRegistry", "ReadingAnchor"}
     assert (tmp_path / "chain" / "state.json").exists()
     assert (tmp_path / "deployments" / "31337.json").exists()

@@ -21,7 +21,8 @@ async def test_record_holds_addresses_transactions_and_artifact_hashes(chain: Ch
     record = json.loads(chain.store.path(31337).read_text())
     for name in ("DeviceRegistry", "ReadingAnchor"):
         entry = record["contracts"][name]
-        assert entry["address"].startswith("0x") and len(entry["address"]) == 42
+        assert entry["address"].startswith("0x")
+        assert len(entry["address"]) == 42
         assert len(entry["tx_hash"]) == 66
         assert entry["artifact_sha256"] == load_artifact(name).sha256
         receipt = await chain.client.w3.eth.get_transaction_receipt(entry["tx_hash"])

@@ -123,7 +123,8 @@ def test_clean_stop_keeps_everything_and_restart_finds_the_deployment(chain_up: 
     second = chain_up.start()
     assert "found from an earlier start" in second
     addresses = [line.split()[-1] for line in first.splitlines() if line.startswith("  ")]
-    assert addresses and all(a in second for a in addresses)
+    assert addresses
+    assert all(a in second for a in addresses)
     assert _mined(chain_up.w3(), tx)
     chain_up.stop(signal.SIGTERM)
 

@@ -47,4 +47,5 @@ def test_artifacts_record_compiler_and_source_hashes() -> None:
         assert artifact.compiler["version"].startswith("0.8.30+")
         assert artifact.compiler["settings"]["evmVersion"] == "cancun"
         assert artifact.compiler["settings"]["optimizer"] == {"enabled": True, "runs": 200}
-        assert artifact.sources and all(h.startswith("0x") for h in artifact.sources.values())
+        assert artifact.sources
+        assert all(h.startswith("0x") for h in artifact.sources.values())
