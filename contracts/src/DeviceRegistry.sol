@@ -150,6 +150,7 @@ contract DeviceRegistry is IDeviceRegistry, AccessControl, Pausable, EIP712 {
         view
         returns (address)
     {
+        // slither-disable-next-line unused-return -- 3rd value only details the failure in `err`; failures yield address(0)
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(readingDigest(reading), signature);
         return err == ECDSA.RecoverError.NoError ? signer : address(0);
     }
