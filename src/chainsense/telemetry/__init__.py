@@ -1,0 +1,1 @@
+"""Telemetry: reading schemas, the ingest pipeline."""
