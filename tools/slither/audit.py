@@ -286,7 +286,8 @@ def collect_findings(results: Iterable[dict[str, Any]], sources: Sources) -> lis
                 located.append((rel, lines))
         if not located:
             continue  # only about dependencies (OpenZeppelin): not ours to fix or explain
-        file, lines = located[0]
+        # Point at the most specific element (the flagged statement rather than its function).
+        file, lines = min(located, key=lambda located_lines: len(located_lines[1]))
         finding = Finding(
             check=result["check"],
             impact=result["impact"],
