@@ -263,7 +263,11 @@ def contracts_audit() -> None:
     Exits 1 when a high or medium finding has no recorded reason."""
     from chainsense.contracts.audit import run_audit
 
-    code = run_audit(repo_root=Path.cwd())
+    try:
+        code = run_audit(repo_root=Path.cwd())
+    except ChainSenseError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
     raise typer.Exit(code)
 
 
