@@ -29,8 +29,10 @@ app = typer.Typer(
 )
 chain_app = typer.Typer(help="The chain ChainSense anchors to.", no_args_is_help=True)
 contracts_app = typer.Typer(help="Deploy, verify and audit the contracts.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys for operators (hashed at rest).", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(apikey_app, name="apikey")
 
 RpcOption = Annotated[
     str | None,
@@ -269,6 +271,78 @@ def contracts_audit() -> None:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
     raise typer.Exit(code)
+
+
+# --- API keys ------------------------------------------------------------------------------
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    scope: Annotated[
+        str, typer.Option(help="admin, operator (register/revoke devices) or reader.")
+    ] = "reader",
+) -> None:
+    """Create an API key. The key is printed once; only its hash is stored."""
+    from chainsense.store import Store
+
+    if scope not in ("admin", "operator", "reader"):
+        typer.secho("error: --scope must be admin, operator or reader", fg="red", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+
+    async def create() -> str:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(settings.store_url)
+        try:
+            record, key = await store.api_keys.create(name=name, scope=scope)
+        finally:
+            await store.close()
+        typer.echo(
+            f"created {record.scope} key #{record.id} {record.name!r} ({record.prefix})", err=True
+        )
+        return key
+
+    typer.echo(_run(create()))
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """List API keys (never the keys themselves)."""
+    from chainsense.store import Store
+
+    settings = _settings()
+
+    async def list_keys() -> None:
+        store = await Store.open(settings.store_url)
+        try:
+            for k in await store.api_keys.list():
+                state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+                typer.echo(f"#{k.id:<4} {k.scope:9} {k.prefix:14} {state:18} {k.name}")
+        finally:
+            await store.close()
+
+    _run(list_keys())
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: Annotated[int, typer.Argument(help="The key's number (#).")]) -> None:
+    """Revoke an API key."""
+    from chainsense.store import Store
+
+    settings = _settings()
+
+    async def revoke() -> bool:
+        store = await Store.open(settings.store_url)
+        try:
+            return await store.api_keys.revoke(key_id)
+        finally:
+            await store.close()
+
+    if not _run(revoke()):
+        typer.secho(f"error: no active key #{key_id}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked key #{key_id}")
 
 
 def main() -> None:

@@ -53,6 +53,30 @@ class Settings(BaseSettings):
     tx_timeout: float = Field(default=120.0, gt=0, description="Seconds to wait for a receipt.")
     confirmations: int = Field(default=1, ge=1, description="Blocks a transaction must have.")
 
+    # --- storage ---------------------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; default: a SQLite file in the data dir. For PostgreSQL: "
+        "postgresql+asyncpg://user:password@host/db",
+    )
+
+    # --- ingest ----------------------------------------------------------------------------
+    max_batch: int = Field(default=1000, ge=1, description="Readings per POST /v1/readings.")
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes."
+    )
+    max_future_ms: int = Field(
+        default=300_000,
+        ge=0,
+        description="How far ahead of the server clock a reading's timestamp may be (clock skew).",
+    )
+    registry_poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between DeviceRegistry event polls: the bound on how long a "
+        "revocation made directly on the chain takes to apply.",
+    )
+
     # --- API -------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000
@@ -61,6 +85,13 @@ class Settings(BaseSettings):
     def uses_dev_chain(self) -> bool:
         """True when ChainSense runs its own local Anvil chain."""
         return self.rpc_url is None
+
+    @property
+    def store_url(self) -> str:
+        """The database URL in use (the SQLite file in the data dir unless one is set)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'chainsense.db').resolve()}"
 
     @property
     def chain_dir(self) -> Path:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from chainsense import __version__
 from chainsense.api.errors import install_error_handlers
 from chainsense.api.routes import probes, v1
-from chainsense.chain.runtime import open_chain
+from chainsense.api.routes.readings import BODY_MODELS
 from chainsense.config import Settings
+from chainsense.platform import open_platform
 from chainsense.web import mount_dashboard
 
 __all__ = ["create_app"]
@@ -23,8 +25,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_chain(settings) as chain:
-            app.state.chain = chain
+        async with open_platform(settings) as platform:
+            app.state.platform = platform
             yield
 
     app = FastAPI(
@@ -38,4 +40,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(probes)
     app.include_router(v1)
     mount_dashboard(app)
+    _document_body_models(app)
     return app
+
+
+def _document_body_models(app: FastAPI) -> None:
+    """Add the models POST /v1/readings parses by hand to the OpenAPI components."""
+    from fastapi.openapi.utils import get_openapi
+    from pydantic.json_schema import models_json_schema
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            _, defs = models_json_schema(
+                [(m, "validation") for m in BODY_MODELS],
+                ref_template="#/components/schemas/{model}",
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, definition in defs.get("$defs", {}).items():
+                components.setdefault(name, definition)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from chainsense.api.routes import chain, health
+from chainsense.api.routes import chain, devices, health, readings, schemas
 
 __all__ = ["probes", "v1"]
 
@@ -10,3 +10,6 @@ probes = health.router
 
 v1 = APIRouter(prefix="/v1")
 v1.include_router(chain.router)
+v1.include_router(devices.router)
+v1.include_router(readings.router)
+v1.include_router(schemas.router)

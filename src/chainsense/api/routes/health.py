@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from chainsense.api.deps import ChainDep
-from chainsense.errors import ChainError
+from chainsense.api.deps import PlatformDep
+from chainsense.errors import ChainSenseError
 
 router = APIRouter(tags=["probes"])
 
@@ -29,14 +29,19 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    summary="The chain answers",
+    summary="The database and the chain answer",
     responses={503: {"model": Readiness, "description": "A dependency does not answer"}},
 )
-async def readyz(chain: ChainDep) -> Readiness | JSONResponse:
+async def readyz(platform: PlatformDep) -> Readiness | JSONResponse:
     checks: dict[str, str] = {}
     try:
-        checks["chain"] = f"ok (block {await chain.client.block_number()})"
-    except ChainError as exc:
+        await platform.store.ping()
+        checks["database"] = f"ok ({platform.store.dialect})"
+    except ChainSenseError as exc:
+        checks["database"] = f"failing: {exc}"
+    try:
+        checks["chain"] = f"ok (block {await platform.chain.client.block_number()})"
+    except ChainSenseError as exc:
         checks["chain"] = f"failing: {exc}"
     ready = all(v.startswith("ok") for v in checks.values())
     body = Readiness(status="ready" if ready else "not ready", checks=checks)

@@ -1,0 +1,198 @@
+"""/v1/readings: devices post signed readings; operators query them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from chainsense.api.deps import PlatformDep, ReaderDep
+from chainsense.api.errors import PROBLEM_JSON
+from chainsense.identity import Reading as DomainReading
+from chainsense.store import StoredReading
+from chainsense.telemetry.ingest import BodyError, IngestResult, Rejection, parse_body
+from chainsense.telemetry.models import (
+    BatchAck,
+    BatchIn,
+    ReadingAck,
+    ReadingIn,
+    ReadingPage,
+    ReadingPublic,
+    ReadingSenMLIn,
+)
+from chainsense.telemetry.schemas import SchemaRegistry, UnknownSchemaError
+
+router = APIRouter(prefix="/readings", tags=["readings"])
+
+_PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+
+_BODY_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/ReadingIn"},
+                        {"$ref": "#/components/schemas/ReadingSenMLIn"},
+                        {"$ref": "#/components/schemas/BatchIn"},
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyError(_too_large(limit))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(_too_large(limit))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> Rejection:
+    return Rejection(413, "body-too-large", "Body too large", f"the limit is {limit} bytes")
+
+
+def _ack(result: IngestResult) -> ReadingAck:
+    return ReadingAck.model_validate(
+        {
+            "index": result.index,
+            "status": result.status,
+            "id": result.reading_id,
+            "device": result.device,
+            "seq": result.seq,
+            "error": result.error.problem() if result.error else None,
+        }
+    )
+
+
+@router.post(
+    "",
+    summary="Submit one signed reading, or a batch",
+    description=(
+        'Takes one reading (raw typed form or SenML form) or `{"readings": [...]}`. Each reading '
+        "is checked (schema, EIP-712 signature, registry, seq) and durably stored before the "
+        "answer is sent. One reading: 201 stored, 200 identical replay (same id), or a "
+        "problem+json error. A batch: 200 with a result per reading; bad readings never drop "
+        "good ones. No API key: the signature authenticates the device."
+    ),
+    openapi_extra=_BODY_SCHEMA,
+    responses={
+        200: {"model": BatchAck | ReadingAck, "description": "Batch results, or a replay"},
+        201: {"model": ReadingAck, "description": "Stored"},
+        400: _PROBLEM | {"description": "Malformed JSON"},
+        401: _PROBLEM | {"description": "Signature does not recover the device"},
+        403: _PROBLEM | {"description": "Unknown, revoked or rotated device"},
+        409: _PROBLEM | {"description": "seq already used by another reading, or not increasing"},
+        413: _PROBLEM | {"description": "Body or batch too large"},
+        422: _PROBLEM | {"description": "A field is invalid (the problem names it)"},
+    },
+)
+async def post_readings(request: Request, platform: PlatformDep) -> JSONResponse:
+    settings = platform.settings
+    try:
+        raw = await _read_body(request, settings.max_body_bytes)
+        items, is_batch = parse_body(raw, max_batch=settings.max_batch)
+    except BodyError as exc:
+        return JSONResponse(exc.rejection.problem(), exc.rejection.status, media_type=PROBLEM_JSON)
+    results = await platform.ingest.ingest(items)
+    if is_batch:
+        acks = [_ack(r) for r in results]
+        body = BatchAck(
+            stored=sum(r.status == "stored" for r in results),
+            duplicates=sum(r.status == "duplicate" for r in results),
+            rejected=sum(r.status == "rejected" for r in results),
+            results=acks,
+        )
+        return JSONResponse(body.model_dump(mode="json"), 200)
+    result = results[0]
+    if result.error is not None:
+        return JSONResponse(result.error.problem(), result.error.status, media_type=PROBLEM_JSON)
+    status = 201 if result.status == "stored" else 200
+    return JSONResponse(_ack(result).model_dump(mode="json", exclude={"error"}), status)
+
+
+def _public(row: StoredReading, schemas: SchemaRegistry) -> ReadingPublic:
+    try:
+        schema_name: str | None = schemas.by_id(row.schema).name
+    except UnknownSchemaError:
+        schema_name = None
+    json_form = DomainReading(row.device, row.seq, row.timestamp, row.schema, row.values).to_json()
+    return ReadingPublic(
+        id=row.id,
+        device=row.device,
+        seq=json_form["seq"],
+        timestamp=json_form["timestamp"],
+        schema=json_form["schema"],
+        schema_name=schema_name,
+        values=json_form["values"],
+        signature="0x" + row.signature.hex(),
+        struct_hash="0x" + row.struct_hash.hex(),
+        received_at=row.received_at.isoformat(),
+        batch_id=row.batch_id,
+    )
+
+
+@router.get("", response_model=ReadingPage, summary="Query readings by device and time range")
+async def list_readings(
+    platform: PlatformDep,
+    _key: ReaderDep,
+    device: Annotated[
+        str | None, Query(pattern=r"^0x[0-9a-fA-F]{40}$", description="Device address")
+    ] = None,
+    since: Annotated[
+        int | None, Query(ge=0, lt=2**63, description="From this device time (ms, inclusive)")
+    ] = None,
+    until: Annotated[
+        int | None, Query(ge=0, lt=2**63, description="Before this device time (ms, exclusive)")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the last page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ReadingPage:
+    from eth_utils.address import to_checksum_address
+
+    rows = await platform.store.readings.query(
+        device=to_checksum_address(device) if device else None,
+        since_ms=since,
+        until_ms=until,
+        after_id=int(cursor) if cursor else None,
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ReadingPage(
+        items=[_public(r, platform.schemas) for r in rows],
+        next_cursor=str(rows[-1].id) if more and rows else None,
+    )
+
+
+@router.get(
+    "/{reading_id}",
+    response_model=ReadingPublic,
+    summary="One stored reading",
+    responses={404: _PROBLEM | {"description": "No such reading"}},
+)
+async def get_reading(
+    reading_id: Annotated[int, Path(ge=1, lt=2**63)], platform: PlatformDep, _key: ReaderDep
+) -> ReadingPublic:
+    row = await platform.store.readings.get(reading_id)
+    if row is None:
+        raise HTTPException(404, f"no reading with id {reading_id}")
+    return _public(row, platform.schemas)
+
+
+#: Models the request body of POST /v1/readings refers to; app.py adds them to the OpenAPI
+#: components, since the handler parses the body itself.
+BODY_MODELS = (ReadingIn, ReadingSenMLIn, BatchIn)

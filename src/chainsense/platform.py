@@ -1,0 +1,91 @@
+"""The running platform: every long-lived service, opened together and closed together.
+
+The API lifespan and the CLI both use :func:`open_platform`, so they run the same services the
+same way. Services are passed to what needs them; nothing is a global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from chainsense.chain.registry import DeviceState, RegistryView
+from chainsense.chain.runtime import ChainContext, open_chain
+from chainsense.config import Settings
+from chainsense.identity import ReadingVerifier
+from chainsense.store import DeviceRecord, DeviceStatus, Store
+from chainsense.telemetry.ingest import IngestPipeline
+from chainsense.telemetry.schemas import BUILTIN_SCHEMAS, SchemaRegistry
+
+__all__ = ["Platform", "open_platform"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    store: Store
+    chain: ChainContext
+    registry: RegistryView
+    schemas: SchemaRegistry
+    verifier: ReadingVerifier
+    ingest: IngestPipeline
+
+
+@asynccontextmanager
+async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
+    """Open the store and the chain, sync the device registry, and keep it synced."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with AsyncExitStack() as stack:
+        store = await Store.open(settings.store_url)
+        stack.push_async_callback(store.close)
+        chain = await stack.enter_async_context(open_chain(settings))
+        registry_deployment = chain.deployment.contracts["DeviceRegistry"]
+
+        async def mirror(states: Sequence[DeviceState]) -> None:
+            await store.devices.upsert_many(
+                DeviceRecord(
+                    address=s.key,
+                    identity=s.device,
+                    owner=s.owner,
+                    metadata_hash=s.metadata_hash,
+                    status=DeviceStatus(s.status),
+                    registered_at=s.registered_at,
+                    revoked_at=s.revoked_at,
+                    last_seq=0,  # the store keeps the higher of this and what it has
+                )
+                for s in states
+            )
+
+        registry = RegistryView(
+            chain.client,
+            registry_deployment.address,
+            from_block=registry_deployment.block_number,
+            poll_interval=settings.registry_poll_interval,
+            on_change=mirror,
+        )
+        await registry.sync()
+        poller = asyncio.create_task(registry.run(), name="registry-sync")
+
+        async def stop_poller() -> None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+
+        stack.push_async_callback(stop_poller)
+        verifier = ReadingVerifier(chain.deployment.chain_id, registry_deployment.address)
+        schemas = BUILTIN_SCHEMAS
+        ingest = IngestPipeline(
+            store=store,
+            verifier=verifier,
+            registry=registry,
+            schemas=schemas,
+            max_future_ms=settings.max_future_ms,
+        )
+        log.info("platform ready: store %s, chain %s", store.url, chain.deployment.chain_id)
+        yield Platform(settings, store, chain, registry, schemas, verifier, ingest)

@@ -1,0 +1,96 @@
+"""A running platform (real Anvil, real database) behind a TestClient, with API keys of each
+scope and helpers to make signed readings."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from chainsense.api import create_app
+from chainsense.config import Settings
+from chainsense.identity import DeviceKey, Reading
+from chainsense.platform import Platform
+from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
+from tests.support import free_port
+
+COLD = BUILTIN_SCHEMAS.by_name("chainsense.coldchain.v1")
+
+
+@dataclass
+class Api:
+    client: TestClient
+    platform: Platform
+    keys: dict[str, str]
+
+    def auth(self, scope: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[scope]}"}
+
+    def count(self) -> int:
+        return int(self.client.portal.call(self.platform.store.readings.count))  # type: ignore[union-attr]
+
+    def register(self, key: DeviceKey) -> dict[str, Any]:
+        response = self.client.post(
+            "/v1/devices", json={"address": key.address}, headers=self.auth("operator")
+        )
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def sign(
+        self,
+        key: DeviceKey,
+        seq: int,
+        values: tuple[int, ...] = (415, 620),
+        *,
+        timestamp: int | None = None,
+        schema: bytes = COLD.id,
+        chain_id: int | None = None,
+        contract: str | None = None,
+    ) -> dict[str, Any]:
+        reading = Reading(
+            device=key.address,
+            seq=seq,
+            timestamp=timestamp if timestamp is not None else int(time.time() * 1000),
+            schema=schema,
+            values=values,
+        )
+        signature = key.sign(
+            reading,
+            chain_id or self.platform.chain.deployment.chain_id,
+            contract or self.platform.chain.deployment.address("DeviceRegistry"),
+        )
+        return reading.to_json() | {"signature": "0x" + signature.hex()}
+
+
+def _create_key(client: TestClient, platform: Platform, scope: str) -> str:
+    async def create() -> str:
+        _, key = await platform.store.api_keys.create(name=f"test-{scope}", scope=scope)
+        return key
+
+    assert client.portal is not None
+    return client.portal.call(create)
+
+
+def make_api(data_dir: Path, database_url: str | None = None, **overrides: Any) -> Iterator[Api]:
+    settings = Settings(
+        data_dir=data_dir,
+        anvil_port=free_port(),
+        database_url=database_url,
+        registry_poll_interval=0.25,
+        **overrides,
+    )
+    with TestClient(create_app(settings)) as client:
+        platform: Platform = client.app.state.platform  # type: ignore[attr-defined]
+        keys = {s: _create_key(client, platform, s) for s in ("admin", "operator", "reader")}
+        yield Api(client, platform, keys)
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    yield from make_api(tmp_path_factory.mktemp("api"))
