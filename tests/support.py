@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
 
-__all__ = ["free_port"]
+__all__ = ["ensure_postgres", "free_port", "temp_postgres_database"]
 
 
 def free_port() -> int:
@@ -13,3 +15,60 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+POSTGRES_ADMIN_DSN = "postgresql://root@127.0.0.1:5432/postgres"
+POSTGRES_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
+async def _pg_try() -> Exception | None:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        return exc
+    await conn.close()
+    return None
+
+
+def ensure_postgres() -> None:
+    """Make sure the local PostgreSQL answers; start it with the machine's start command if not.
+    Fails (never skips) when it cannot be reached: CI must run the PostgreSQL tests."""
+    import asyncio
+    import subprocess
+    import time
+
+    if asyncio.run(_pg_try()) is None:
+        return
+    subprocess.run(POSTGRES_START, shell=True, check=False, capture_output=True, timeout=60)
+    deadline = time.monotonic() + 30
+    while (error := asyncio.run(_pg_try())) is not None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"PostgreSQL is not reachable and did not start: {error}")
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def temp_postgres_database(prefix: str = "chainsense_test") -> Iterator[str]:
+    """Create a fresh database, yield its SQLAlchemy asyncpg URL, drop it afterwards."""
+    import asyncio
+    import secrets
+
+    import asyncpg
+
+    ensure_postgres()
+    name = f"{prefix}_{secrets.token_hex(4)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+asyncpg://root@127.0.0.1:5432/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

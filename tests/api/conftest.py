@@ -17,7 +17,7 @@ from chainsense.config import Settings
 from chainsense.identity import DeviceKey, Reading
 from chainsense.platform import Platform
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
-from tests.support import free_port
+from tests.support import free_port, temp_postgres_database
 
 COLD = BUILTIN_SCHEMAS.by_name("chainsense.coldchain.v1")
 
@@ -91,6 +91,14 @@ def make_api(data_dir: Path, database_url: str | None = None, **overrides: Any) 
         yield Api(client, platform, keys)
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    yield from make_api(tmp_path_factory.mktemp("api"))
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """The platform on each database backend: the same suite runs against both."""
+    data_dir = tmp_path_factory.mktemp("api")
+    if request.param == "sqlite":
+        yield from make_api(data_dir)
+    else:
+        with temp_postgres_database() as url:
+            yield from make_api(data_dir, url)
