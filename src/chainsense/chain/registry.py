@@ -69,10 +69,7 @@ class RegistryView:
         self._keys: dict[str, DeviceState] = {}
         self._block_times: dict[int, datetime] = {}
         self._on_change = on_change
-        self._topics = {
-            str(self.contract.events[name].topic).lower(): name
-            for name in _EVENTS
-        }
+        self._topics = {str(self.contract.events[name].topic).lower(): name for name in _EVENTS}
         self._lock = asyncio.Lock()
 
     def get(self, key: str) -> DeviceState | None:
