@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from chainsense.config import Settings
+from chainsense.device.cli import device_app
 from chainsense.errors import ChainError, ChainSenseError, ConfigError
 
 T = TypeVar("T")
@@ -33,6 +34,7 @@ apikey_app = typer.Typer(help="API keys for operators (hashed at rest).", no_arg
 app.add_typer(chain_app, name="chain")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(device_app, name="device")
 
 RpcOption = Annotated[
     str | None,

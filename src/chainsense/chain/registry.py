@@ -99,6 +99,12 @@ class RegistryView:
                     }
                 )
             )
+            if not logs:
+                self._next_block = head + 1
+                return []
+            # Work on a copy: the store mirror is written first, and only then does the view
+            # say a key is active, so ingestion never sees a key the store does not know.
+            keys = dict(self._keys)
             changed: dict[str, DeviceState] = {}
             for entry in logs:
                 name = self._topics.get("0x" + bytes(entry["topics"][0]).hex())
@@ -106,12 +112,13 @@ class RegistryView:
                     continue
                 event = self.contract.events[name]().process_log(entry)
                 when = await self._block_time(entry["blockNumber"])
-                for state in self._apply(name, event["args"], when):
-                    self._keys[state.key] = state
+                for state in self._apply(keys, name, event["args"], when):
+                    keys[state.key] = state
                     changed[state.key] = state
+            if changed and self._on_change is not None:
+                await self._on_change(list(changed.values()))
+            self._keys = keys
             self._next_block = head + 1
-        if changed and self._on_change is not None:
-            await self._on_change(list(changed.values()))
         return list(changed.values())
 
     async def run(self) -> None:
@@ -123,7 +130,10 @@ class RegistryView:
             except ChainError as exc:
                 log.warning("registry sync failed, retrying: %s", exc)
 
-    def _apply(self, name: str, args: Any, when: datetime) -> list[DeviceState]:
+    @staticmethod
+    def _apply(
+        keys: dict[str, DeviceState], name: str, args: Any, when: datetime
+    ) -> list[DeviceState]:
         if name == "DeviceRegistered":
             return [
                 DeviceState(
@@ -136,10 +146,10 @@ class RegistryView:
                 )
             ]
         if name == "DeviceRevoked":
-            old = self._keys.get(args["key"])
+            old = keys.get(args["key"])
             return [] if old is None else [replace(old, status="revoked", revoked_at=when)]
         if name == "DeviceKeyRotated":
-            old = self._keys.get(args["oldKey"])
+            old = keys.get(args["oldKey"])
             if old is None:
                 return []
             new = replace(old, key=args["newKey"], status="active", registered_at=when)
@@ -148,7 +158,7 @@ class RegistryView:
             digest = "0x" + bytes(args["metadataHash"]).hex()
             return [
                 replace(s, metadata_hash=digest)
-                for s in self._keys.values()
+                for s in keys.values()
                 if s.device == args["device"]
             ]
         return []

@@ -349,11 +349,13 @@ def _result(index: int, row: NewReading, outcome: Outcome, reading_id: int | Non
             f"seq {row.seq} is not above the last stored seq of {row.device}",
             "seq",
         ),
+        # The registry view writes the store mirror before it calls a key active, so this is
+        # only reachable if the mirror was changed behind the platform's back: retryable.
         Outcome.UNKNOWN_DEVICE: Rejection(
-            403,
-            "unknown-device",
-            "Unknown device",
-            f"{row.device} is not (yet) known to the store; retry in a moment",
+            503,
+            "registry-syncing",
+            "Device not yet in the store",
+            f"{row.device} is active on chain but not yet in the store; retry in a moment",
             "device",
         ),
     }[outcome]
