@@ -1,0 +1,50 @@
+"""Durable storage: devices (the registry mirror), signed readings, API keys.
+
+SQLite (WAL, the embedded default) or PostgreSQL, through one async API::
+
+    store = await Store.open(default_url(settings.data_dir))  # migrates to the latest schema
+    results = await store.readings.insert_batch(rows)          # durable when it returns
+    await store.close()
+
+A reading is kept with every field it was signed over, so it can be verified again years later.
+Each device's ``seq`` strictly increases in storage, even with several processes writing: see
+:mod:`chainsense.store.readings`. Errors: :mod:`chainsense.store.errors`.
+"""
+
+from chainsense.store.api_keys import ApiKeyRepository, hash_key
+from chainsense.store.devices import DeviceRepository
+from chainsense.store.engine import default_url, mask_url
+from chainsense.store.errors import StoreError, StoreUnavailableError
+from chainsense.store.readings import MAX_QUERY_LIMIT, ReadingRepository
+from chainsense.store.records import (
+    ApiKeyRecord,
+    DeviceRecord,
+    DeviceStatus,
+    InsertResult,
+    NewReading,
+    Outcome,
+    Scope,
+    StoredReading,
+)
+from chainsense.store.store import Store
+
+__all__ = [
+    "MAX_QUERY_LIMIT",
+    "ApiKeyRecord",
+    "ApiKeyRepository",
+    "DeviceRecord",
+    "DeviceRepository",
+    "DeviceStatus",
+    "InsertResult",
+    "NewReading",
+    "Outcome",
+    "ReadingRepository",
+    "Scope",
+    "Store",
+    "StoreError",
+    "StoreUnavailableError",
+    "StoredReading",
+    "default_url",
+    "hash_key",
+    "mask_url",
+]

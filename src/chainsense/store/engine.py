@@ -1,0 +1,205 @@
+"""Engines and connections: URL handling, SQLite pragmas and locking, error translation.
+
+SQLite is opened in WAL mode with ``synchronous=FULL`` (a commit is on disk before
+``insert_batch`` returns, so an acknowledged reading survives a power cut, not only a crash),
+``foreign_keys=ON`` and a busy timeout. SQLAlchemy emits ``BEGIN`` itself (the sqlite3 driver's
+legacy transaction handling is switched off): ``BEGIN`` for reads, ``BEGIN IMMEDIATE`` for writes,
+so a write transaction holds the database write lock from its first statement and concurrent
+writers (tasks or processes) queue instead of failing half-way. PostgreSQL writers lock the
+rows they depend on (``SELECT ... FOR UPDATE``) instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from chainsense.store.errors import StoreError, StoreUnavailableError
+
+__all__ = ["Database", "default_url", "mask_url", "parse_url"]
+
+BUSY_TIMEOUT_S = 30.0
+"""How long a SQLite writer waits for the write lock before the store reports it unavailable."""
+CONNECT_TIMEOUT_S = 10.0
+
+_BEGIN_OPTION = "chainsense_sqlite_begin"
+_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+_ALIASES = {
+    "sqlite": "sqlite",
+    "sqlite+aiosqlite": "sqlite",
+    "postgres": "postgresql",
+    "postgresql": "postgresql",
+    "postgresql+asyncpg": "postgresql",
+}
+
+
+def default_url(data_dir: Path | str) -> str:
+    """The embedded default: ``sqlite+aiosqlite:///<data_dir>/chainsense.db``."""
+    return f"sqlite+aiosqlite:///{Path(data_dir) / 'chainsense.db'}"
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL with its password replaced by ``***`` (safe to log or show)."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        return "<unparseable database URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
+def parse_url(url: str | URL) -> URL:
+    """The async-driver URL for a SQLite or PostgreSQL URL; StoreError for anything else.
+
+    ``sqlite:///`` and ``postgresql://`` (or ``postgres://``) are accepted and given their async
+    driver (aiosqlite, asyncpg). In-memory SQLite is refused: every pooled connection would see
+    its own empty database.
+    """
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError as exc:
+        raise StoreError(f"not a database URL: {mask_url(url)}") from exc
+    dialect = _ALIASES.get(parsed.drivername)
+    if dialect is None:
+        raise StoreError(
+            f"unsupported database URL {mask_url(parsed)}: use sqlite+aiosqlite:///<file> "
+            "or postgresql+asyncpg://user:password@host/db"
+        )
+    parsed = parsed.set(drivername=_DRIVERS[dialect])
+    if dialect == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StoreError("in-memory SQLite is not supported: give the store a file")
+    return parsed
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Take BEGIN away from the driver (see the module docstring), then set the pragmas.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        mode = cursor.fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"SQLite refused WAL mode (journal_mode is {mode})")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+_UNAVAILABLE = (OperationalError, InterfaceError, OSError, TimeoutError)
+
+
+class Database:
+    """One engine and the connection discipline every repository follows."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.masked_url = mask_url(url)
+        self.dialect: str = _ALIASES[url.drivername]
+        kwargs: dict[str, Any] = {
+            "json_serializer": functools.partial(json.dumps, separators=(",", ":")),
+        }
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
+        else:
+            kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_S}
+            kwargs["pool_pre_ping"] = True
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        # SQLite has one writer at a time: writers of this process queue here, in order, instead
+        # of sleeping in SQLite's busy handler (other processes still meet the busy timeout).
+        self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = (
+            asyncio.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        )
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
+            self._writer = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        else:
+            self._writer = self.engine
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @asynccontextmanager
+    async def translate(self) -> AsyncIterator[None]:
+        """Turn driver failures into StoreUnavailableError / StoreError (ValueError passes)."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailableError(self.masked_url, _reason(exc)) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StoreUnavailableError(self.masked_url, _reason(exc)) from exc
+            raise StoreError(f"database error at {self.masked_url}: {_reason(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error at {self.masked_url}: {_reason(exc)}") from exc
+
+    async def _connect(self, engine: AsyncEngine) -> AsyncConnection:
+        """A pooled connection; any failure to get one means the database is unavailable."""
+        conn = engine.connect()
+        try:
+            await conn.start()
+        except StoreError:
+            raise
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(self.masked_url, _reason(exc)) from exc
+        return conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a read transaction (rolled back at the end)."""
+        conn = await self._connect(self.engine)
+        try:
+            async with self.translate():
+                yield conn
+        finally:
+            async with self.translate():
+                await conn.close()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a write transaction, committed (durably) when the block exits."""
+        async with self._write_lock:
+            conn = await self._connect(self._writer)
+            try:
+                async with self.translate(), conn.begin():
+                    yield conn
+            finally:
+                async with self.translate():
+                    await conn.close()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    inner = orig if isinstance(orig, BaseException) else exc
+    text = str(inner).strip().splitlines()[0] if str(inner).strip() else ""
+    return f"{type(inner).__name__}: {text}" if text else type(inner).__name__

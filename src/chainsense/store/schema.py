@@ -1,0 +1,147 @@
+"""The tables, as SQLAlchemy Core metadata (the repositories use Core, not the ORM).
+
+The migrations in ``migrations/versions`` create exactly this schema; a test compares the two.
+Portable choices:
+
+- 64-bit ids: ``BIGINT`` identity on PostgreSQL, ``INTEGER PRIMARY KEY AUTOINCREMENT`` on SQLite
+  (SQLite's integers are 64-bit; only that spelling makes the column the rowid, and
+  AUTOINCREMENT guarantees a public reading id is never reused).
+- ``readings.values``: ``BIGINT[]`` on PostgreSQL, a JSON array on SQLite; both round-trip every
+  int64 exactly.
+- Times the server records are ``TIMESTAMP WITH TIME ZONE`` on PostgreSQL; SQLite has no zone, so
+  :class:`UTCDateTime` stores UTC and hands back aware datetimes on both.
+- ``seq``, ``timestamp``, ``last_seq`` are uint64 on the wire but signed ``BIGINT`` here: the
+  repositories refuse values of 2^63 or more (ValueError) instead of wrapping them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+__all__ = ["api_keys", "devices", "metadata", "readings"]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (naive values are refused)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: store times as timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def id_type() -> TypeEngine[int]:
+    """BIGINT everywhere, spelled INTEGER on SQLite so the column is the rowid."""
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
+def int64_array_type() -> TypeEngine[Any]:
+    """A list of int64: BIGINT[] on PostgreSQL, a JSON array elsewhere."""
+    return JSON().with_variant(ARRAY(BigInteger()), "postgresql")
+
+
+def _address() -> String:
+    return String(42)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("address", _address(), primary_key=True),
+    Column("identity", _address(), nullable=False),
+    Column("owner", _address(), nullable=False),
+    Column("metadata_hash", LargeBinary(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("registered_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    Column("last_seq", BigInteger(), nullable=False, server_default=text("0")),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    CheckConstraint("status IN ('active', 'revoked', 'rotated')", name="status"),
+    CheckConstraint("last_seq >= 0", name="last_seq"),
+    Index(None, "identity"),
+)
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("id", id_type(), Identity(), primary_key=True, autoincrement=True),
+    Column(
+        "device",
+        _address(),
+        ForeignKey("devices.address", ondelete="RESTRICT"),
+        nullable=False,
+    ),
+    Column("seq", BigInteger(), nullable=False),
+    Column("timestamp", BigInteger(), nullable=False),
+    Column("schema", LargeBinary(32), nullable=False),
+    Column("values", int64_array_type(), nullable=False),
+    Column("signature", LargeBinary(65), nullable=False),
+    Column("struct_hash", LargeBinary(32), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("batch_id", BigInteger(), nullable=True),
+    # The unique index on (device, seq) also serves every lookup by device alone.
+    UniqueConstraint("device", "seq"),
+    Index(None, "device", "timestamp"),
+    Index(None, "device", "id"),
+    Index(None, "batch_id"),
+    sqlite_autoincrement=True,
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", id_type(), Identity(), primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(32), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    CheckConstraint("scope IN ('admin', 'operator', 'reader')", name="scope"),
+    sqlite_autoincrement=True,
+)

@@ -1,0 +1,129 @@
+"""The store: one database, its migrations, and the repositories over it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import TracebackType
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chainsense.store import migrate as migrations
+from chainsense.store.api_keys import ApiKeyRepository
+from chainsense.store.devices import DeviceRepository
+from chainsense.store.engine import CONNECT_TIMEOUT_S, Database, parse_url
+from chainsense.store.errors import StoreError, StoreUnavailableError
+from chainsense.store.readings import ReadingRepository
+
+__all__ = ["Store"]
+
+
+class Store:
+    """Durable storage of devices, readings and API keys, on SQLite or PostgreSQL.
+
+    Open it with :meth:`open` (it is ready when that returns) and :meth:`close` it; or use it as
+    ``async with await Store.open(url) as store:``. It is safe to share between tasks, and
+    several processes may open the same database.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._closed = False
+        self.readings = ReadingRepository(db)
+        self.devices = DeviceRepository(db)
+        self.api_keys = ApiKeyRepository(db)
+
+    @classmethod
+    async def open(cls, url: str | URL, *, migrate: bool = True) -> Store:
+        """Connect to ``url`` and bring its schema to the latest migration.
+
+        ``url`` is ``sqlite+aiosqlite:///<file>`` (the file and its directory are created) or
+        ``postgresql+asyncpg://user:password@host:port/db`` (plain ``sqlite://`` and
+        ``postgresql://`` are given those drivers). With ``migrate=False`` the schema must
+        already be at the latest revision. Raises StoreUnavailableError if the database does not
+        answer, StoreError if the URL or the schema cannot work.
+        """
+        parsed = parse_url(url)
+        db = Database(parsed)
+        try:
+            if db.is_sqlite and parsed.database:
+                await _make_parent_dir(db, Path(parsed.database))
+            store = cls(db)
+            await store.ping()
+            if migrate:
+                async with db.write() as conn:
+                    await conn.run_sync(migrations.upgrade)
+            else:
+                await store._check_revision()
+        except BaseException:
+            await db.dispose()
+            raise
+        return store
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked."""
+        return self._db.masked_url
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._db.dialect
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine, for tools and tests that need SQL the repositories lack."""
+        return self._db.engine
+
+    async def ping(self, *, timeout: float = CONNECT_TIMEOUT_S) -> None:
+        """Return if the database answers a query within ``timeout`` seconds; else raise
+        StoreUnavailableError (naming the masked URL)."""
+        if self._closed:
+            raise StoreError(f"the store at {self.url} is closed")
+        try:
+            async with asyncio.timeout(timeout), self._db.read() as conn:
+                await conn.execute(text("SELECT 1"))
+        except TimeoutError as exc:
+            raise StoreUnavailableError(self.url, f"no answer within {timeout:g} s") from exc
+
+    async def close(self) -> None:
+        """Close every pooled connection. Idempotent."""
+        self._closed = True
+        await self._db.dispose()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    async def _check_revision(self) -> None:
+        async with self._db.read() as conn:
+            current = await conn.run_sync(migrations.current_revision)
+        head = migrations.head_revision()
+        if current != head:
+            raise StoreError(
+                f"the database at {self.url} is at schema revision {current or 'none'}, "
+                f"this version needs {head}: open it once with migrate=True"
+            )
+
+
+def _mkdir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+
+
+async def _make_parent_dir(db: Database, path: Path) -> None:
+    try:
+        await asyncio.to_thread(_mkdir, path.parent)
+    except OSError as exc:
+        raise StoreUnavailableError(db.masked_url, f"{type(exc).__name__}: {exc}") from exc
