@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import sqlite3
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
@@ -14,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from chainsense.errors import ChainSenseError
 from chainsense.store import Store, StoreError, StoreUnavailableError, default_url, mask_url
-from chainsense.store.migrate import head_revision
+from chainsense.store.migrate import alembic_config, head_revision
 from chainsense.store.schema import metadata
 from tests.support import free_port
 
@@ -69,6 +71,40 @@ async def test_migrations_build_exactly_the_declared_schema(backend: Backend) ->
             assert await conn.run_sync(_schema_diff) == []
     finally:
         await store.close()
+
+
+def _downgrade_to_base(conn: Connection) -> None:
+    command.downgrade(alembic_config(connection=conn), "base")
+
+
+async def test_migrations_downgrade_and_upgrade_again(backend: Backend) -> None:
+    url = await backend.fresh_url()
+    store = await Store.open(url)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.run_sync(_downgrade_to_base)
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_tables) == {"alembic_version"}
+            assert await conn.run_sync(_revision) is None
+    finally:
+        await store.close()
+    store = await Store.open(url)
+    try:
+        assert await store.readings.count() == 0
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("url", ["postgresql+asyncpg://u:p@h/db", "sqlite+aiosqlite:///x.db"])
+def test_migrations_render_offline_sql(url: str) -> None:
+    config = alembic_config(url)
+    config.output_buffer = io.StringIO()
+    command.upgrade(config, "head", sql=True)
+    sql = config.output_buffer.getvalue()
+    for table in ("devices", "readings", "api_keys"):
+        assert f"CREATE TABLE {table} (" in sql
+    assert "uq_readings_device_seq UNIQUE (device, seq)" in sql
+    assert ("BIGINT[]" in sql) is url.startswith("postgresql")
 
 
 async def test_open_without_migrate_refuses_an_old_schema(backend: Backend) -> None:

@@ -14,7 +14,6 @@ up: if it ever fired, the batch would fail whole and nothing would be acknowledg
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -267,11 +266,16 @@ _SQLITE_COLUMNS = (
 )
 
 
-@functools.cache
+_SQLITE_SQL: dict[str, str] = {}  # by paramstyle
+
+
 def _sqlite_insert_sql(dialect: Dialect) -> str:
-    compiled = insert(readings).compile(dialect=dialect, column_keys=list(_SQLITE_COLUMNS))
-    assert compiled.positiontup == list(_SQLITE_COLUMNS), compiled.positiontup
-    return str(compiled)
+    sql = _SQLITE_SQL.get(dialect.paramstyle)
+    if sql is None:
+        compiled = insert(readings).compile(dialect=dialect, column_keys=list(_SQLITE_COLUMNS))
+        assert compiled.positiontup == list(_SQLITE_COLUMNS), compiled.positiontup
+        sql = _SQLITE_SQL[dialect.paramstyle] = str(compiled)
+    return sql
 
 
 def _processor(column: str, dialect: Dialect) -> Callable[[Any], Any]:

@@ -8,6 +8,8 @@ Portable choices:
   AUTOINCREMENT guarantees a public reading id is never reused).
 - ``readings.values``: ``BIGINT[]`` on PostgreSQL, a JSON array on SQLite; both round-trip every
   int64 exactly.
+- Addresses sort byte-wise on both backends (``COLLATE "C"`` on PostgreSQL), so cursor pages by
+  address come in the same order whatever the server's locale.
 - Times the server records are ``TIMESTAMP WITH TIME ZONE`` on PostgreSQL; SQLite has no zone, so
   :class:`UTCDateTime` stores UTC and hands back aware datetimes on both.
 - ``seq``, ``timestamp``, ``last_seq`` are uint64 on the wire but signed ``BIGINT`` here: the
@@ -75,8 +77,9 @@ def int64_array_type() -> TypeEngine[Any]:
     return JSON().with_variant(ARRAY(BigInteger()), "postgresql")
 
 
-def _address() -> String:
-    return String(42)
+def address_type() -> TypeEngine[str]:
+    """A checksum address; binary collation on PostgreSQL, so it sorts the same everywhere."""
+    return String(42).with_variant(String(42, collation="C"), "postgresql")
 
 
 metadata = MetaData(
@@ -92,9 +95,9 @@ metadata = MetaData(
 devices = Table(
     "devices",
     metadata,
-    Column("address", _address(), primary_key=True),
-    Column("identity", _address(), nullable=False),
-    Column("owner", _address(), nullable=False),
+    Column("address", address_type(), primary_key=True),
+    Column("identity", address_type(), nullable=False),
+    Column("owner", address_type(), nullable=False),
     Column("metadata_hash", LargeBinary(32), nullable=False),
     Column("status", String(16), nullable=False),
     Column("registered_at", UTCDateTime(), nullable=False),
@@ -112,7 +115,7 @@ readings = Table(
     Column("id", id_type(), Identity(), primary_key=True, autoincrement=True),
     Column(
         "device",
-        _address(),
+        address_type(),
         ForeignKey("devices.address", ondelete="RESTRICT"),
         nullable=False,
     ),

@@ -21,6 +21,10 @@ def _id() -> sa.types.TypeEngine[int]:
     return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+def _address() -> sa.types.TypeEngine[str]:
+    return sa.String(42).with_variant(sa.String(42, collation="C"), "postgresql")
+
+
 def _time() -> sa.DateTime:
     return sa.DateTime(timezone=True)
 
@@ -28,9 +32,9 @@ def _time() -> sa.DateTime:
 def upgrade() -> None:
     op.create_table(
         "devices",
-        sa.Column("address", sa.String(42), nullable=False),
-        sa.Column("identity", sa.String(42), nullable=False),
-        sa.Column("owner", sa.String(42), nullable=False),
+        sa.Column("address", _address(), nullable=False),
+        sa.Column("identity", _address(), nullable=False),
+        sa.Column("owner", _address(), nullable=False),
         sa.Column("metadata_hash", sa.LargeBinary(32), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("registered_at", _time(), nullable=False),
@@ -46,7 +50,7 @@ def upgrade() -> None:
     op.create_table(
         "readings",
         sa.Column("id", _id(), sa.Identity(), nullable=False),
-        sa.Column("device", sa.String(42), nullable=False),
+        sa.Column("device", _address(), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("timestamp", sa.BigInteger(), nullable=False),
         sa.Column("schema", sa.LargeBinary(32), nullable=False),
