@@ -44,7 +44,6 @@ contract ReadingAnchor is IReadingAnchor, AccessControl, Pausable {
         if (_anchors[root].blockTime != 0) revert ReadingAnchorRootAlreadyAnchored(root);
         uint64 blockTime = uint64(block.timestamp);
         _anchors[root] = Anchor({
-            batchRef: batchRef,
             readingCount: readingCount,
             blockNumber: uint64(block.number),
             blockTime: blockTime

@@ -140,7 +140,6 @@ def test_anchor_storesRecordAndEmits(w3: Web3, anchor: Contract, roles: Roles) -
         )
     ]
     assert tuple(anchor.functions.anchorOf(ROOT).call()) == (
-        BATCH_REF,
         42,
         receipt["blockNumber"],
         when,
@@ -150,8 +149,8 @@ def test_anchor_storesRecordAndEmits(w3: Web3, anchor: Contract, roles: Roles) -
 
 def test_anchor_acceptsMaxCountAndZeroBatchRef(anchor: Contract, roles: Roles) -> None:
     anchor_root(anchor, roles, ROOT, UINT32_MAX, ZERO_BYTES32)
-    batch_ref, count, _, block_time = anchor.functions.anchorOf(ROOT).call()
-    assert (batch_ref, count) == (ZERO_BYTES32, UINT32_MAX)
+    count, _, block_time = anchor.functions.anchorOf(ROOT).call()
+    assert count == UINT32_MAX
     assert block_time > 0
 
 
@@ -210,7 +209,7 @@ def test_isAnchored_anchorOf_unknownRoot(anchor: Contract, roles: Roles) -> None
     other = keccak(text="never-anchored")
     assert not anchor.functions.isAnchored(other).call()
     assert not anchor.functions.isAnchored(ZERO_BYTES32).call()
-    assert tuple(anchor.functions.anchorOf(other).call()) == (ZERO_BYTES32, 0, 0, 0)
+    assert tuple(anchor.functions.anchorOf(other).call()) == (0, 0, 0)
 
 
 # --- leaves -----------------------------------------------------------------------------------
