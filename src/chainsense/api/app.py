@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from chainsense import __version__
-from chainsense.api.errors import install_error_handlers
+from chainsense.api.errors import PROBLEM_JSON, install_error_handlers
 from chainsense.api.routes import probes, v1
 from chainsense.api.routes.readings import BODY_MODELS
 from chainsense.config import Settings
@@ -61,7 +61,33 @@ def _document_body_models(app: FastAPI) -> None:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, definition in defs.get("$defs", {}).items():
                 components.setdefault(name, definition)
+            _document_problems(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_FASTAPI_422 = {
+    "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+}
+
+
+def _document_problems(schema: dict[str, Any]) -> None:
+    """Every error is problem+json (api/errors.py); a route that needs an API key answers 401
+    and 403 (api/deps.py); one with a JSON body answers 400 when it does not parse."""
+    problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path_item in schema["paths"].values():
+        for operation in path_item.values():
+            responses = operation["responses"]
+            if "requestBody" in operation:
+                responses.setdefault("400", {"description": "Malformed JSON"})
+            if operation.get("security"):
+                responses.setdefault("401", {"description": "No API key, or an unknown one"})
+                responses.setdefault("403", {"description": "The API key's scope is too low"})
+            for status, response in responses.items():
+                content = response.get("content")
+                if int(status) >= 400 and content in (None, _FASTAPI_422, {PROBLEM_JSON: {}}):
+                    response["content"] = dict(problem)
+    schema["components"]["schemas"].pop("HTTPValidationError", None)
+    schema["components"]["schemas"].pop("ValidationError", None)

@@ -86,12 +86,24 @@ class BatchIn(BaseModel):
     readings: list[ReadingIn | ReadingSenMLIn] = Field(min_length=1)
 
 
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
 class Problem(BaseModel):
+    """An RFC 9457 problem; ``field`` names the offending input field where there is one."""
+
+    model_config = ConfigDict(extra="allow")
+
     type: str
     title: str
     status: int
     detail: str | None = None
     field: str | None = None
+    errors: list[FieldError] | None = Field(
+        default=None, description="Every invalid field, for request validation errors (422)"
+    )
 
 
 class ReadingAck(BaseModel):
