@@ -132,3 +132,19 @@ async def test_list_arguments_are_checked(store: Store) -> None:
         await store.devices.list(status="sleeping")
     with pytest.raises(ValueError, match="not an address"):
         await store.devices.list(after="0xnope")
+
+
+async def test_upsert_many_keeps_the_last_record_of_an_address(store: Store) -> None:
+    def record(key: str, status: DeviceStatus) -> DeviceRecord:
+        return DeviceRecord(key, key, OWNER, HASH, status, REGISTERED, None, 0)
+
+    await store.devices.upsert_many(
+        [
+            record(address(2), DeviceStatus.ACTIVE),
+            record(address(1), DeviceStatus.ACTIVE),
+            record(address(2), DeviceStatus.ROTATED),
+        ]
+    )
+    assert [(r.address, r.status) for r in await store.devices.list()] == sorted(
+        [(address(1), DeviceStatus.ACTIVE), (address(2), DeviceStatus.ROTATED)]
+    )

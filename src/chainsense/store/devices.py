@@ -102,6 +102,9 @@ class DeviceRepository:
     async def _upsert(self, params: builtins.list[dict[str, Any]]) -> None:
         if not params:
             return
+        # The last record of an address wins; rows are written in address order, the order
+        # insert_batch locks them in, so the two never deadlock on PostgreSQL.
+        params = [p for _, p in sorted({p["address"]: p for p in params}.items())]
         now = datetime.now(UTC)
         for p in params:
             p["updated_at"] = now
