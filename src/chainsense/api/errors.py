@@ -76,5 +76,7 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = [
             {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
         ]
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return problem(400, "Malformed JSON", "the request body is not valid JSON")
         fields = ", ".join(e["field"] for e in errors)
         return problem(422, "Invalid request", f"invalid fields: {fields}", errors=errors)
