@@ -17,8 +17,9 @@ The ceiling is ``ReadingVerifier.recover`` over the same signed readings on one 
 of 3), measured right before each configuration (other load on the machine then weighs on both
 alike): the server cannot do better than that on one core, since it also has to recover every
 signature. ratio = end-to-end readings/s / ceiling. The issue's target: ratio >= 0.5 on SQLite
-with batches. ``--profile DIR`` runs the server under cProfile (slower: read the shares, not the
-rates) and prints where its time goes.
+with batches. ``--profile DIR`` serves the same app through ``bench/_server.py``, which profiles
+the event loop's thread with cProfile during each timed configuration only (slower: read the
+shares, not the rates), writes ``DIR/<backend>-<batch>.prof`` and prints where the time goes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import platform
 import pstats
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -98,6 +100,16 @@ def _load() -> str:
     with contextlib.suppress(OSError, AttributeError):
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     return "n/a"
+
+
+def _main_thread_sched(pid: int) -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process's main thread, or
+    None where /proc/<pid>/task/<pid>/schedstat is missing."""
+    try:
+        on_cpu, waiting = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -219,8 +231,9 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 @contextlib.contextmanager
 def _serve(workdir: Path, database_url: str | None, profile: Path | None) -> Iterator[Server]:
-    """``python -m chainsense serve`` on a fresh data dir and free ports; stopped (SIGINT, so
-    the lifespan closes Anvil and cProfile writes its file) on exit."""
+    """``python -m chainsense serve`` on a fresh data dir and free ports (``bench/_server.py``
+    writing cProfile windows to ``profile`` when given); stopped on exit with SIGINT, so the
+    lifespan closes Anvil."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINSENSE_")}
     env |= {
@@ -254,10 +267,9 @@ def _serve(workdir: Path, database_url: str | None, profile: Path | None) -> Ite
         raise RuntimeError(f"chainsense apikey create failed:\n{created.stderr}")
     api_key = created.stdout.strip().splitlines()[-1]
 
-    command = [sys.executable]
+    command = [sys.executable, "-m", "chainsense", "serve"]
     if profile is not None:
-        command += ["-m", "cProfile", "-o", str(profile)]
-    command += ["-m", "chainsense", "serve"]
+        command = [sys.executable, str(Path(__file__).with_name("_server.py")), str(profile)]
     log = workdir / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -274,6 +286,9 @@ def _serve(workdir: Path, database_url: str | None, profile: Path | None) -> Ite
         yield server
     finally:
         _stop(process)
+        if profile is not None:  # keep the server's log beside its profile
+            with contextlib.suppress(OSError):
+                shutil.copyfile(log, profile.with_suffix(".log"))
 
 
 def _wait_ready(server: Server) -> None:
@@ -358,6 +373,7 @@ class Tally:
     stored: int = 0
     not_stored: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
+    client_cpu_s: float = 0.0
 
 
 @dataclass
@@ -373,6 +389,9 @@ class Row:
     server_cpu_s: float | None
     """CPU seconds the server process (all its threads) used during the configuration."""
     machine_cpu: float | None
+    main_thread: tuple[float, float] | None
+    """Shares of the wall time the server's main thread (the event loop) spent on a CPU, and
+    runnable but waiting for one; the rest it slept (idle, or waiting on I/O and locks)."""
 
     @property
     def rate(self) -> float:
@@ -421,9 +440,10 @@ async def _post_all(base_url: str, streams: list[list[bytes]]) -> tuple[Tally, f
 
         # Open every connection before the clock starts.
         await asyncio.gather(*(client.get("/healthz") for _ in streams))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(send(bodies) for bodies in streams))
         wall = time.perf_counter() - t0
+        tally.client_cpu_s = time.process_time() - c0
     return tally, wall
 
 
@@ -464,7 +484,7 @@ def _run_backend(
         database_url = (
             stack.enter_context(_postgres_database()) if backend == "postgresql" else None
         )
-        profile = args.profile / f"server-{backend}.prof" if args.profile else None
+        profile = args.profile / f"{backend}.prof" if args.profile else None
         _log(f"{backend}: starting `chainsense serve` (Anvil, fresh {backend} store)")
         server = stack.enter_context(_serve(workdir, database_url, profile))
         _log(
@@ -508,22 +528,48 @@ def _run_backend(
                 f"{sum(map(len, streams))} requests over {len(streams)} connections"
             )
             gc.collect()
-            cpu0, ticks0 = _process_cpu_s(server.process.pid), _machine_cpu_ticks()
+            pid = server.process.pid
+            cpu0, ticks0, sched0 = (
+                _process_cpu_s(pid),
+                _machine_cpu_ticks(),
+                _main_thread_sched(pid),
+            )
+            if profile is not None:
+                server.process.send_signal(signal.SIGUSR1)
             tally, wall = asyncio.run(_post_all(server.base_url, streams))
-            cpu1, ticks1 = _process_cpu_s(server.process.pid), _machine_cpu_ticks()
+            if profile is not None:
+                _collect_profile(server, profile, profile.with_name(f"{backend}-{batch}.prof"))
+            cpu1, ticks1, sched1 = (
+                _process_cpu_s(pid),
+                _machine_cpu_ticks(),
+                _main_thread_sched(pid),
+            )
             server_cpu_s = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
             machine_cpu = None
+            main_thread = None
+            if sched0 is not None and sched1 is not None:
+                main_thread = ((sched1[0] - sched0[0]) / wall, (sched1[1] - sched0[1]) / wall)
             if ticks0 is not None and ticks1 is not None and ticks1[1] > ticks0[1]:
                 machine_cpu = (ticks1[0] - ticks0[0]) / (ticks1[1] - ticks0[1])
             row = Row(
-                backend, batch, count, tally, wall, ceiling, ceiling_cpu, server_cpu_s, machine_cpu
+                backend,
+                batch,
+                count,
+                tally,
+                wall,
+                ceiling,
+                ceiling_cpu,
+                server_cpu_s,
+                machine_cpu,
+                main_thread,
             )
             rows.append(row)
             lat = sorted(tally.latencies)
             _log(
                 f"{backend}: batch {batch}: {row.rate:,.0f} readings/s ({tally.stored:,} stored "
                 f"in {wall:.2f} s; request p50 {lat[len(lat) // 2] * 1000:.0f} ms, "
-                f"p95 {lat[int(len(lat) * 0.95)] * 1000:.0f} ms)"
+                f"p95 {lat[int(len(lat) * 0.95)] * 1000:.0f} ms; client CPU "
+                f"{tally.client_cpu_s / wall:.0%})"
                 + (f"; NOT STORED: {dict(tally.not_stored)}" if tally.not_stored else "")
             )
 
@@ -532,21 +578,102 @@ def _run_backend(
             raise RuntimeError(f"{backend}: devices' last_seq is off: {wrong}")
         _log(f"{backend}: every device's last_seq is {start}, as sent; stopping the server")
     if profile is not None:
-        _print_profile(backend, profile)
+        for batch in args.batches:
+            _print_profile(
+                f"{backend}, batch {batch}", profile.with_name(f"{backend}-{batch}.prof")
+            )
     return rows, signed
 
 
 # --- profile -------------------------------------------------------------------------------
 
 
-def _print_profile(backend: str, path: Path, top: int = 30) -> None:
+def _collect_profile(server: Server, written: Path, keep: Path) -> None:
+    """Stop the server's profile window (SIGUSR2), wait for the file, and keep it as ``keep``."""
+    written.unlink(missing_ok=True)
+    server.process.send_signal(signal.SIGUSR2)
+    deadline = time.monotonic() + 60
+    while not written.exists():
+        if time.monotonic() > deadline or server.process.poll() is not None:
+            raise RuntimeError(f"the server wrote no profile:\n{_tail(server.log)}")
+        time.sleep(0.05)
+    written.replace(keep)
+
+
+#: Where a function's own time goes, by the first pattern its file or name contains.
+PROFILE_GROUPS: tuple[tuple[str, str], ...] = (
+    ("select.epoll", "idle: waiting in epoll"),
+    ("secp256k1", "secp256k1 recovery (coincurve)"),
+    ("coincurve", "secp256k1 recovery (coincurve)"),
+    ("identity/_keccak", "keccak256 (identity._keccak, ctypes)"),
+    ("identity/_address", "EIP-55 checksums (identity._address)"),
+    ("identity/reading", "Reading.from_json + validation (identity.reading)"),
+    ("identity/eip712", "struct hash + recovery glue (identity.eip712)"),
+    ("telemetry/ingest", "ingest pipeline (telemetry.ingest)"),
+    ("api/routes/readings", "route + response building (api.routes.readings, pydantic)"),
+    ("pydantic", "route + response building (api.routes.readings, pydantic)"),
+    ("telemetry/models", "route + response building (api.routes.readings, pydantic)"),
+    ("starlette/responses", "route + response building (api.routes.readings, pydantic)"),
+    ("json/", "json module (request decode, response and values encode)"),
+    ("chainsense/store", "store: chainsense.store (planning, checks)"),
+    ("sqlalchemy", "store: SQLAlchemy"),
+    ("aiosqlite", "store: driver (aiosqlite/asyncpg/greenlet)"),
+    ("asyncpg", "store: driver (aiosqlite/asyncpg/greenlet)"),
+    ("greenlet", "store: driver (aiosqlite/asyncpg/greenlet)"),
+    ("uvicorn", "HTTP server (uvicorn, h11)"),
+    ("h11", "HTTP server (uvicorn, h11)"),
+    ("starlette", "framework (starlette, fastapi)"),
+    ("fastapi", "framework (starlette, fastapi)"),
+    ("asyncio", "asyncio event loop"),
+    ("selectors", "asyncio event loop"),
+)
+
+
+def _profile_groups(stats: pstats.Stats) -> Counter[str]:
+    """Own time per group; a built-in's time goes to its callers' groups, in proportion to the
+    time each caller spent in it."""
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+
+    def group(func: tuple[str, int, str]) -> str | None:
+        filename, _, name = func
+        text = f"{filename}:{name}"
+        for pattern, label in PROFILE_GROUPS:
+            if pattern in text:
+                return label
+        return None if filename == "~" else "other"
+
+    def owner(func: tuple[str, int, str], depth: int = 0) -> Counter[str]:
+        own = group(func)
+        if own is not None or depth > 3:
+            return Counter({own or "other": 1.0})
+        callers = raw[func][4]
+        total = sum(c[3] for c in callers.values()) or 1.0
+        shares: Counter[str] = Counter()
+        for caller, c in callers.items():
+            for label, share in owner(caller, depth + 1).items():
+                shares[label] += share * c[3] / total
+        return shares or Counter({"other": 1.0})
+
+    groups: Counter[str] = Counter()
+    for func, (_, _, tottime, _, _) in raw.items():
+        for label, share in owner(func).items():
+            groups[label] += tottime * share
+    return groups
+
+
+def _print_profile(title: str, path: Path, top: int = 15) -> None:
     if not path.exists():
-        print(f"(no profile written at {path})")
+        print(f"(no profile at {path})")
         return
     stats = pstats.Stats(str(path))
-    print(f"\n--- server profile, {backend} (cProfile; {path}) ---", flush=True)
+    groups = _profile_groups(stats)
+    idle = groups.pop("idle: waiting in epoll", 0.0)
+    busy = sum(groups.values())
+    print(f"\n--- server profile, {title}: event-loop thread, cProfile ({path}) ---")
+    print(f"busy {busy:.2f} s, idle in epoll {idle:.2f} s; busy time by group:")
+    for label, seconds in groups.most_common():
+        print(f"  {seconds / busy:6.1%}  {label}")
     stats.sort_stats("tottime").print_stats(top)
-    stats.sort_stats("cumulative").print_stats(top)
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -564,7 +691,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--readings", type=int, default=24_000, help="per configuration")
     parser.add_argument("--devices", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
-    parser.add_argument("--profile", type=Path, default=None, help="cProfile the server into DIR")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="cProfile the timed windows into DIR"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.readings = min(args.readings, 2_000)
@@ -587,8 +716,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{platform.python_version()}, keccak backend: {KECCAK_BACKEND}"
     )
     print(
-        "server: `python -m chainsense serve` (one uvicorn worker) in its own process"
-        + (", under cProfile" if args.profile else "")
+        "server: "
+        + (
+            "bench/_server.py (the app as `chainsense serve` runs it, cProfiled while timed)"
+            if args.profile
+            else "`python -m chainsense serve`"
+        )
+        + ", one uvicorn worker, in its own process"
     )
     print(
         f"load average at the start: {_load()} (other work on the machine lowers every rate "
@@ -607,16 +741,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{'backend':<11}{'batch':>6}{'readings':>9}{'stored':>9}{'wall s':>7}{'readings/s':>11}"
         f"{'ceiling/s':>10}{'ratio':>7}{'srv us/r':>10}{'ceil us/r':>10}{'cpu ratio':>10}"
-        f"{'srv busy':>9}{'host busy':>10}"
+        f"{'srv busy':>9}{'host busy':>10}{'loop: cpu/runq/sleep':>22}"
     )
     for row in rows:
         us, cpu_ratio = row.server_us, row.cpu_ratio
         busy = row.server_cpu_s / row.wall_s if row.server_cpu_s is not None else None
+        loop = "n/a"
+        if row.main_thread is not None:
+            on, runq = row.main_thread
+            loop = f"{on:.0%}/{runq:.0%}/{max(0.0, 1 - on - runq):.0%}"
         print(
             f"{row.backend:<11}{row.batch:>6}{row.readings:>9,}{row.tally.stored:>9,}"
             f"{row.wall_s:>7.2f}{row.rate:>11,.0f}{row.ceiling:>10,.0f}{row.ratio:>7.2f}"
             f"{_fmt(us, '.1f'):>10}{row.ceiling_cpu * 1e6:>10.1f}{_fmt(cpu_ratio, '.2f'):>10}"
-            f"{_fmt(busy, '.0%'):>9}{_fmt(row.machine_cpu, '.0%'):>10}"
+            f"{_fmt(busy, '.0%'):>9}{_fmt(row.machine_cpu, '.0%'):>10}{loop:>22}"
         )
     print(
         "ceiling: ReadingVerifier.recover on one pinned core, measured just before each row; "
@@ -630,6 +768,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         "srv busy: the server's CPU time / wall time (100% = one core); host busy: busy share of "
         f"all {cores} cores (client, Anvil, PostgreSQL and anything else running included)"
+    )
+    print(
+        "loop: the server's main thread (the event loop), share of wall time on a CPU / runnable "
+        "but waiting for a CPU (other load) / asleep (idle: waiting on the database, the "
+        "network or a lock)"
     )
     sqlite_best = max((r.ratio for r in rows if r.backend == "sqlite"), default=None)
     if sqlite_best is not None:
