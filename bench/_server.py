@@ -24,6 +24,10 @@ from chainsense.config import Settings
 
 
 def main() -> None:
+    if len(sys.argv) != 2:
+        # `make bench` runs every bench/*.py: this helper has nothing to measure on its own.
+        print("bench/_server.py is a helper of bench/ingest.py --profile: nothing to run alone")
+        return
     path = Path(sys.argv[1])
     profiler = cProfile.Profile()
 
