@@ -3,6 +3,7 @@ app, and its lifespan opens the chain (and, later, the store and detectors) and 
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,7 +28,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_platform(settings) as platform:
             app.state.platform = platform
-            yield
+            # Everything built so far lives as long as the process: keep it out of the cyclic
+            # collector's full passes (measured: ~110 ms pauses every ~16k readings otherwise).
+            gc.collect()
+            gc.freeze()
+            try:
+                yield
+            finally:
+                gc.unfreeze()
 
     app = FastAPI(
         title="ChainSense",

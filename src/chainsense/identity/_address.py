@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from chainsense.identity._keccak import keccak256
 
 __all__ = ["address_bytes", "checksum_address", "checksum_from_bytes"]
@@ -19,6 +21,15 @@ def checksum_from_bytes(raw: bytes) -> str:
     return "0x" + mixed.to_bytes(40).decode("ascii")
 
 
+@lru_cache(maxsize=1 << 16)
+def _checksum_of_hex(value: str) -> str:
+    digits = value[2:]
+    result = checksum_from_bytes(bytes.fromhex(digits))
+    if digits != digits.lower() and digits != digits.upper() and digits != result[2:]:
+        raise ValueError("mixed-case address with a wrong EIP-55 checksum")
+    return result
+
+
 def checksum_address(value: object) -> str:
     """Parse an address given as ``0x`` + 40 hex digits into its EIP-55 form.
 
@@ -30,11 +41,9 @@ def checksum_address(value: object) -> str:
         raise ValueError(f"expected a 0x-prefixed hex string, got {type(value).__name__}")
     if len(value) != 42 or value[:2] != "0x" or not _HEX_DIGITS.issuperset(value[2:]):
         raise ValueError("expected 0x followed by 40 hex digits")
-    digits = value[2:]
-    result = checksum_from_bytes(bytes.fromhex(digits))
-    if digits != digits.lower() and digits != digits.upper() and digits != result[2:]:
-        raise ValueError("mixed-case address with a wrong EIP-55 checksum")
-    return result
+    # A device sends the same address with every reading: a bounded cache of well-formed
+    # addresses saves a keccak per reading (an attacker can only churn it, not grow it).
+    return _checksum_of_hex(value)
 
 
 def address_bytes(checksummed: str) -> bytes:

@@ -223,6 +223,12 @@ class ReadingVerifier:
             _recover_address(keccak256(self._prefix + struct_hash(reading)), signature)
         )
 
+    def recover_struct_bytes(self, struct_hash: bytes, signature: bytes) -> bytes:
+        """:meth:`recover_struct` as the raw 20 bytes (no checksum formatting: one keccak less)."""
+        if len(struct_hash) != 32:
+            raise ValueError(f"a struct hash is 32 bytes, got {len(struct_hash)}")
+        return _recover_address(keccak256(self._prefix + struct_hash), signature)
+
     def recover_struct(self, struct_hash: bytes, signature: bytes) -> str:
         """:meth:`recover` from a precomputed ``hashStruct(reading)`` (for callers that keep
         the struct hash anyway, as the ingest does for storage and Merkle leaves)."""

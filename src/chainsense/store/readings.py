@@ -243,10 +243,20 @@ async def _insert_sqlite(
     """
     dialect = conn.dialect
     first = int((await conn.execute(_SQLITE_NEXT_ID)).scalar_one())
-    sql, to_json = _sqlite_insert_sql(dialect), _processor("values", dialect)
+    sql = _sqlite_insert_sql(dialect)
     when = _processor("received_at", dialect)(received_at)
     rows = [
-        (first + k, device, seq, timestamp, schema, to_json(values), signature, struct_hash, when)
+        (
+            first + k,
+            device,
+            seq,
+            timestamp,
+            schema,
+            _json_ints(values),
+            signature,
+            struct_hash,
+            when,
+        )
         for k, (device, seq, timestamp, schema, values, signature, struct_hash) in enumerate(new)
     ]
     await conn.exec_driver_sql(sql, rows)
@@ -276,6 +286,11 @@ def _sqlite_insert_sql(dialect: Dialect) -> str:
         assert compiled.positiontup == list(_SQLITE_COLUMNS), compiled.positiontup
         sql = _SQLITE_SQL[dialect.paramstyle] = str(compiled)
     return sql
+
+
+def _json_ints(values: tuple[int, ...]) -> str:
+    """``json.dumps(list(values))`` for int64s, without the JSON processor's per-row cost."""
+    return "[" + ", ".join(map(str, values)) + "]"
 
 
 def _processor(column: str, dialect: Dialect) -> Callable[[Any], Any]:

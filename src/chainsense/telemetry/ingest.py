@@ -213,16 +213,17 @@ class IngestPipeline:
         signature = _signature(item.get("signature"))
         digest = struct_hash(reading)
         try:
-            signer = self.verifier.recover_struct(digest, signature)
+            signer = self.verifier.recover_struct_bytes(digest, signature)
         except InvalidSignatureError as exc:
             raise _invalid("signature", exc.reason, "invalid-signature") from None
-        if signer != reading.device:
+        if signer != bytes.fromhex(reading.device[2:]):
+            signer_text = self.verifier.recover_struct(digest, signature)
             raise _Refused(
                 Rejection(
                     401,
                     "signature-mismatch",
                     "Signature does not match the device",
-                    f"the signature recovers {signer}, not {reading.device}; it must be an "
+                    f"the signature recovers {signer_text}, not {reading.device}; it must be an "
                     f"EIP-712 signature for chain id {self.verifier.chain_id} and verifying "
                     f"contract {self.verifier.verifying_contract}",
                     "signature",

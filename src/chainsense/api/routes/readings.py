@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
@@ -63,17 +64,17 @@ def _too_large(limit: int) -> Rejection:
     return Rejection(413, "body-too-large", "Body too large", f"the limit is {limit} bytes")
 
 
-def _ack(result: IngestResult) -> ReadingAck:
-    return ReadingAck.model_validate(
-        {
-            "index": result.index,
-            "status": result.status,
-            "id": result.reading_id,
-            "device": result.device,
-            "seq": result.seq,
-            "error": result.error.problem() if result.error else None,
-        }
-    )
+def _ack(result: IngestResult) -> dict[str, Any]:
+    """The ReadingAck of one result, as plain JSON (built per reading on the hot path: a pydantic
+    model per reading measured 2.5 us more)."""
+    return {
+        "index": result.index,
+        "status": result.status,
+        "id": result.reading_id,
+        "device": result.device,
+        "seq": result.seq,
+        "error": result.error.problem() if result.error else None,
+    }
 
 
 @router.post(
@@ -107,19 +108,20 @@ async def post_readings(request: Request, platform: PlatformDep) -> JSONResponse
         return JSONResponse(exc.rejection.problem(), exc.rejection.status, media_type=PROBLEM_JSON)
     results = await platform.ingest.ingest(items)
     if is_batch:
-        acks = [_ack(r) for r in results]
-        body = BatchAck(
-            stored=sum(r.status == "stored" for r in results),
-            duplicates=sum(r.status == "duplicate" for r in results),
-            rejected=sum(r.status == "rejected" for r in results),
-            results=acks,
-        )
-        return JSONResponse(body.model_dump(mode="json"), 200)
+        counts = Counter(r.status for r in results)
+        body = {  # the BatchAck schema
+            "stored": counts["stored"],
+            "duplicates": counts["duplicate"],
+            "rejected": counts["rejected"],
+            "results": [_ack(r) for r in results],
+        }
+        return JSONResponse(body, 200)
     result = results[0]
     if result.error is not None:
         return JSONResponse(result.error.problem(), result.error.status, media_type=PROBLEM_JSON)
-    status = 201 if result.status == "stored" else 200
-    return JSONResponse(_ack(result).model_dump(mode="json", exclude={"error"}), status)
+    ack = _ack(result)
+    del ack["error"]
+    return JSONResponse(ack, 201 if result.status == "stored" else 200)
 
 
 def _public(row: StoredReading, schemas: SchemaRegistry) -> ReadingPublic:
