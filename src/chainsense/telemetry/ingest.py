@@ -16,6 +16,7 @@ One bad reading in a batch never drops the good ones: every reading gets its own
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,7 @@ from chainsense.telemetry.schemas import SchemaRegistry, UnknownSchemaError, Val
 __all__ = ["IngestPipeline", "IngestResult", "Rejection", "parse_body"]
 
 INT63_LIMIT = 2**63  # storage is signed 64-bit: seq and timestamp must stay below this
+_THREAD_MIN_BATCH = 32  # below this, a thread hop costs more than it frees
 
 
 @dataclass(frozen=True)
@@ -159,10 +161,27 @@ class IngestPipeline:
     async def ingest(self, items: Sequence[Any]) -> list[IngestResult]:
         """Check every item, store the good ones in one transaction, and return a result per
         item. Returns only after the commit: a ``stored`` result is durable."""
+        now_ms = int(self._clock() * 1000)
+        if len(items) >= _THREAD_MIN_BATCH:
+            # libsecp256k1 releases the GIL, so checking a batch in a worker thread lets one
+            # request's signature recovery overlap another's parsing and storing, and keeps the
+            # event loop free to answer probes during a large batch.
+            results, rows, row_index = await asyncio.to_thread(self._check_all, items, now_ms)
+        else:
+            results, rows, row_index = self._check_all(items, now_ms)
+        if rows:
+            stored = await self.store.readings.insert_batch(rows)
+            for index, row, outcome in zip(row_index, rows, stored, strict=True):
+                results[index] = _result(index, row, outcome.outcome, outcome.reading_id)
+        return [r for r in results if r is not None]
+
+    def _check_all(
+        self, items: Sequence[Any], now_ms: int
+    ) -> tuple[list[IngestResult | None], list[NewReading], list[int]]:
+        """Steps 1-3 for every item: the rejected ones get their result, the others a row."""
         results: list[IngestResult | None] = [None] * len(items)
         rows: list[NewReading] = []
         row_index: list[int] = []
-        now_ms = int(self._clock() * 1000)
         for index, item in enumerate(items):
             try:
                 reading, signature, digest = self._check(item, now_ms)
@@ -187,11 +206,7 @@ class IngestPipeline:
                 )
             )
             row_index.append(index)
-        if rows:
-            stored = await self.store.readings.insert_batch(rows)
-            for index, row, outcome in zip(row_index, rows, stored, strict=True):
-                results[index] = _result(index, row, outcome.outcome, outcome.reading_id)
-        return [r for r in results if r is not None]
+        return results, rows, row_index
 
     # --- the checks, in order ---------------------------------------------------------------
 
