@@ -15,6 +15,8 @@ from functools import lru_cache
 
 from eth_utils.address import to_checksum_address
 
+from chainsense.identity.reading import INT64_MAX, INT64_MIN
+
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
@@ -29,8 +31,6 @@ __all__ = [
     "checksum_address",
 ]
 
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 

@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from eth_utils.crypto import keccak
 
 from chainsense.errors import ChainSenseError
+from chainsense.identity.reading import INT64_MAX, INT64_MIN
 
 __all__ = [
     "BUILTIN_SCHEMAS",
@@ -32,9 +33,6 @@ __all__ = [
     "UnknownSchemaError",
     "ValueScaleError",
 ]
-
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 
 
 class UnknownSchemaError(ChainSenseError):
