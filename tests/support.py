@@ -6,7 +6,7 @@ import contextlib
 import socket
 from collections.abc import Iterator
 
-__all__ = ["ensure_postgres", "free_port", "temp_postgres_database"]
+__all__ = ["admin_sql", "ensure_postgres", "free_port", "temp_postgres_database"]
 
 
 def free_port() -> int:
@@ -49,26 +49,28 @@ def ensure_postgres() -> None:
         time.sleep(0.5)
 
 
+async def admin_sql(sql: str) -> None:
+    """Run one statement as the PostgreSQL admin (CREATE/DROP DATABASE)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 @contextlib.contextmanager
 def temp_postgres_database(prefix: str = "chainsense_test") -> Iterator[str]:
     """Create a fresh database, yield its SQLAlchemy asyncpg URL, drop it afterwards."""
     import asyncio
     import secrets
 
-    import asyncpg
-
     ensure_postgres()
     name = f"{prefix}_{secrets.token_hex(4)}"
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=10)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin_sql(f'CREATE DATABASE "{name}"'))
     try:
         yield f"postgresql+asyncpg://root@127.0.0.1:5432/{name}"
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -3,7 +3,6 @@ digest, and it accepts exactly the signatures ReadingVerifier accepts (OpenZeppe
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from chainsense.identity import (
     struct_hash,
 )
 from chainsense.identity.eip712 import SECP256K1_N
+from tests.support import free_port
 
 from ._support import ReadingFactory, high_s_twin, with_v
 
@@ -41,16 +41,9 @@ class Deployed:
     verifier: ReadingVerifier
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def deployed() -> Iterator[Deployed]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(find_anvil()), "--port", str(port), "--chain-id", str(CHAIN_ID), "--silent"],
         stdout=subprocess.DEVNULL,

@@ -14,23 +14,14 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
 from sqlalchemy import text
 
 from chainsense.store import Store
-from tests.support import POSTGRES_ADMIN_DSN, ensure_postgres, temp_postgres_database
+from tests.support import admin_sql, ensure_postgres, temp_postgres_database
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-
-
-async def admin_sql(sql: str) -> None:
-    conn = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=10)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 @dataclass
