@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["api_keys", "devices", "metadata", "readings"]
+__all__ = ["api_keys", "batches", "devices", "metadata", "readings"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -148,3 +148,29 @@ api_keys = Table(
     CheckConstraint("scope IN ('admin', 'operator', 'reader')", name="scope"),
     sqlite_autoincrement=True,
 )
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", id_type(), Identity(), primary_key=True, autoincrement=True),
+    Column("root", LargeBinary(32), nullable=False, unique=True),
+    Column("reading_count", Integer(), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("chain_id", BigInteger(), nullable=False),
+    Column("contract", address_type(), nullable=False),
+    Column("sealed_at", UTCDateTime(), nullable=False),
+    Column("tx_hash", LargeBinary(32), nullable=True),
+    Column("block_number", BigInteger(), nullable=True),
+    Column("block_hash", LargeBinary(32), nullable=True),
+    Column("block_time", BigInteger(), nullable=True),
+    Column("anchored_at", UTCDateTime(), nullable=True),
+    Column("attempts", Integer(), nullable=False, server_default=text("0")),
+    Column("last_error", String(500), nullable=True),
+    CheckConstraint("state IN ('sealed', 'anchored')", name="state"),
+    CheckConstraint("reading_count > 0", name="reading_count"),
+    Index(None, "state"),
+    sqlite_autoincrement=True,
+)
+"""A Merkle batch of readings. ``sealed``: its readings are fixed (``readings.batch_id``) and its
+root computed; ``anchored``: the root's ``ReadingAnchor`` transaction has its confirmations. A
+reorg that drops the anchor sends the batch back to ``sealed``."""
