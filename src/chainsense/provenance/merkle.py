@@ -1,0 +1,88 @@
+"""OpenZeppelin StandardMerkleTree over ``bytes32`` values, with a native keccak.
+
+The layout is exactly ``StandardMerkleTree.of(values, ["bytes32"])`` from
+``@openzeppelin/merkle-tree``: each value's leaf is ``keccak256(keccak256(abi.encode(value)))``,
+the leaves are sorted by hash and stored right to left at the end of a flat array, node ``i`` has
+children ``2i+1`` and ``2i+2``, and inner nodes hash their children as a sorted pair. So roots and
+proofs are byte-identical to the npm package, and OpenZeppelin's ``MerkleProof.verify`` accepts
+them on-chain.
+
+For readings, the value is the reading's EIP-712 ``hashStruct``, so a leaf commits to the whole
+signed reading.
+
+>>> tree = MerkleTree([bytes(32), b"\\x01" * 32])
+>>> proof = tree.proof(bytes(32))
+>>> verify_proof(proof, tree.root, leaf_of(bytes(32)))
+True
+>>> verify_proof(proof, tree.root, leaf_of(b"\\x02" * 32))
+False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from chainsense.identity._keccak import keccak256
+
+__all__ = ["MerkleTree", "hash_pair", "leaf_of", "process_proof", "verify_proof"]
+
+
+def leaf_of(value: bytes) -> bytes:
+    """The StandardMerkleTree leaf of one ``bytes32`` value (``abi.encode`` of a bytes32 is the
+    value itself)."""
+    if len(value) != 32:
+        raise ValueError(f"a leaf value is 32 bytes, got {len(value)}")
+    return keccak256(keccak256(value))
+
+
+def hash_pair(a: bytes, b: bytes) -> bytes:
+    """OpenZeppelin's commutative node hash: keccak256 of the sorted pair."""
+    return keccak256(a + b if a < b else b + a)
+
+
+def process_proof(proof: Iterable[bytes], leaf: bytes) -> bytes:
+    """The root that ``proof`` leads to from ``leaf`` (``MerkleProof.processProof``)."""
+    node = leaf
+    for sibling in proof:
+        node = hash_pair(node, sibling)
+    return node
+
+
+def verify_proof(proof: Iterable[bytes], root: bytes, leaf: bytes) -> bool:
+    """``MerkleProof.verify``: does ``proof`` lead from ``leaf`` to ``root``?"""
+    return process_proof(proof, leaf) == root
+
+
+class MerkleTree:
+    """A built tree. Building is O(n log n) for the sort plus n-1 native keccaks."""
+
+    __slots__ = ("_position", "_tree")
+
+    def __init__(self, values: Sequence[bytes]) -> None:
+        if not values:
+            raise ValueError("a Merkle tree needs at least one value")
+        leaves = sorted(leaf_of(v) for v in values)
+        size = 2 * len(leaves) - 1
+        tree: list[bytes] = [b""] * size
+        tree[size - len(leaves) :] = leaves[::-1]
+        for i in range(size - 1 - len(leaves), -1, -1):
+            left, right = tree[2 * i + 1], tree[2 * i + 2]
+            tree[i] = keccak256(left + right if left < right else right + left)
+        self._tree = tree
+        self._position = {leaf: size - 1 - i for i, leaf in enumerate(leaves)}
+
+    @property
+    def root(self) -> bytes:
+        return self._tree[0]
+
+    def __len__(self) -> int:
+        return len(self._position)
+
+    def proof(self, value: bytes) -> list[bytes]:
+        """The sibling path from ``value``'s leaf to the root (KeyError if it is not a leaf)."""
+        index = self._position[leaf_of(value)]
+        path: list[bytes] = []
+        while index > 0:
+            path.append(self._tree[index + 1 if index % 2 == 1 else index - 1])
+            index = (index - 1) // 2
+        return path
