@@ -77,6 +77,38 @@ class Settings(BaseSettings):
         "revocation made directly on the chain takes to apply.",
     )
 
+    # --- provenance: Merkle batches and anchoring ----------------------------------------------
+    anchoring: bool = Field(
+        default=True,
+        description="Run the batcher/anchorer in this process. Run exactly one per chain: turn "
+        "it off in every other API process that shares the database.",
+    )
+    batch_max_size: int = Field(
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="Seal a batch when this many readings wait (gas per reading falls with it).",
+    )
+    batch_max_age: float = Field(
+        default=2.0,
+        gt=0,
+        description="...or when the oldest waiting reading is this many seconds old.",
+    )
+    reorg_depth: int = Field(
+        default=64, ge=1, description="Blocks deep the anchorer re-checks its anchors for reorgs."
+    )
+    reorg_check_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between those re-checks."
+    )
+    anchor_max_backoff: float = Field(
+        default=30.0, gt=0, description="Longest wait between anchoring retries (RPC down)."
+    )
+    crash_at: str | None = Field(
+        default=None,
+        description="Testing only (fault injection): SIGKILL the process at this named point of "
+        "the anchorer: after-seal, after-send or after-receipt.",
+    )
+
     # --- API -------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000

@@ -12,6 +12,13 @@ Each device's ``seq`` strictly increases in storage, even with several processes
 """
 
 from chainsense.store.api_keys import ApiKeyRepository, hash_key
+from chainsense.store.batches import (
+    Backlog,
+    BatchRecord,
+    BatchRepository,
+    BatchState,
+    PendingReading,
+)
 from chainsense.store.devices import DeviceRepository
 from chainsense.store.engine import default_url, mask_url
 from chainsense.store.errors import StoreError, StoreUnavailableError
@@ -32,12 +39,17 @@ __all__ = [
     "MAX_QUERY_LIMIT",
     "ApiKeyRecord",
     "ApiKeyRepository",
+    "Backlog",
+    "BatchRecord",
+    "BatchRepository",
+    "BatchState",
     "DeviceRecord",
     "DeviceRepository",
     "DeviceStatus",
     "InsertResult",
     "NewReading",
     "Outcome",
+    "PendingReading",
     "ReadingRepository",
     "Scope",
     "Store",

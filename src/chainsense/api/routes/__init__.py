@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from chainsense.api.routes import chain, devices, health, readings, schemas
+from chainsense.api.routes import batches, chain, devices, exports, health, readings, schemas
 
 __all__ = ["probes", "v1"]
 
@@ -13,3 +13,6 @@ v1.include_router(chain.router)
 v1.include_router(devices.router)
 v1.include_router(readings.router)
 v1.include_router(schemas.router)
+v1.include_router(batches.router)
+v1.include_router(batches.status_router)
+v1.include_router(exports.router)
