@@ -50,7 +50,8 @@ def test_proof_is_pending_then_a_document_that_verifies(api: Api) -> None:
     assert body["format"] == "chainsense.proof.v1"
     assert body["readingId"] == ids[2]
     assert body["schema"]["name"] == "chainsense.coldchain.v1"
-    assert doc.reading.seq == 3 and doc.reading.values == (403, 600)
+    assert doc.reading.seq == 3
+    assert doc.reading.values == (403, 600)
     assert doc.domain.verifying_contract == deployment.address("DeviceRegistry")
     assert doc.anchor.contract == deployment.address("ReadingAnchor")
     assert doc.anchor.chain_id == deployment.chain_id
@@ -83,12 +84,15 @@ def test_batches_and_anchoring_status(api: Api) -> None:
     ids = _post(api, key, range(1, 4))
     _wait_for_proof(api, ids[-1])
     status = api.client.get("/v1/anchoring", headers=api.auth("reader")).json()
-    assert status["running"] is True and status["chain_ok"] is True
-    assert status["backlog_readings"] >= 0 and status["batches_anchored"] >= 1
+    assert status["running"] is True
+    assert status["chain_ok"] is True
+    assert status["backlog_readings"] >= 0
+    assert status["batches_anchored"] >= 1
     page = api.client.get(
         "/v1/batches", params={"state": "anchored"}, headers=api.auth("reader")
     ).json()
-    assert page["items"] and all(b["state"] == "anchored" for b in page["items"])
+    assert page["items"]
+    assert all(b["state"] == "anchored" for b in page["items"])
     batch = page["items"][-1]
     one = api.client.get(f"/v1/batches/{batch['id']}", headers=api.auth("reader"))
     assert one.json() == batch
@@ -102,7 +106,8 @@ def test_export_readings_as_csv_and_jsonl_and_the_proof_bundle(api: Api) -> None
     _wait_for_proof(api, ids[-1])
     params = {"device": key.address}
     as_csv = api.client.get("/v1/export/readings", params=params, headers=api.auth("reader"))
-    assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.status_code == 200
+    assert as_csv.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.text)))
     assert [int(r["id"]) for r in rows] == ids
     assert rows[0]["values"] == "401 600"

@@ -38,20 +38,20 @@ async def test_seal_assigns_readings_and_records_the_root(store: Store) -> None:
         ids[:3], root=root(1), chain_id=31337, contract=CONTRACT, sealed_at=T
     )
     assert (batch.state, batch.reading_count, batch.root) == (BatchState.SEALED, 3, root(1))
-    assert batch.tx_hash is None and batch.attempts == 0
+    assert batch.tx_hash is None
+    assert batch.attempts == 0
     assert [p.id for p in await store.batches.unbatched(limit=10)] == ids[3:]
     assert [i for i, _ in await store.batches.struct_hashes(batch.id)] == ids[:3]
     first = await store.readings.get(ids[0])
-    assert first is not None and first.batch_id == batch.id
+    assert first is not None
+    assert first.batch_id == batch.id
 
 
 async def test_seal_refuses_readings_already_sealed_and_changes_nothing(store: Store) -> None:
     ids = await stored(store, 4)
     await store.batches.seal(ids[:2], root=root(1), chain_id=1, contract=CONTRACT, sealed_at=T)
     with pytest.raises(StoreError, match="1 of 2 readings are already sealed or missing"):
-        await store.batches.seal(
-            ids[1:3], root=root(2), chain_id=1, contract=CONTRACT, sealed_at=T
-        )
+        await store.batches.seal(ids[1:3], root=root(2), chain_id=1, contract=CONTRACT, sealed_at=T)
     assert [p.id for p in await store.batches.unbatched(limit=10)] == ids[2:]
     assert len(await store.batches.find()) == 1
 
@@ -70,7 +70,8 @@ async def test_anchor_unanchor_and_failures(store: Store) -> None:
     await store.batches.record_failure(batch.id, "rpc down")
     await store.batches.record_failure(batch.id, "rpc still down")
     again = await store.batches.get(batch.id)
-    assert again is not None and (again.attempts, again.last_error) == (2, "rpc still down")
+    assert again is not None
+    assert (again.attempts, again.last_error) == (2, "rpc still down")
     await store.batches.mark_anchored(
         batch.id,
         chain_id=31337,
@@ -96,7 +97,8 @@ async def test_anchor_unanchor_and_failures(store: Store) -> None:
     assert await store.batches.find(state=BatchState.ANCHORED, min_block=8) == []
     await store.batches.unanchor(batch.id, reason="reorg")
     back = await store.batches.get(batch.id)
-    assert back is not None and back.state is BatchState.SEALED
+    assert back is not None
+    assert back.state is BatchState.SEALED
     assert (back.tx_hash, back.block_number, back.last_error) == (None, None, "reorg")
     with pytest.raises(StoreError, match="no batch 999"):
         await store.batches.unanchor(999, reason="x")
@@ -118,7 +120,8 @@ async def test_backlog_counts_unbatched_and_sealed_readings(store: Store) -> Non
         2,
     )
     first = await store.readings.get(ids[0])
-    assert first is not None and backlog.oldest_unanchored_at == first.received_at
+    assert first is not None
+    assert backlog.oldest_unanchored_at == first.received_at
 
 
 async def test_duplicate_root_is_refused(store: Store) -> None:
