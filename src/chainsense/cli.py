@@ -20,6 +20,7 @@ import typer
 from chainsense.config import Settings
 from chainsense.device.cli import device_app
 from chainsense.errors import ChainError, ChainSenseError, ConfigError
+from chainsense.proof_cli import export, proof_app
 
 T = TypeVar("T")
 
@@ -35,6 +36,8 @@ app.add_typer(chain_app, name="chain")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(device_app, name="device")
+app.add_typer(proof_app, name="proof")
+app.command("export")(export)
 
 RpcOption = Annotated[
     str | None,
