@@ -20,6 +20,7 @@ import typer
 from chainsense.config import Settings
 from chainsense.device.cli import device_app
 from chainsense.errors import ChainError, ChainSenseError, ConfigError
+from chainsense.provenance_cli import verify_command
 
 T = TypeVar("T")
 
@@ -35,6 +36,7 @@ app.add_typer(chain_app, name="chain")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(device_app, name="device")
+app.command("verify")(verify_command)
 
 RpcOption = Annotated[
     str | None,

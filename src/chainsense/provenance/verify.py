@@ -423,12 +423,12 @@ async def _check_block(doc: ProofDocument, client: ChainClient, state: _Anchored
             False,
             f"block {anchor.block_number} has time {block['timestamp']}, not {anchor.block_time}",
         )
-    head = await client.block_number()
+    confirmations = await client.block_number() - anchor.block_number + 1
     return Check(
         "block",
         True,
         f"block {anchor.block_number} is canonical, time {block['timestamp']} "
-        f"({head - anchor.block_number + 1} confirmations)",
+        f"({confirmations} confirmation{'' if confirmations == 1 else 's'})",
     )
 
 
