@@ -48,12 +48,11 @@ async def chain(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chain
                 operator=operator.address,
                 anchorer=anchorer.address,
             )
-            operator_key, anchorer_key = ANVIL_DEV_KEYS[1:3]
             yield Chain(
-                devchain=devchain,
+                rpc_url=devchain.rpc_url,
                 client=client,
-                operator_key=operator_key,
-                anchorer_key=anchorer_key,
+                operator=operator,
+                anchorer=anchorer,
                 registry=deployment.address("DeviceRegistry"),
                 anchor=deployment.address("ReadingAnchor"),
                 chain_id=deployment.chain_id,
@@ -90,3 +89,4 @@ async def snapshot(chain: Chain, proofs: list[ProofDocument]) -> AsyncIterator[C
         yield chain
     finally:
         assert await chain.rpc("evm_revert", snap) is True
+        chain.renew_signers()

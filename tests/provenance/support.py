@@ -11,7 +11,7 @@ from typing import Any
 
 from web3.types import RPCEndpoint
 
-from chainsense.chain import ChainClient, DevChain, Signer
+from chainsense.chain import ChainClient, Signer
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
 from chainsense.identity import DeviceKey, Reading, keccak256, struct_hash
 from chainsense.provenance import (
@@ -49,23 +49,18 @@ def schema_ref(schema: Schema) -> SchemaRef:
 class Chain:
     """The contracts of one deployment on a running Anvil, and the signers that drive them."""
 
-    devchain: DevChain
+    rpc_url: str
     client: ChainClient
-    operator_key: str
-    anchorer_key: str
+    operator: Signer
+    anchorer: Signer
     registry: str
     anchor: str
     chain_id: int
 
-    @property
-    def operator(self) -> Signer:
-        """A fresh signer each time: nonces are re-read, so an ``evm_revert`` cannot leave a
-        cached nonce behind."""
-        return Signer(self.client, self.operator_key)
-
-    @property
-    def anchorer(self) -> Signer:
-        return Signer(self.client, self.anchorer_key)
+    def renew_signers(self) -> None:
+        """Fresh signers, which re-read their nonces (after an ``evm_revert``)."""
+        self.operator = Signer(self.client, self.operator.account.key)
+        self.anchorer = Signer(self.client, self.anchorer.account.key)
 
     async def rpc(self, method: str, *params: Any) -> Any:
         response = await self.client.w3.provider.make_request(RPCEndpoint(method), list(params))
@@ -79,9 +74,8 @@ class Chain:
 
     async def register(self, key: DeviceKey) -> None:
         registry = self.client.contract("DeviceRegistry", self.registry)
-        operator = self.operator
-        fn = registry.functions.register(key.address, operator.address, bytes(32))
-        await operator.transact(fn)
+        fn = registry.functions.register(key.address, self.operator.address, bytes(32))
+        await self.operator.transact(fn)
 
     async def revoke(self, key: DeviceKey) -> None:
         registry = self.client.contract("DeviceRegistry", self.registry)

@@ -45,7 +45,7 @@ def test_validProof_onChain_exits0(
     chain: Chain, proofs: list[ProofDocument], tmp_path: Path
 ) -> None:
     path = _write(tmp_path, proofs[-1])
-    result = CliRunner().invoke(app, ["verify", path, "--rpc", chain.devchain.rpc_url])
+    result = CliRunner().invoke(app, ["verify", path, "--rpc", chain.rpc_url])
     assert result.exit_code == 0, result.output
     for name in (*OFFLINE_CHECKS, *ONCHAIN_CHECKS):
         assert f"✓ {name}" in result.stdout
@@ -61,7 +61,7 @@ def test_editedProof_exits1_namingTheFailedChecks(
     assert "✗ signature" in offline.stdout
     assert "✗ leaf" in offline.stdout
     assert "INVALID: failed signature, leaf" in offline.stdout
-    full = CliRunner().invoke(app, ["verify", path, "--rpc", chain.devchain.rpc_url, "--json"])
+    full = CliRunner().invoke(app, ["verify", path, "--rpc", chain.rpc_url, "--json"])
     assert full.exit_code == 1, full.output
     verdict = json.loads(full.stdout)
     assert verdict["ok"] is False

@@ -66,7 +66,7 @@ async def test_aJsonRoundTrip_verifiesToo_andAnRpcUrlWorksLikeAClient(
 ) -> None:
     doc = ProofDocument.from_json(proofs[-1].to_json())
     assert doc == proofs[-1]
-    assert_all_ok(await verify_onchain(doc, chain.devchain.rpc_url))
+    assert_all_ok(await verify_onchain(doc, chain.rpc_url))
 
 
 def test_aDocumentWithoutSchema_verifies_theSchemaIsNotInterpreted(

@@ -32,6 +32,7 @@ from chainsense.identity._address import checksum_address
 
 __all__ = [
     "FORMAT",
+    "MAX_PROOF_STEPS",
     "AnchorRef",
     "DomainRef",
     "MetricRef",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 FORMAT = "chainsense.proof.v1"
+MAX_PROOF_STEPS = 256
+"""Longer paths are refused: 256 steps already cover any tree that fits in memory."""
 
 
 class ProofFormatError(ChainSenseError):
@@ -158,6 +161,8 @@ class ProofDocument:
         raw_proof = _get(doc, "proof")
         if not isinstance(raw_proof, list):
             raise ProofFormatError("proof", "expected a list of 0x-hex bytes32")
+        if len(raw_proof) > MAX_PROOF_STEPS:
+            raise ProofFormatError("proof", f"more than {MAX_PROOF_STEPS} steps")
         return cls(
             reading=reading,
             signature=_bytes("reading.signature", _get(raw_reading, "signature", "reading"), 65),

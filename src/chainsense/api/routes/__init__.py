@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from chainsense.api.routes import chain, devices, health, readings, schemas
+from chainsense.api.routes import chain, devices, health, readings, schemas, verify
 
 __all__ = ["probes", "v1"]
 
@@ -13,3 +13,4 @@ v1.include_router(chain.router)
 v1.include_router(devices.router)
 v1.include_router(readings.router)
 v1.include_router(schemas.router)
+v1.include_router(verify.router)
