@@ -172,11 +172,11 @@ def _check_domain(doc: ProofDocument) -> Check:
     )
 
 
-def _check_signature(doc: ProofDocument) -> Check:
+def _check_signature(doc: ProofDocument, computed: bytes) -> Check:
     device = doc.reading.device
     try:
         verifier = ReadingVerifier(doc.domain.chain_id, doc.domain.verifying_contract)
-        signer = verifier.recover(doc.reading, doc.signature)
+        signer = verifier.recover_struct(computed, doc.signature)
     except IdentityError as exc:
         return Check("signature", False, str(exc))
     if signer != device:
@@ -189,8 +189,7 @@ def _check_signature(doc: ProofDocument) -> Check:
     return Check("signature", True, f"recovers reading.device {device}")
 
 
-def _check_leaf(doc: ProofDocument) -> Check:
-    computed = struct_hash(doc.reading)
+def _check_leaf(doc: ProofDocument, computed: bytes) -> Check:
     if computed != doc.struct_hash:
         return Check(
             "leaf",
@@ -222,11 +221,12 @@ def _check_path(doc: ProofDocument) -> Check:
 
 
 def _offline(doc: ProofDocument) -> list[Check]:
+    computed = struct_hash(doc.reading)  # hashStruct(reading), as signed and as committed to
     return [
         _check_schema(doc),
         _check_domain(doc),
-        _check_signature(doc),
-        _check_leaf(doc),
+        _check_signature(doc, computed),
+        _check_leaf(doc, computed),
         _check_path(doc),
     ]
 
