@@ -21,6 +21,7 @@ from chainsense.config import Settings
 from chainsense.device.cli import device_app
 from chainsense.errors import ChainError, ChainSenseError, ConfigError
 from chainsense.proof_cli import export, proof_app
+from chainsense.provenance_cli import verify_command
 
 T = TypeVar("T")
 
@@ -38,6 +39,7 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(device_app, name="device")
 app.add_typer(proof_app, name="proof")
 app.command("export")(export)
+app.command("verify")(verify_command)
 
 RpcOption = Annotated[
     str | None,

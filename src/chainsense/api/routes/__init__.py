@@ -2,7 +2,16 @@
 
 from fastapi import APIRouter
 
-from chainsense.api.routes import batches, chain, devices, exports, health, readings, schemas
+from chainsense.api.routes import (
+    batches,
+    chain,
+    devices,
+    exports,
+    health,
+    readings,
+    schemas,
+    verify,
+)
 
 __all__ = ["probes", "v1"]
 
@@ -16,3 +25,4 @@ v1.include_router(schemas.router)
 v1.include_router(batches.router)
 v1.include_router(batches.status_router)
 v1.include_router(exports.router)
+v1.include_router(verify.router)

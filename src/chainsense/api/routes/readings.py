@@ -13,7 +13,7 @@ from chainsense.api.deps import PlatformDep, ReaderDep
 from chainsense.api.errors import PROBLEM_JSON
 from chainsense.identity import Reading as DomainReading
 from chainsense.provenance.export import Pending, ReadingNotFoundError
-from chainsense.provenance.models import ProofOut, ProofPending
+from chainsense.provenance.models import ProofPending, ProofPublic
 from chainsense.store import StoredReading
 from chainsense.telemetry.ingest import BodyError, IngestResult, Rejection, parse_body
 from chainsense.telemetry.models import (
@@ -214,7 +214,7 @@ BODY_MODELS = (ReadingIn, ReadingSenMLIn, BatchIn)
         "batch is not anchored yet; the body says where it is and how long to wait (also in "
         "`Retry-After`)."
     ),
-    response_model=ProofOut,
+    response_model=ProofPublic,
     responses={
         202: {"model": ProofPending, "description": "Not anchored yet"},
         404: _PROBLEM | {"description": "No such reading"},
