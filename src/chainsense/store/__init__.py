@@ -11,6 +11,7 @@ Each device's ``seq`` strictly increases in storage, even with several processes
 :mod:`chainsense.store.readings`. Errors: :mod:`chainsense.store.errors`.
 """
 
+from chainsense.store.anomalies import AnomalyRepository, NewAnomaly, StoredAnomaly
 from chainsense.store.api_keys import ApiKeyRepository, hash_key
 from chainsense.store.devices import DeviceRepository
 from chainsense.store.engine import default_url, mask_url
@@ -30,12 +31,14 @@ from chainsense.store.store import Store
 
 __all__ = [
     "MAX_QUERY_LIMIT",
+    "AnomalyRepository",
     "ApiKeyRecord",
     "ApiKeyRepository",
     "DeviceRecord",
     "DeviceRepository",
     "DeviceStatus",
     "InsertResult",
+    "NewAnomaly",
     "NewReading",
     "Outcome",
     "ReadingRepository",
@@ -43,6 +46,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailableError",
+    "StoredAnomaly",
     "StoredReading",
     "default_url",
     "hash_key",
