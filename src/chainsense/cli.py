@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from chainsense.ai_cli import anomalies
 from chainsense.config import Settings
 from chainsense.device.cli import device_app
 from chainsense.errors import ChainError, ChainSenseError, ConfigError
@@ -35,6 +36,7 @@ app.add_typer(chain_app, name="chain")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(device_app, name="device")
+app.command("anomalies")(anomalies)
 
 RpcOption = Annotated[
     str | None,

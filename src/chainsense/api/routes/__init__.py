@@ -2,7 +2,15 @@
 
 from fastapi import APIRouter
 
-from chainsense.api.routes import chain, devices, health, readings, schemas
+from chainsense.api.routes import (
+    anomalies,
+    chain,
+    device_ai,
+    devices,
+    health,
+    readings,
+    schemas,
+)
 
 __all__ = ["probes", "v1"]
 
@@ -13,3 +21,5 @@ v1.include_router(chain.router)
 v1.include_router(devices.router)
 v1.include_router(readings.router)
 v1.include_router(schemas.router)
+v1.include_router(anomalies.router)
+v1.include_router(device_ai.router)
