@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -22,7 +23,10 @@ from chainsense.telemetry.schemas import UnknownSchemaError
 
 router = APIRouter(tags=["anomalies"])
 
+_DISABLED: dict[int | str, dict[str, Any]] = {503: {"description": "The AI worker is disabled"}}
+
 _ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+_SCHEMA = r"^(0x[0-9a-fA-F]{64}|[A-Za-z0-9_.\-]{1,100})$"
 
 
 class AnomalyPublic(BaseModel):
@@ -87,13 +91,14 @@ def _service(platform: Platform) -> AIService:
     return platform.ai
 
 
-def _schema_id(platform: Platform, schema: str | None) -> bytes | None:
+def _schema_id(schema: str | None) -> bytes | None:
+    """A schema id from its 0x-hex form or its name (a schema id is keccak256 of its name, so an
+    unknown name simply matches no event)."""
     if schema is None:
         return None
-    try:
-        return platform.schemas.resolve(schema).id
-    except UnknownSchemaError as exc:
-        raise HTTPException(422, str(exc)) from None
+    if schema.startswith("0x") and len(schema) == 66:
+        return bytes.fromhex(schema[2:])
+    return bytes(keccak(text=schema))
 
 
 @router.get("/anomalies", response_model=AnomalyPage, summary="Stored anomaly events")
@@ -101,7 +106,9 @@ async def list_anomalies(
     platform: PlatformDep,
     _key: ReaderDep,
     device: Annotated[str | None, Query(pattern=_ADDRESS, description="Device address")] = None,
-    schema: Annotated[str | None, Query(description="Schema name or 0x-hex id")] = None,
+    schema: Annotated[
+        str | None, Query(min_length=1, pattern=_SCHEMA, description="Schema name or 0x-hex id")
+    ] = None,
     since: Annotated[
         int | None, Query(ge=0, lt=2**63, description="From this device time (ms, inclusive)")
     ] = None,
@@ -115,7 +122,7 @@ async def list_anomalies(
 ) -> dict[str, Any]:
     rows = await platform.store.anomalies.query(
         device=to_checksum_address(device) if device else None,
-        schema=_schema_id(platform, schema),
+        schema=_schema_id(schema),
         since_ms=since,
         until_ms=until,
         after_id=int(cursor) if cursor else None,
@@ -129,7 +136,12 @@ async def list_anomalies(
     }
 
 
-@router.get("/ai/status", response_model=AIStatus, summary="The AI worker: cursor, lag, rate")
+@router.get(
+    "/ai/status",
+    response_model=AIStatus,
+    summary="The AI worker: cursor, lag, rate",
+    responses=_DISABLED,
+)
 async def ai_status(platform: PlatformDep, _key: ReaderDep) -> dict[str, Any]:
     return _service(platform).status()
 
@@ -138,14 +150,16 @@ async def ai_status(platform: PlatformDep, _key: ReaderDep) -> dict[str, Any]:
     "/stream",
     summary="Live anomaly events (Server-Sent Events)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, **_DISABLED},
 )
 async def stream(
     request: Request,
     platform: PlatformDep,
     _key: ReaderDep,
     device: Annotated[str | None, Query(pattern=_ADDRESS)] = None,
-    schema: Annotated[str | None, Query(description="Schema name or 0x-hex id")] = None,
+    schema: Annotated[
+        str | None, Query(min_length=1, pattern=_SCHEMA, description="Schema name or 0x-hex id")
+    ] = None,
     after: Annotated[
         int | None,
         Query(ge=0, lt=2**63, description="Replay stored events after this id first"),
@@ -156,7 +170,7 @@ async def stream(
     every 15 s to keep proxies from closing the connection."""
     service = _service(platform)
     wanted_device = to_checksum_address(device) if device else None
-    wanted_schema = _schema_id(platform, schema)
+    wanted_schema = _schema_id(schema)
     last = request.headers.get("last-event-id")
     start = int(last) if last and last.isdigit() else after
     queue = service.subscribe()  # before the replay, so nothing falls in between

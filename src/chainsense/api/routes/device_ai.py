@@ -50,7 +50,18 @@ class DeviceForecast(BaseModel):
     metrics: dict[str, list[ForecastPoint]]
 
 
-@router.get("/{address}/health", response_model=DeviceHealth, summary="Remaining useful life")
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No readings of that kind from this device analysed yet"},
+    503: {"description": "The AI worker is disabled"},
+}
+
+
+@router.get(
+    "/{address}/health",
+    response_model=DeviceHealth,
+    summary="Remaining useful life",
+    responses=_RESPONSES,
+)
 async def device_health(
     address: AddressPath, platform: PlatformDep, _key: ReaderDep
 ) -> dict[str, Any]:
@@ -78,7 +89,12 @@ async def device_health(
     return {"device": device, "at": now, "metrics": metrics}
 
 
-@router.get("/{address}/forecast", response_model=DeviceForecast, summary="Demand forecast")
+@router.get(
+    "/{address}/forecast",
+    response_model=DeviceForecast,
+    summary="Demand forecast",
+    responses=_RESPONSES,
+)
 async def device_forecast(
     address: AddressPath,
     platform: PlatformDep,
