@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from chainsense.ai_cli import anomalies
 from chainsense.config import Settings
 from chainsense.device.cli import device_app
 from chainsense.errors import ChainError, ChainSenseError, ConfigError
@@ -40,6 +41,7 @@ app.add_typer(device_app, name="device")
 app.add_typer(proof_app, name="proof")
 app.command("export")(export)
 app.command("verify")(verify_command)
+app.command("anomalies")(anomalies)
 
 RpcOption = Annotated[
     str | None,

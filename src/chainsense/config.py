@@ -113,6 +113,30 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # --- AI --------------------------------------------------------------------------------
+    ai_enabled: bool = Field(default=True, description="Run the AI worker beside ingestion.")
+    ai_threshold: float = Field(
+        default=1.0,
+        gt=0,
+        description="Anomaly score at which an event opens; lower = more sensitive.",
+    )
+    ai_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per schema name or device address, e.g. {"chainsense.meter.v1": 1.5, '
+        '"0xAbc...": 0.8}; a device wins over its schema.',
+    )
+    ai_chunk: int = Field(default=2000, ge=1, le=10_000, description="Readings per AI step.")
+    ai_poll_interval: float = Field(
+        default=1.0, gt=0, description="Seconds the AI worker waits for new readings at most."
+    )
+    ai_limits: dict[str, float] = Field(
+        default_factory=lambda: {"vibration_rms": 7.1, "temperature": 90.0, "current": 30.0},
+        description="Limits of chainsense.machine.v1 metrics for remaining useful life.",
+    )
+    ai_webhook_url: str | None = Field(
+        default=None, description="POST every anomaly event here as JSON (with retries)."
+    )
+
     @property
     def uses_dev_chain(self) -> bool:
         """True when ChainSense runs its own local Anvil chain."""

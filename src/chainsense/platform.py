@@ -14,6 +14,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from chainsense.ai.monitor import Thresholds
+from chainsense.ai.service import AIConfig, AIService
 from chainsense.chain.registry import DeviceState, RegistryView
 from chainsense.chain.runtime import ChainContext, open_chain
 from chainsense.config import Settings
@@ -41,6 +43,7 @@ class Platform:
     ingest: IngestPipeline
     anchorer: Anchorer
     proofs: ProofService
+    ai: AIService | None = None
 
 
 @asynccontextmanager
@@ -96,6 +99,22 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             schemas=schemas,
             max_future_ms=settings.max_future_ms,
         )
+        ai: AIService | None = None
+        if settings.ai_enabled:
+            ai = AIService(
+                store=store,
+                schemas=schemas,
+                config=AIConfig(
+                    thresholds=Thresholds(settings.ai_threshold, settings.ai_thresholds),
+                    chunk=settings.ai_chunk,
+                    poll_interval=settings.ai_poll_interval,
+                    limits=settings.ai_limits,
+                ),
+                publish=await _webhook(stack, settings),
+            )
+            ingest.on_stored = ai.notify
+            await ai.start()
+            stack.push_async_callback(ai.stop)
         log.info("platform ready: store %s, chain %s", store.url, chain.deployment.chain_id)
         proofs = ProofService(
             store=store,
@@ -105,7 +124,7 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             status=lambda: anchorer.state,
         )
         yield Platform(
-            settings, store, chain, registry, schemas, verifier, ingest, anchorer, proofs
+            settings, store, chain, registry, schemas, verifier, ingest, anchorer, proofs, ai
         )
 
 
@@ -137,3 +156,15 @@ async def _start(stack: AsyncExitStack, job: Coroutine[Any, Any, None], name: st
             await task
 
     stack.push_async_callback(stop)
+
+
+async def _webhook(stack: AsyncExitStack, settings: Settings) -> Any:
+    """The webhook publisher, if a URL is set (closed with the platform)."""
+    if not settings.ai_webhook_url:
+        return None
+    from chainsense.ai.webhook import WebhookSender
+
+    sender = WebhookSender(settings.ai_webhook_url)
+    await sender.start()
+    stack.push_async_callback(sender.stop)
+    return sender.publish

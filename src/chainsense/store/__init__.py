@@ -11,6 +11,7 @@ Each device's ``seq`` strictly increases in storage, even with several processes
 :mod:`chainsense.store.readings`. Errors: :mod:`chainsense.store.errors`.
 """
 
+from chainsense.store.anomalies import AnomalyRepository, NewAnomaly, StoredAnomaly
 from chainsense.store.api_keys import ApiKeyRepository, hash_key
 from chainsense.store.batches import (
     Backlog,
@@ -37,6 +38,7 @@ from chainsense.store.store import Store
 
 __all__ = [
     "MAX_QUERY_LIMIT",
+    "AnomalyRepository",
     "ApiKeyRecord",
     "ApiKeyRepository",
     "Backlog",
@@ -47,6 +49,7 @@ __all__ = [
     "DeviceRepository",
     "DeviceStatus",
     "InsertResult",
+    "NewAnomaly",
     "NewReading",
     "Outcome",
     "PendingReading",
@@ -55,6 +58,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailableError",
+    "StoredAnomaly",
     "StoredReading",
     "default_url",
     "hash_key",

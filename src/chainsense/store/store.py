@@ -11,6 +11,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chainsense.store import migrate as migrations
+from chainsense.store.anomalies import AnomalyRepository
 from chainsense.store.api_keys import ApiKeyRepository
 from chainsense.store.batches import BatchRepository
 from chainsense.store.devices import DeviceRepository
@@ -36,6 +37,7 @@ class Store:
         self.devices = DeviceRepository(db)
         self.api_keys = ApiKeyRepository(db)
         self.batches = BatchRepository(db)
+        self.anomalies = AnomalyRepository(db)
 
     @classmethod
     async def open(cls, url: str | URL, *, migrate: bool = True) -> Store:

@@ -3,8 +3,10 @@
 from fastapi import APIRouter
 
 from chainsense.api.routes import (
+    anomalies,
     batches,
     chain,
+    device_ai,
     devices,
     exports,
     health,
@@ -26,3 +28,5 @@ v1.include_router(batches.router)
 v1.include_router(batches.status_router)
 v1.include_router(exports.router)
 v1.include_router(verify.router)
+v1.include_router(anomalies.router)
+v1.include_router(device_ai.router)
