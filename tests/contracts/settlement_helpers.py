@@ -32,9 +32,9 @@ from tests.contracts.helpers import (
 )
 
 __all__ = [
+    "CHARGER",
     "COLDCHAIN",
     "METER",
-    "CHARGER",
     "Evidence",
     "anchor_readings",
     "deploy_any",
