@@ -5,6 +5,9 @@
 //   node contracts/build.mjs --check   compile and fail if the committed artifacts differ
 //   --out DIR                          another artifact directory (for tests)
 //
+// Test-only contracts (contracts/test, e.g. a hostile ERC-20 for reentrancy tests) are compiled in
+// the same run but written to tests/contracts/artifacts: they never ship in the Python package.
+//
 // Run from the repository root (the Makefile does). Source keys are repository-relative paths, so
 // the metadata hash embedded in the bytecode is the same on every machine.
 import { createHash } from "node:crypto";
@@ -13,6 +16,8 @@ import { dirname, join } from "node:path";
 import solc from "solc";
 
 const SRC_DIRS = ["contracts/interfaces", "contracts/src"];
+const TEST_DIRS = ["contracts/test"];
+const TEST_OUT_DIR = "tests/contracts/artifacts";
 const outFlag = process.argv.indexOf("--out");
 const OUT_DIR = outFlag > 0 ? process.argv[outFlag + 1] : "src/chainsense/contracts/artifacts";
 export const SETTINGS = {
@@ -45,7 +50,8 @@ const sha256 = (text) => "0x" + createHash("sha256").update(text, "utf8").digest
 
 function compile() {
   const sources = {};
-  for (const dir of SRC_DIRS) {
+  for (const dir of [...SRC_DIRS, ...TEST_DIRS]) {
+    if (!existsSync(dir)) continue;
     for (const name of readdirSync(dir).filter((f) => f.endsWith(".sol")).sort()) {
       const key = `${dir}/${name}`;
       sources[key] = { content: readFileSync(key, "utf8") };
@@ -57,8 +63,9 @@ function compile() {
   for (const e of output.errors ?? []) process.stderr.write(e.formattedMessage + "\n");
   if (errors.length) throw new Error(`solc reported ${errors.length} error(s)`);
 
-  const artifacts = {};
+  const artifacts = { [OUT_DIR]: {}, [TEST_OUT_DIR]: {} };
   for (const sourceName of Object.keys(sources)) {
+    const outDir = TEST_DIRS.some((d) => sourceName.startsWith(d + "/")) ? TEST_OUT_DIR : OUT_DIR;
     for (const [contractName, c] of Object.entries(output.contracts[sourceName] ?? {})) {
       const metadata = JSON.parse(c.metadata);
       // Hash every source the contract was compiled from (its own and its imports).
@@ -67,7 +74,7 @@ function compile() {
         const text = sources[dep]?.content ?? resolveImport(dep).contents;
         sourceHashes[dep] = sha256(text);
       }
-      artifacts[contractName] = {
+      artifacts[outDir][contractName] = {
         contractName,
         sourceName,
         compiler: { name: "solc", version: solc.version(), settings: { ...SETTINGS, outputSelection: undefined } },
@@ -88,13 +95,10 @@ function serialize(artifact) {
   return JSON.stringify(artifact, null, 2) + "\n";
 }
 
-function main() {
-  const check = process.argv.includes("--check");
-  process.stderr.write(`compiling ${SRC_DIRS.join(", ")} with solc ${solc.version()}\n`);
-  const artifacts = compile();
-  let stale = [];
+function writeOrCheck(outDir, artifacts, check) {
+  const stale = [];
   for (const [name, artifact] of Object.entries(artifacts)) {
-    const file = join(OUT_DIR, `${name}.json`);
+    const file = join(outDir, `${name}.json`);
     const text = serialize(artifact);
     if (check) {
       if (!existsSync(file) || readFileSync(file, "utf8") !== text) stale.push(file);
@@ -106,13 +110,24 @@ function main() {
   }
   if (check) {
     const expected = new Set(Object.keys(artifacts).map((n) => `${n}.json`));
-    const present = existsSync(OUT_DIR) ? readdirSync(OUT_DIR).filter((f) => f.endsWith(".json")) : [];
-    stale.push(...present.filter((f) => !expected.has(f)).map((f) => join(OUT_DIR, f) + " (no longer built)"));
+    const present = existsSync(outDir) ? readdirSync(outDir).filter((f) => f.endsWith(".json")) : [];
+    stale.push(...present.filter((f) => !expected.has(f)).map((f) => join(outDir, f) + " (no longer built)"));
+  }
+  return stale;
+}
+
+function main() {
+  const check = process.argv.includes("--check");
+  process.stderr.write(`compiling ${[...SRC_DIRS, ...TEST_DIRS].join(", ")} with solc ${solc.version()}\n`);
+  const artifacts = compile();
+  const stale = Object.entries(artifacts).flatMap(([outDir, built]) => writeOrCheck(outDir, built, check));
+  if (check) {
     if (stale.length) {
       process.stderr.write(`artifacts differ from a fresh compile (run \`make contracts\`):\n  ${stale.join("\n  ")}\n`);
       process.exit(1);
     }
-    process.stderr.write(`artifacts match a fresh compile (${Object.keys(artifacts).length} contracts)\n`);
+    const count = Object.values(artifacts).reduce((n, built) => n + Object.keys(built).length, 0);
+    process.stderr.write(`artifacts match a fresh compile (${count} contracts)\n`);
   }
 }
 

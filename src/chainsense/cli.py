@@ -180,15 +180,24 @@ def contracts_deploy(
     ] = None,
     force: Annotated[bool, typer.Option(help="Deploy even if a deployment is recorded.")] = False,
 ) -> None:
-    """Deploy DeviceRegistry and ReadingAnchor to any EVM endpoint.
+    """Deploy DeviceRegistry, ReadingAnchor and the settlement contracts to any EVM endpoint.
+
+    Settlement is paid in CHAINSENSE_PAYMENT_TOKEN (an ERC-20 address); unset, a TestStablecoin is
+    deployed. The escrow's oracle is the operator.
 
     The deployer key comes from CHAINSENSE_DEPLOYER_KEY (on the dev chain it defaults to the public
     Anvil dev key 0). The deployment is recorded in <data dir>/deployments/<chain id>.json.
     """
     from eth_account import Account
 
-    from chainsense.chain import ChainClient, DeploymentStore, Signer, deploy_core
-    from chainsense.chain.runtime import role_keys
+    from chainsense.chain import (
+        ChainClient,
+        DeploymentStore,
+        Signer,
+        deploy_core,
+        deploy_settlement,
+    )
+    from chainsense.chain.runtime import role_keys, settlement_params
 
     settings = _settings(rpc)
 
@@ -207,12 +216,16 @@ def contracts_deploy(
                 )
             deployer = Signer(client, keys.deployer)
             typer.echo(f"deploying to chain {chain_id} at {url} from {deployer.address} …")
-            dep = await deploy_core(
+            operator_address = operator or Account.from_key(keys.operator).address
+            core = await deploy_core(
                 client,
                 deployer,
                 admin=deployer.address,
-                operator=operator or Account.from_key(keys.operator).address,
+                operator=operator_address,
                 anchorer=anchorer or Account.from_key(keys.anchorer).address,
+            )
+            dep = await deploy_settlement(
+                client, deployer, core, oracle=operator_address, params=settlement_params(settings)
             )
             path = store.save(dep)
             for name, c in dep.contracts.items():

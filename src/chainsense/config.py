@@ -137,6 +137,28 @@ class Settings(BaseSettings):
         default=None, description="POST every anomaly event here as JSON (with retries)."
     )
 
+    # --- settlement --------------------------------------------------------------------------
+    payment_token: str | None = Field(
+        default=None,
+        description="ERC-20 the settlement contracts are paid in. Unset: deploy a 6-decimal "
+        "TestStablecoin (tUSD) and fund the dev accounts (development chains only).",
+    )
+    escrow_challenge_period: int = Field(
+        default=3_600, ge=1, description="Seconds after delivery during which anyone can prove "
+        "a cold-chain breach.",
+    )  # fmt: skip
+    escrow_report_timeout: int = Field(
+        default=3_600, ge=1, description="Seconds after a shipment window within which the oracle "
+        "must report delivery.",
+    )  # fmt: skip
+    market_interval: int = Field(default=900, ge=1, description="Energy market interval, seconds.")
+    market_settlement_period: int = Field(
+        default=3_600, ge=1, description="Seconds after an interval to prove delivery."
+    )
+    charging_session_timeout: int = Field(
+        default=4 * 3_600, ge=1, description="Seconds a station has to close a charging session."
+    )
+
     @property
     def uses_dev_chain(self) -> bool:
         """True when ChainSense runs its own local Anvil chain."""

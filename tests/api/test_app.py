@@ -29,7 +29,14 @@ def test_first_start_deploys_and_restart_finds_the_same_contracts(tmp_path: Path
         first = client.get("/v1/chain").json()
         assert first["dev_chain"] is True
         assert first["chain_id"] == 31337
-        assert set(first["contracts"]) == {"DeviceRegistry", "ReadingAnchor"}
+        assert set(first["contracts"]) == {
+            "DeviceRegistry",
+            "ReadingAnchor",
+            "TestStablecoin",
+            "ColdChainEscrow",
+            "EnergyMarket",
+            "ChargingPayments",
+        }
     assert (tmp_path / "chain" / "state.json").exists()
     assert (tmp_path / "deployments" / "31337.json").exists()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from chainsense.chain import DeploymentStore, check_bytecode, ensure_deployed, verify_deployment
+from chainsense.chain.deploy import CORE_CONTRACTS
 from chainsense.contracts import load_artifact, load_artifact_file
 from chainsense.errors import DeploymentError
 from tests.chain.conftest import Chain
@@ -61,7 +62,45 @@ async def test_record_pointing_at_missing_code_is_refused(chain: Chain, tmp_path
 
 async def test_deployed_code_matches_the_artifacts(chain: Chain) -> None:
     checks = await verify_deployment(chain.client, chain.deployment)
-    assert [c.match for c in checks] == [True, True], checks
+    assert [c.contract for c in checks] == [
+        "DeviceRegistry",
+        "ReadingAnchor",
+        "TestStablecoin",
+        "ColdChainEscrow",
+        "EnergyMarket",
+        "ChargingPayments",
+    ]
+    assert all(c.match for c in checks), checks
+
+
+async def test_settlement_contracts_are_wired_to_the_core_and_the_token(chain: Chain) -> None:
+    dep = chain.deployment
+    assert dep.roles["oracle"] == chain.operator.address
+    assert dep.payment_token == dep.address("TestStablecoin")
+    escrow = chain.client.contract("ColdChainEscrow", dep.address("ColdChainEscrow"))
+    fns = escrow.functions
+    assert await chain.client.call(fns.token()) == dep.payment_token
+    assert await chain.client.call(fns.registry()) == dep.address("DeviceRegistry")
+    assert await chain.client.call(fns.anchors()) == dep.address("ReadingAnchor")
+    oracle_role = await chain.client.call(fns.ORACLE_ROLE())
+    assert await chain.client.call(fns.hasRole(oracle_role, chain.operator.address))
+
+
+async def test_a_record_without_settlement_contracts_is_completed(chain: Chain) -> None:
+    core_only = {n: c for n, c in chain.deployment.contracts.items() if n in CORE_CONTRACTS}
+    store = DeploymentStore(chain.store.directory.parent / "core-only")
+    store.save(replace(chain.deployment, contracts=core_only, parameters={}))
+    completed, deployed_now = await ensure_deployed(
+        chain.client,
+        chain.deployer,
+        store,
+        operator=chain.operator.address,
+        anchorer=chain.anchorer.address,
+    )
+    assert deployed_now
+    assert completed.has_settlement
+    assert completed.contracts["DeviceRegistry"] == chain.deployment.contracts["DeviceRegistry"]
+    assert store.load(completed.chain_id) == completed
 
 
 async def test_tampered_artifact_is_a_mismatch(chain: Chain, tmp_path: Path) -> None:

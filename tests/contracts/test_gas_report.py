@@ -23,6 +23,7 @@ from web3.types import TxParams
 
 from chainsense.contracts import load_artifact
 from chainsense.provenance import MerkleTree
+from tests.contracts import gas_settlement
 from tests.contracts.helpers import (
     REPO_ROOT,
     Reading,
@@ -43,6 +44,8 @@ DEPLOYER_NONCE = 1_000
 same whatever ran before in this chain."""
 
 Row = tuple[str, str, int]
+SETTLEMENT_CLOCK = 2_000_000_000
+"""Block time (s) the settlement part of the scenario starts at (2033-05-18)."""
 
 
 def _estimate(w3: Web3, contract: Contract, data: str, sender: str) -> int:
@@ -134,7 +137,16 @@ def run_scenario(w3: Web3, roles: Roles, chain_id: int) -> list[Row]:
     )
     rows.append(("DeviceRegistry", "verifyReading, 2 values (eth_estimateGas)", verify_reading_gas))
     rows.append(("ReadingAnchor", "verify, 16-leaf proof (eth_estimateGas)", verify_proof_gas))
+    rows.extend(run_settlement_scenario(w3, roles, chain_id))
     return rows
+
+
+def run_settlement_scenario(w3: Web3, roles: Roles, chain_id: int) -> list[Row]:
+    """Fresh core contracts, then each settlement contract's life, on a clock set to a fixed time
+    (block times and reading times end up in calldata and storage; fixing them fixes the gas)."""
+    rpc(w3, "evm_setTime", hex(SETTLEMENT_CLOCK))
+    rpc(w3, "evm_mine")
+    return gas_settlement.scenario(w3, roles, chain_id, clock=SETTLEMENT_CLOCK)
 
 
 def render(rows: list[Row], hardfork: str) -> str:

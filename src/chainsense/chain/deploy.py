@@ -1,7 +1,13 @@
 """Deploying the ChainSense contracts, recording deployments per chain id, and checking them.
 
 A deployment record (``<data_dir>/deployments/<chainId>.json``) holds, for each contract, its
-address, the deployment transaction and block, and the sha256 of the artifact it came from. On
+address, the deployment transaction and block, and the sha256 of the artifact it came from; the
+settlement contracts' parameters (payment token, periods) are in ``parameters``.
+
+Settlement contracts (ColdChainEscrow, EnergyMarket, ChargingPayments) are paid in an ERC-20 given
+at deployment; without one, a TestStablecoin is deployed (development chains) and the accounts
+in ``fund`` get test money. A record made before the settlement contracts existed is completed on
+the next :func:`ensure_deployed`. On
 start, :func:`ensure_deployed` reuses the record when the chain still has that code, deploys when
 there is no record, and otherwise stops with a clear error (or, on the disposable dev chain,
 redeploys and says so).
@@ -12,7 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,12 +32,15 @@ from chainsense.errors import DeploymentError
 
 __all__ = [
     "CORE_CONTRACTS",
+    "SETTLEMENT_CONTRACTS",
     "BytecodeCheck",
     "DeployedContract",
     "Deployment",
     "DeploymentStore",
+    "SettlementParams",
     "check_bytecode",
     "deploy_core",
+    "deploy_settlement",
     "ensure_deployed",
     "verify_deployment",
 ]
@@ -38,6 +48,24 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CORE_CONTRACTS = ("DeviceRegistry", "ReadingAnchor")
+SETTLEMENT_CONTRACTS = ("ColdChainEscrow", "EnergyMarket", "ChargingPayments")
+DEV_FUNDING = 1_000_000 * 10**6
+"""Test stablecoin units (6 decimals) minted to each funded dev account: 1,000,000 tUSD."""
+
+
+@dataclass(frozen=True)
+class SettlementParams:
+    """Constructor parameters of the settlement contracts (seconds unless named otherwise)."""
+
+    token: str | None = None
+    """The payment ERC-20; None deploys a TestStablecoin (development chains only)."""
+    challenge_period: int = 3_600
+    report_timeout: int = 3_600
+    market_interval: int = 900
+    market_settlement_period: int = 3_600
+    session_timeout: int = 4 * 3_600
+    treasury: str | None = None
+    """Receives the market's rounding remainders; default: the admin."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +85,19 @@ class Deployment:
     deployed_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
     )
+    parameters: dict[str, Any] = field(default_factory=dict)
+    """Settlement parameters: ``token`` (payment ERC-20 address) and the periods."""
+
+    @property
+    def has_settlement(self) -> bool:
+        return all(name in self.contracts for name in SETTLEMENT_CONTRACTS)
+
+    @property
+    def payment_token(self) -> str:
+        token = self.parameters.get("token")
+        if not isinstance(token, str):
+            raise DeploymentError(f"no payment token in the deployment record of {self.chain_id}")
+        return token
 
     def address(self, name: str) -> str:
         try:
@@ -77,6 +118,7 @@ class Deployment:
             roles=data["roles"],
             contracts={k: DeployedContract(**v) for k, v in data["contracts"].items()},
             deployed_at=data["deployed_at"],
+            parameters=data.get("parameters", {}),
         )
 
 
@@ -139,6 +181,50 @@ async def deploy_core(
     )
 
 
+async def deploy_settlement(
+    client: ChainClient,
+    deployer: Signer,
+    core: Deployment,
+    *,
+    oracle: str,
+    params: SettlementParams | None = None,
+    fund: Sequence[str] = (),
+) -> Deployment:
+    """Deploy the settlement contracts next to ``core`` (admin: the deployer; ORACLE_ROLE of the
+    escrow: ``oracle``). Without ``params.token``, deploy a TestStablecoin and mint
+    :data:`DEV_FUNDING` to every address of ``fund``. Returns ``core`` completed."""
+    params = params or SettlementParams()
+    admin = deployer.address
+    contracts = dict(core.contracts)
+    token = params.token
+    if token is None:
+        stablecoin = await _deploy_one(client, deployer, "TestStablecoin", admin)
+        contracts["TestStablecoin"] = stablecoin
+        token = stablecoin.address
+        coin = client.contract("TestStablecoin", token)
+        for account in fund:
+            await deployer.transact(coin.functions.mint(account, DEV_FUNDING))
+    elif fund:
+        raise DeploymentError("only a TestStablecoin deployed here can fund accounts")
+    registry, anchor = core.address("DeviceRegistry"), core.address("ReadingAnchor")
+    common = (token, registry, anchor)
+    contracts["ColdChainEscrow"] = await _deploy_one(
+        client, deployer, "ColdChainEscrow", admin, oracle, *common,
+        params.challenge_period, params.report_timeout,
+    )  # fmt: skip
+    contracts["EnergyMarket"] = await _deploy_one(
+        client, deployer, "EnergyMarket", admin, params.treasury or admin, *common,
+        params.market_interval, params.market_settlement_period,
+    )  # fmt: skip
+    contracts["ChargingPayments"] = await _deploy_one(
+        client, deployer, "ChargingPayments", admin, *common, params.session_timeout
+    )
+    parameters = {**asdict(params), "token": token, "treasury": params.treasury or admin}
+    return replace(
+        core, contracts=contracts, roles={**core.roles, "oracle": oracle}, parameters=parameters
+    )
+
+
 @dataclass(frozen=True)
 class BytecodeCheck:
     """The result of comparing on-chain runtime code with an artifact."""
@@ -198,16 +284,26 @@ async def ensure_deployed(
     operator: str,
     anchorer: str,
     redeploy_if_missing: bool = False,
+    oracle: str | None = None,
+    settlement: SettlementParams | None = None,
+    fund: Sequence[str] = (),
 ) -> tuple[Deployment, bool]:
-    """Return the chain's deployment, deploying when there is none. The flag says whether this
-    call deployed."""
+    """Return the chain's deployment, deploying when there is none (core and settlement
+    contracts; the escrow oracle defaults to ``operator``). A recorded deployment without the
+    settlement contracts gets them. The flag says whether this call deployed anything."""
     chain_id = await client.chain_id()
     existing = store.load(chain_id)
     if existing is not None:
         checks = await verify_deployment(client, existing)
         bad = [c for c in checks if not c.match]
         if not bad:
-            return existing, False
+            if existing.has_settlement:
+                return existing, False
+            completed = await deploy_settlement(
+                client, deployer, existing, oracle=oracle or operator, params=settlement, fund=fund
+            )
+            store.save(completed)
+            return completed, True
         problems = "; ".join(f"{c.contract} at {c.address}: {c.detail}" for c in bad)
         if not redeploy_if_missing:
             raise DeploymentError(
@@ -215,8 +311,11 @@ async def ensure_deployed(
                 f"{problems}. Redeploy with `chainsense contracts deploy` or fix the RPC URL."
             )
         log.warning("dev chain lost the recorded deployment (%s); deploying again", problems)
-    deployment = await deploy_core(
+    core = await deploy_core(
         client, deployer, admin=deployer.address, operator=operator, anchorer=anchorer
+    )
+    deployment = await deploy_settlement(
+        client, deployer, core, oracle=oracle or operator, params=settlement, fund=fund
     )
     store.save(deployment)
     return deployment, True

@@ -8,14 +8,21 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from eth_account import Account
+
 from chainsense.chain.client import ChainClient, Signer
-from chainsense.chain.deploy import Deployment, DeploymentStore, ensure_deployed
+from chainsense.chain.deploy import (
+    Deployment,
+    DeploymentStore,
+    SettlementParams,
+    ensure_deployed,
+)
 from chainsense.chain.devchain import DevChain
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
 from chainsense.config import Settings
 from chainsense.errors import ConfigError
 
-__all__ = ["ChainContext", "RoleKeys", "open_chain", "role_keys"]
+__all__ = ["ChainContext", "RoleKeys", "open_chain", "role_keys", "settlement_params"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,18 @@ def role_keys(settings: Settings) -> RoleKeys:
                 "CHAINSENSE_RPC_URL points at an external chain"
             )
     return RoleKeys(**resolved)
+
+
+def settlement_params(settings: Settings) -> SettlementParams:
+    """The settlement contracts' constructor parameters from settings."""
+    return SettlementParams(
+        token=settings.payment_token,
+        challenge_period=settings.escrow_challenge_period,
+        report_timeout=settings.escrow_report_timeout,
+        market_interval=settings.market_interval,
+        market_settlement_period=settings.market_settlement_period,
+        session_timeout=settings.charging_session_timeout,
+    )
 
 
 @dataclass
@@ -103,6 +122,12 @@ async def open_chain(settings: Settings) -> AsyncIterator[ChainContext]:
                 operator=operator.address,
                 anchorer=anchorer.address,
                 redeploy_if_missing=True,
+                oracle=operator.address,  # the platform's operator key reports deliveries
+                settlement=settlement_params(settings),
+                # Every public Anvil dev account gets test money for the demo.
+                fund=()
+                if settings.payment_token
+                else tuple(Account.from_key(k).address for k in ANVIL_DEV_KEYS),
             )
         else:
             chain_id = await client.chain_id()
