@@ -19,6 +19,7 @@ import typer
 
 from chainsense.ai_cli import anomalies
 from chainsense.config import Settings
+from chainsense.demo_cli import demo_command
 from chainsense.device.cli import device_app
 from chainsense.errors import ChainError, ChainSenseError, ConfigError
 from chainsense.proof_cli import export, proof_app
@@ -42,6 +43,7 @@ app.add_typer(proof_app, name="proof")
 app.command("export")(export)
 app.command("verify")(verify_command)
 app.command("anomalies")(anomalies)
+app.command("demo")(demo_command)
 
 RpcOption = Annotated[
     str | None,
