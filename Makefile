@@ -26,9 +26,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-## run: ChainSense on its embedded defaults (SQLite + a local Anvil it starts itself)
+## run: ChainSense on its embedded defaults (SQLite + a local Anvil it starts itself), with the
+## demo fleet streaming signed readings live until stopped (CHAINSENSE_DEMO_FLEET=false: without)
 run: install
-	$(VENV)/bin/chainsense serve
+	CHAINSENSE_DEMO_FLEET=$${CHAINSENSE_DEMO_FLEET:-true} $(VENV)/bin/chainsense serve
 
 ## test: the whole test suite (real Anvil; real PostgreSQL where marked)
 test: install

@@ -159,6 +159,13 @@ class Settings(BaseSettings):
         default=4 * 3_600, ge=1, description="Seconds a station has to close a charging session."
     )
 
+    # --- demo ------------------------------------------------------------------------------
+    demo_fleet: bool = Field(
+        default=False,
+        description="Stream the demo fleet (trucks, homes, charger, machine) into this platform: "
+        "one signed reading per device per second. `make run` turns it on.",
+    )
+
     @property
     def uses_dev_chain(self) -> bool:
         """True when ChainSense runs its own local Anvil chain."""

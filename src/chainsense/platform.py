@@ -123,9 +123,14 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             policy=anchorer.policy,
             status=lambda: anchorer.state,
         )
-        yield Platform(
+        platform = Platform(
             settings, store, chain, registry, schemas, verifier, ingest, anchorer, proofs, ai
         )
+        if settings.demo_fleet:
+            from chainsense.demo.live import stream_fleet
+
+            await _start(stack, stream_fleet(platform), "demo-fleet")
+        yield platform
 
 
 def anchor_policy(settings: Settings) -> AnchorPolicy:
