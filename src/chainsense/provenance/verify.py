@@ -289,7 +289,10 @@ async def _onchain(doc: ProofDocument, client: ChainClient) -> list[Check]:
     try:
         chain_id = await client.chain_id()
     except ChainUnavailableError as exc:
-        return _unreachable(client.rpc_url, exc.reason)
+        cause = exc.__cause__
+        return _unreachable(
+            client.rpc_url, f"{type(cause).__name__}: {exc.reason}" if cause else exc.reason
+        )
     except _RPC_ERRORS as exc:
         return _unreachable(client.rpc_url, f"{type(exc).__name__}: {exc}")
     wrong = [
