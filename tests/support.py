@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["admin_sql", "ensure_postgres", "free_port", "temp_postgres_database"]
+if TYPE_CHECKING:
+    from chainsense.chain import ChainClient, Deployment, DeploymentStore, DevChain, Signer
+
+__all__ = [
+    "DeployedChain",
+    "admin_sql",
+    "deployed_chain",
+    "ensure_postgres",
+    "free_port",
+    "temp_postgres_database",
+]
 
 
 def free_port() -> int:
@@ -74,3 +87,39 @@ def temp_postgres_database(prefix: str = "chainsense_test") -> Iterator[str]:
         yield f"postgresql+asyncpg://root@127.0.0.1:5432/{name}"
     finally:
         asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@dataclass
+class DeployedChain:
+    devchain: DevChain
+    client: ChainClient
+    deployer: Signer
+    operator: Signer
+    anchorer: Signer
+    deployment: Deployment
+    store: DeploymentStore
+
+
+@contextlib.asynccontextmanager
+async def deployed_chain(base: Path) -> AsyncIterator[DeployedChain]:
+    """A real Anvil on a free port with the core contracts deployed (roles: Anvil dev keys 0-2),
+    stopped on exit."""
+    from chainsense.chain import ChainClient, DeploymentStore, DevChain, Signer
+    from chainsense.chain.deploy import ensure_deployed
+    from chainsense.chain.devkeys import ANVIL_DEV_KEYS
+
+    devchain = DevChain(state_dir=base / "anvil", port=free_port(), state_interval=3600)
+    await devchain.start()
+    try:
+        client = await ChainClient.connect(devchain.rpc_url)
+        try:
+            deployer, operator, anchorer = (Signer(client, k) for k in ANVIL_DEV_KEYS[:3])
+            store = DeploymentStore(base / "deployments")
+            deployment, _ = await ensure_deployed(
+                client, deployer, store, operator=operator.address, anchorer=anchorer.address
+            )
+            yield DeployedChain(devchain, client, deployer, operator, anchorer, deployment, store)
+        finally:
+            await client.close()
+    finally:
+        await devchain.stop()

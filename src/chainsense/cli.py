@@ -17,9 +17,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from chainsense.ai_cli import anomalies
 from chainsense.config import Settings
 from chainsense.device.cli import device_app
 from chainsense.errors import ChainError, ChainSenseError, ConfigError
+from chainsense.proof_cli import export, proof_app
+from chainsense.provenance_cli import verify_command
 
 T = TypeVar("T")
 
@@ -35,6 +38,10 @@ app.add_typer(chain_app, name="chain")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(device_app, name="device")
+app.add_typer(proof_app, name="proof")
+app.command("export")(export)
+app.command("verify")(verify_command)
+app.command("anomalies")(anomalies)
 
 RpcOption = Annotated[
     str | None,

@@ -77,6 +77,38 @@ class Settings(BaseSettings):
         "revocation made directly on the chain takes to apply.",
     )
 
+    # --- provenance: Merkle batches and anchoring ----------------------------------------------
+    anchoring: bool = Field(
+        default=True,
+        description="Run the batcher/anchorer in this process. Run exactly one per chain: turn "
+        "it off in every other API process that shares the database.",
+    )
+    batch_max_size: int = Field(
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="Seal a batch when this many readings wait (gas per reading falls with it).",
+    )
+    batch_max_age: float = Field(
+        default=2.0,
+        gt=0,
+        description="...or when the oldest waiting reading is this many seconds old.",
+    )
+    reorg_depth: int = Field(
+        default=64, ge=1, description="Blocks deep the anchorer re-checks its anchors for reorgs."
+    )
+    reorg_check_interval: float = Field(
+        default=5.0, gt=0, description="Seconds between those re-checks."
+    )
+    anchor_max_backoff: float = Field(
+        default=30.0, gt=0, description="Longest wait between anchoring retries (RPC down)."
+    )
+    crash_at: str | None = Field(
+        default=None,
+        description="Testing only (fault injection): SIGKILL the process at this named point of "
+        "the anchorer: after-seal, after-send or after-receipt.",
+    )
+
     # --- API -------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000
@@ -101,6 +133,30 @@ class Settings(BaseSettings):
     )
     charging_session_timeout: int = Field(
         default=4 * 3_600, ge=1, description="Seconds a station has to close a charging session."
+    )
+
+    # --- AI --------------------------------------------------------------------------------
+    ai_enabled: bool = Field(default=True, description="Run the AI worker beside ingestion.")
+    ai_threshold: float = Field(
+        default=1.0,
+        gt=0,
+        description="Anomaly score at which an event opens; lower = more sensitive.",
+    )
+    ai_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per schema name or device address, e.g. {"chainsense.meter.v1": 1.5, '
+        '"0xAbc...": 0.8}; a device wins over its schema.',
+    )
+    ai_chunk: int = Field(default=2000, ge=1, le=10_000, description="Readings per AI step.")
+    ai_poll_interval: float = Field(
+        default=1.0, gt=0, description="Seconds the AI worker waits for new readings at most."
+    )
+    ai_limits: dict[str, float] = Field(
+        default_factory=lambda: {"vibration_rms": 7.1, "temperature": 90.0, "current": 30.0},
+        description="Limits of chainsense.machine.v1 metrics for remaining useful life.",
+    )
+    ai_webhook_url: str | None = Field(
+        default=None, description="POST every anomaly event here as JSON (with retries)."
     )
 
     @property

@@ -9,19 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
+from chainsense.ai.monitor import Thresholds
+from chainsense.ai.service import AIConfig, AIService
 from chainsense.chain.registry import DeviceState, RegistryView
 from chainsense.chain.runtime import ChainContext, open_chain
 from chainsense.config import Settings
 from chainsense.identity import ReadingVerifier
+from chainsense.provenance.anchorer import Anchorer, AnchorPolicy
+from chainsense.provenance.export import ProofService
+from chainsense.provenance.proof import DomainRef
 from chainsense.store import DeviceRecord, DeviceStatus, Store
 from chainsense.telemetry.ingest import IngestPipeline
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS, SchemaRegistry
 
-__all__ = ["Platform", "open_platform"]
+__all__ = ["Platform", "anchor_policy", "open_platform"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,9 @@ class Platform:
     schemas: SchemaRegistry
     verifier: ReadingVerifier
     ingest: IngestPipeline
+    anchorer: Anchorer
+    proofs: ProofService
+    ai: AIService | None = None
 
 
 @asynccontextmanager
@@ -70,14 +79,17 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             on_change=mirror,
         )
         await registry.sync()
-        poller = asyncio.create_task(registry.run(), name="registry-sync")
-
-        async def stop_poller() -> None:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
-
-        stack.push_async_callback(stop_poller)
+        await _start(stack, registry.run(), "registry-sync")
+        anchorer = Anchorer(
+            store=store,
+            client=chain.client,
+            signer=chain.anchorer,
+            contract=chain.deployment.contracts["ReadingAnchor"].address,
+            policy=anchor_policy(settings),
+            crash_at=settings.crash_at,
+        )
+        if settings.anchoring:
+            await _start(stack, anchorer.run(), "anchorer")
         verifier = ReadingVerifier(chain.deployment.chain_id, registry_deployment.address)
         schemas = BUILTIN_SCHEMAS
         ingest = IngestPipeline(
@@ -87,5 +99,72 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             schemas=schemas,
             max_future_ms=settings.max_future_ms,
         )
+        ai: AIService | None = None
+        if settings.ai_enabled:
+            ai = AIService(
+                store=store,
+                schemas=schemas,
+                config=AIConfig(
+                    thresholds=Thresholds(settings.ai_threshold, settings.ai_thresholds),
+                    chunk=settings.ai_chunk,
+                    poll_interval=settings.ai_poll_interval,
+                    limits=settings.ai_limits,
+                ),
+                publish=await _webhook(stack, settings),
+            )
+            ingest.on_stored = ai.notify
+            await ai.start()
+            stack.push_async_callback(ai.stop)
         log.info("platform ready: store %s, chain %s", store.url, chain.deployment.chain_id)
-        yield Platform(settings, store, chain, registry, schemas, verifier, ingest)
+        proofs = ProofService(
+            store=store,
+            schemas=schemas,
+            domain=DomainRef(chain.deployment.chain_id, registry_deployment.address),
+            policy=anchorer.policy,
+            status=lambda: anchorer.state,
+        )
+        yield Platform(
+            settings, store, chain, registry, schemas, verifier, ingest, anchorer, proofs, ai
+        )
+
+
+def anchor_policy(settings: Settings) -> AnchorPolicy:
+    return AnchorPolicy(
+        max_size=settings.batch_max_size,
+        max_age=settings.batch_max_age,
+        confirmations=settings.confirmations,
+        tx_timeout=settings.tx_timeout,
+        reorg_depth=settings.reorg_depth,
+        reorg_check_interval=settings.reorg_check_interval,
+        max_backoff=settings.anchor_max_backoff,
+    )
+
+
+async def _start(stack: AsyncExitStack, job: Coroutine[Any, Any, None], name: str) -> None:
+    """Run ``job`` as a background task until the stack closes; log it if it dies."""
+    task = asyncio.create_task(job, name=name)
+
+    def done(t: asyncio.Task[None]) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            log.error("%s stopped: %s", name, t.exception(), exc_info=t.exception())
+
+    task.add_done_callback(done)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)
+
+
+async def _webhook(stack: AsyncExitStack, settings: Settings) -> Any:
+    """The webhook publisher, if a URL is set (closed with the platform)."""
+    if not settings.ai_webhook_url:
+        return None
+    from chainsense.ai.webhook import WebhookSender
+
+    sender = WebhookSender(settings.ai_webhook_url)
+    await sender.start()
+    stack.push_async_callback(sender.stop)
+    return sender.publish

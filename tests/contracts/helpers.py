@@ -5,7 +5,9 @@
   against the contract ABI (selector = first 4 bytes of keccak256 of the error signature);
 - :func:`emitted`: every event a transaction emitted from one contract, decoded, in order;
 - EIP-712 readings signed with eth-account, or with ethers v6 through ``sign_ethers.mjs``;
-- :class:`StandardMerkleTree`: the OpenZeppelin StandardMerkleTree layout for ``bytes32`` values.
+- :func:`standard_leaf`: the StandardMerkleTree leaf of a ``bytes32``, computed with eth-abi and
+  eth-utils as an independent reference (the trees themselves are ``chainsense.provenance.
+  MerkleTree``, checked against ``@openzeppelin/merkle-tree`` through :func:`oz_merkle_trees`).
 """
 
 from __future__ import annotations
@@ -41,14 +43,12 @@ __all__ = [
     "ZERO_BYTES32",
     "Reading",
     "Roles",
-    "StandardMerkleTree",
     "assert_reverts",
     "decode_revert",
     "deploy",
     "deploy_with_receipt",
     "emitted",
     "error_selector",
-    "hash_pair",
     "make_account",
     "oz_merkle_trees",
     "reading_digest",
@@ -384,48 +384,9 @@ def oz_merkle_trees(trees: Sequence[Sequence[bytes]]) -> list[tuple[bytes, list[
     ]
 
 
-# --- OpenZeppelin StandardMerkleTree (bytes32 values) ---------------------------------------------
+# --- OpenZeppelin StandardMerkleTree leaves (trees: chainsense.provenance.MerkleTree) -----------
 
 
 def standard_leaf(value: bytes) -> bytes:
     """The StandardMerkleTree leaf of one ``bytes32`` value: keccak256(keccak256(abi.encode(v)))."""
     return keccak(keccak(abi_encode(["bytes32"], [value])))
-
-
-def hash_pair(a: bytes, b: bytes) -> bytes:
-    """OpenZeppelin's commutative node hash: keccak256 of the sorted pair."""
-    return keccak(a + b if a < b else b + a)
-
-
-class StandardMerkleTree:
-    """The OpenZeppelin ``StandardMerkleTree.of(values, ["bytes32"])`` layout.
-
-    Leaves are sorted by hash and stored right-to-left at the end of a flat array; node ``i`` has
-    children ``2i+1`` and ``2i+2``; the root is node 0.
-    """
-
-    def __init__(self, values: Sequence[bytes]) -> None:
-        assert values, "a Merkle tree needs at least one value"
-        leaves = sorted(standard_leaf(v) for v in values)
-        size = 2 * len(leaves) - 1
-        tree = [b""] * size
-        for i, leaf in enumerate(leaves):
-            tree[size - 1 - i] = leaf
-        for i in range(size - 1 - len(leaves), -1, -1):
-            tree[i] = hash_pair(tree[2 * i + 1], tree[2 * i + 2])
-        self._tree = tree
-        self._position = {leaf: size - 1 - i for i, leaf in enumerate(leaves)}
-
-    @property
-    def root(self) -> bytes:
-        return self._tree[0]
-
-    def proof(self, value: bytes) -> list[bytes]:
-        """The sibling path from ``value``'s leaf to the root."""
-        index = self._position[standard_leaf(value)]
-        path: list[bytes] = []
-        while index > 0:
-            sibling = index + 1 if index % 2 == 1 else index - 1
-            path.append(self._tree[sibling])
-            index = (index - 1) // 2
-        return path

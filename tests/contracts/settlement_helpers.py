@@ -22,9 +22,9 @@ from web3.contract import Contract
 from web3.types import TxReceipt
 
 from chainsense.contracts import Artifact, load_artifact, load_artifact_file
+from chainsense.provenance import MerkleTree
 from tests.contracts.helpers import (
     Reading,
-    StandardMerkleTree,
     reading_struct_hash,
     rpc,
     send,
@@ -93,7 +93,7 @@ def anchor_readings(
         reading_struct_hash(r, chain_id=chain_id, verifying_contract=registry.address)
         for _, r in signed
     ]
-    tree = StandardMerkleTree(hashes)
+    tree = MerkleTree(hashes)
     if anchor is not None:
         send(anchor.functions.anchor(tree.root, len(signed), keccak(tree.root)), sender=anchorer)
     return [

@@ -22,12 +22,12 @@ from web3.contract import Contract
 from web3.types import TxParams
 
 from chainsense.contracts import load_artifact
+from chainsense.provenance import MerkleTree
 from tests.contracts import gas_settlement
 from tests.contracts.helpers import (
     REPO_ROOT,
     Reading,
     Roles,
-    StandardMerkleTree,
     deploy_with_receipt,
     make_account,
     reading_struct_hash,
@@ -117,10 +117,10 @@ def run_scenario(w3: Web3, roles: Roles, chain_id: int) -> list[Row]:
         )
         for i in range(16)
     ]
-    tree = StandardMerkleTree(values)
+    tree = MerkleTree(values)
     for label, root, count, ref in [
         ("anchor (first root)", tree.root, 16, keccak(text="batch-1")),
-        ("anchor (second root)", StandardMerkleTree(values[:2]).root, 2, keccak(text="batch-2")),
+        ("anchor (second root)", MerkleTree(values[:2]).root, 2, keccak(text="batch-2")),
     ]:
         receipt = send(anchor.functions.anchor(root, count, ref), sender=anchorer)
         rows.append(("ReadingAnchor", label, receipt["gasUsed"]))

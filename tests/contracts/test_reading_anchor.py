@@ -10,12 +10,12 @@ from web3 import Web3
 from web3.contract import Contract
 
 from chainsense.contracts import load_artifact
+from chainsense.provenance import MerkleTree
 from tests.contracts.helpers import (
     ZERO_ADDRESS,
     ZERO_BYTES32,
     Reading,
     Roles,
-    StandardMerkleTree,
     assert_reverts,
     deploy,
     emitted,
@@ -252,7 +252,7 @@ def test_leafOf_ofOnChainHashReading_matchesPython(
 @pytest.mark.parametrize("size", TREE_SIZES)
 def test_verify_acceptsEveryLeafOfAnAnchoredTree(anchor: Contract, roles: Roles, size: int) -> None:
     values = struct_hashes(size)
-    tree = StandardMerkleTree(values)
+    tree = MerkleTree(values)
     anchor_root(anchor, roles, tree.root, size)
     for value in values:
         proof = tree.proof(value)
@@ -266,7 +266,7 @@ def test_verify_acceptsEveryLeafOfAnAnchoredTree(anchor: Contract, roles: Roles,
 @pytest.mark.parametrize("size", TREE_SIZES)
 def test_verify_rejectsTamperedProofOrLeaf(anchor: Contract, roles: Roles, size: int) -> None:
     values = struct_hashes(size)
-    tree = StandardMerkleTree(values)
+    tree = MerkleTree(values)
     anchor_root(anchor, roles, tree.root, size)
     outsider = struct_hashes(1, salt=99)[0]
     for position, value in enumerate(values):
@@ -290,10 +290,10 @@ def test_verify_rejectsTamperedProofOrLeaf(anchor: Contract, roles: Roles, size:
 
 @pytest.mark.parametrize("size", TREE_SIZES)
 def test_verify_rejectsRootNeverAnchored(anchor: Contract, roles: Roles, size: int) -> None:
-    anchored = StandardMerkleTree(struct_hashes(size, salt=1))
+    anchored = MerkleTree(struct_hashes(size, salt=1))
     anchor_root(anchor, roles, anchored.root, size)
     values = struct_hashes(size, salt=2)
-    tree = StandardMerkleTree(values)
+    tree = MerkleTree(values)
     assert not anchor.functions.isAnchored(tree.root).call()
     for value in values:
         assert not verify(anchor, tree.proof(value), tree.root, standard_leaf(value))
@@ -307,6 +307,6 @@ def test_verify_rejectsRootNeverAnchored(anchor: Contract, roles: Roles, size: i
 def test_standardMerkleTree_matchesOpenZeppelinMerkleTree() -> None:
     trees = [struct_hashes(size, salt=size) for size in [*TREE_SIZES, 16]]
     for values, (root, proofs) in zip(trees, oz_merkle_trees(trees), strict=True):
-        tree = StandardMerkleTree(values)
+        tree = MerkleTree(values)
         assert tree.root == root
         assert [tree.proof(v) for v in values] == proofs

@@ -19,6 +19,7 @@ import pytest_asyncio
 from sqlalchemy import text
 
 from chainsense.store import Store
+from chainsense.store.schema import metadata
 from tests.support import admin_sql, ensure_postgres, temp_postgres_database
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -96,9 +97,8 @@ async def store(backend: Backend) -> AsyncIterator[Store]:
     try:
         if backend.shared_url is not None:
             async with opened.engine.begin() as conn:
-                await conn.execute(
-                    text("TRUNCATE readings, devices, api_keys RESTART IDENTITY CASCADE")
-                )
+                tables = ", ".join(metadata.tables)
+                await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         yield opened
     finally:
         await opened.close()

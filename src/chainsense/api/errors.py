@@ -17,6 +17,7 @@ from chainsense.errors import (
     ChainUnavailableError,
     TransactionRevertedError,
 )
+from chainsense.provenance.proof import ProofFormatError
 
 __all__ = ["install_error_handlers", "problem"]
 
@@ -36,6 +37,8 @@ def problem(
 
 
 def _status_of(exc: ChainSenseError) -> tuple[int, str]:
+    if isinstance(exc, ProofFormatError):
+        return 422, "Invalid proof document"
     if isinstance(exc, ChainUnavailableError):
         return 503, "Chain unavailable"
     if isinstance(exc, ChainTimeoutError):
@@ -52,6 +55,8 @@ def install_error_handlers(app: FastAPI) -> None:
         extra: dict[str, Any] = {}
         if isinstance(exc, TransactionRevertedError):
             extra = {"error": exc.error_name, "arguments": exc.error_args}
+        elif isinstance(exc, ProofFormatError):
+            extra = {"field": exc.field}
         return problem(status, title, str(exc), **extra)
 
     @app.exception_handler(StarletteHTTPException)

@@ -203,6 +203,11 @@ class Signer:
     def address(self) -> ChecksumAddress:
         return self.account.address
 
+    async def reset_nonce(self) -> None:
+        """Forget the cached nonce (after a reorg dropped this signer's transactions)."""
+        async with self._lock:
+            self._next_nonce = None
+
     @asynccontextmanager
     async def _nonce(self) -> AsyncIterator[int]:
         async with self._lock:

@@ -32,6 +32,7 @@ from chainsense.identity._address import checksum_address
 
 __all__ = [
     "FORMAT",
+    "MAX_PROOF_STEPS",
     "AnchorRef",
     "DomainRef",
     "MetricRef",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 FORMAT = "chainsense.proof.v1"
+MAX_PROOF_STEPS = 256
+"""Longer paths are refused: 256 steps already cover any tree that fits in memory."""
 
 
 class ProofFormatError(ChainSenseError):
@@ -158,6 +161,8 @@ class ProofDocument:
         raw_proof = _get(doc, "proof")
         if not isinstance(raw_proof, list):
             raise ProofFormatError("proof", "expected a list of 0x-hex bytes32")
+        if len(raw_proof) > MAX_PROOF_STEPS:
+            raise ProofFormatError("proof", f"more than {MAX_PROOF_STEPS} steps")
         return cls(
             reading=reading,
             signature=_bytes("reading.signature", _get(raw_reading, "signature", "reading"), 65),
@@ -209,10 +214,16 @@ def _str(field: str, value: Any) -> str:
 
 
 def _int(field: str, value: Any) -> int:
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ProofFormatError(field, f"expected a non-negative integer, got {value!r}")
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 78:
+        value = int(value)  # ascii only: int() refuses some of what str.isdigit() takes ("²")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**256:
+        raise ProofFormatError(field, f"expected an integer in [0, 2^256), got {value!r}")
+    return value
+
+
+def _signed_int(field: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not -(2**63) <= value < 2**63:
+        raise ProofFormatError(field, f"expected an int64, got {value!r}")
     return value
 
 
@@ -251,7 +262,7 @@ def _schema(field: str, value: Any) -> SchemaRef:
             MetricRef(
                 name=_str(f"{field}.metrics[{i}].name", _get(m, "name", f"{field}.metrics[{i}]")),
                 unit=_str(f"{field}.metrics[{i}].unit", _get(m, "unit", f"{field}.metrics[{i}]")),
-                scale=_int(
+                scale=_signed_int(  # a scale may be negative: v * 10^-scale
                     f"{field}.metrics[{i}].scale", _get(m, "scale", f"{field}.metrics[{i}]")
                 ),
             )

@@ -11,7 +11,15 @@ Each device's ``seq`` strictly increases in storage, even with several processes
 :mod:`chainsense.store.readings`. Errors: :mod:`chainsense.store.errors`.
 """
 
+from chainsense.store.anomalies import AnomalyRepository, NewAnomaly, StoredAnomaly
 from chainsense.store.api_keys import ApiKeyRepository, hash_key
+from chainsense.store.batches import (
+    Backlog,
+    BatchRecord,
+    BatchRepository,
+    BatchState,
+    PendingReading,
+)
 from chainsense.store.devices import DeviceRepository
 from chainsense.store.engine import default_url, mask_url
 from chainsense.store.errors import StoreError, StoreUnavailableError
@@ -30,19 +38,27 @@ from chainsense.store.store import Store
 
 __all__ = [
     "MAX_QUERY_LIMIT",
+    "AnomalyRepository",
     "ApiKeyRecord",
     "ApiKeyRepository",
+    "Backlog",
+    "BatchRecord",
+    "BatchRepository",
+    "BatchState",
     "DeviceRecord",
     "DeviceRepository",
     "DeviceStatus",
     "InsertResult",
+    "NewAnomaly",
     "NewReading",
     "Outcome",
+    "PendingReading",
     "ReadingRepository",
     "Scope",
     "Store",
     "StoreError",
     "StoreUnavailableError",
+    "StoredAnomaly",
     "StoredReading",
     "default_url",
     "hash_key",

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Double,
     ForeignKey,
     Identity,
     Index,
@@ -36,13 +37,23 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["api_keys", "batches", "devices", "metadata", "readings"]
+__all__ = [
+    "ai_anomalies",
+    "ai_cursors",
+    "ai_models",
+    "api_keys",
+    "batches",
+    "devices",
+    "metadata",
+    "readings",
+]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -174,3 +185,56 @@ batches = Table(
 """A Merkle batch of readings. ``sealed``: its readings are fixed (``readings.batch_id``) and its
 root computed; ``anchored``: the root's ``ReadingAnchor`` transaction has its confirmations. A
 reorg that drops the anchor sends the batch back to ``sealed``."""
+
+# --- AI layer (migration 0003) --------------------------------------------------------------
+
+ai_anomalies = Table(
+    "ai_anomalies",
+    metadata,
+    Column("id", id_type(), Identity(), primary_key=True, autoincrement=True),
+    Column(
+        "reading_id",
+        BigInteger(),
+        ForeignKey("readings.id", ondelete="RESTRICT"),
+        nullable=False,
+    ),
+    Column("device", address_type(), nullable=False),
+    Column("schema", LargeBinary(32), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("timestamp", BigInteger(), nullable=False),
+    Column("value", Double(), nullable=False),
+    Column("score", Double(), nullable=False),
+    Column("expected", Double(), nullable=False),
+    Column("low", Double(), nullable=False),
+    Column("high", Double(), nullable=False),
+    Column("check", String(16), nullable=False),
+    Column("detector", String(32), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("reading_id", "metric"),
+    Index(None, "device", "id"),
+    Index(None, "timestamp"),
+    sqlite_autoincrement=True,
+)
+"""An anomaly event: the reading (its proof is at /v1/readings/{id}/proof), the metric, the value
+and the range the detector expected. One per (reading, metric), so a worker that replays readings
+after a restart never stores one twice."""
+
+ai_models = Table(
+    "ai_models",
+    metadata,
+    Column("device", address_type(), primary_key=True),
+    Column("metric", String(64), primary_key=True),
+    Column("model", String(16), primary_key=True),
+    Column("state", Text(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+"""A stream's model state as JSON (``detector``, ``trend``, ``profile``), so a restart resumes
+without a new learning period."""
+
+ai_cursors = Table(
+    "ai_cursors",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("reading_id", BigInteger(), nullable=False),
+)
+"""How far (reading id) a worker has processed; saved in the same transaction as its models."""

@@ -11,7 +11,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chainsense.store import migrate as migrations
+from chainsense.store.anomalies import AnomalyRepository
 from chainsense.store.api_keys import ApiKeyRepository
+from chainsense.store.batches import BatchRepository
 from chainsense.store.devices import DeviceRepository
 from chainsense.store.engine import CONNECT_TIMEOUT_S, Database, parse_url
 from chainsense.store.errors import StoreError, StoreUnavailableError
@@ -34,6 +36,8 @@ class Store:
         self.readings = ReadingRepository(db)
         self.devices = DeviceRepository(db)
         self.api_keys = ApiKeyRepository(db)
+        self.batches = BatchRepository(db)
+        self.anomalies = AnomalyRepository(db)
 
     @classmethod
     async def open(cls, url: str | URL, *, migrate: bool = True) -> Store:

@@ -150,6 +150,7 @@ class IngestPipeline:
         schemas: SchemaRegistry,
         max_future_ms: int = 300_000,
         clock: Callable[[], float] = time.time,
+        on_stored: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
         self.verifier = verifier
@@ -157,6 +158,9 @@ class IngestPipeline:
         self.schemas = schemas
         self.max_future_ms = max_future_ms
         self._clock = clock
+        self.on_stored = on_stored
+        """Called with the largest new reading id after each durable commit (the AI worker's
+        wake-up); it must only set a flag or put_nowait, never block."""
 
     async def ingest(self, items: Sequence[Any]) -> list[IngestResult]:
         """Check every item, store the good ones in one transaction, and return a result per
@@ -173,6 +177,10 @@ class IngestPipeline:
             stored = await self.store.readings.insert_batch(rows)
             for index, row, outcome in zip(row_index, rows, stored, strict=True):
                 results[index] = _result(index, row, outcome.outcome, outcome.reading_id)
+            if self.on_stored is not None:
+                new = [o.reading_id for o in stored if o.outcome is Outcome.STORED]
+                if new:
+                    self.on_stored(max(i for i in new if i is not None))
         return [r for r in results if r is not None]
 
     def _check_all(

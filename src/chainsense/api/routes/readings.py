@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Annotated, Any
 
@@ -11,6 +12,8 @@ from fastapi.responses import JSONResponse
 from chainsense.api.deps import PlatformDep, ReaderDep
 from chainsense.api.errors import PROBLEM_JSON
 from chainsense.identity import Reading as DomainReading
+from chainsense.provenance.export import Pending, ReadingNotFoundError
+from chainsense.provenance.models import ProofPending, ProofPublic
 from chainsense.store import StoredReading
 from chainsense.telemetry.ingest import BodyError, IngestResult, Rejection, parse_body
 from chainsense.telemetry.models import (
@@ -198,3 +201,33 @@ async def get_reading(
 #: Models the request body of POST /v1/readings refers to; app.py adds them to the OpenAPI
 #: components, since the handler parses the body itself.
 BODY_MODELS = (ReadingIn, ReadingSenMLIn, BatchIn)
+
+
+@router.get(
+    "/{reading_id}/proof",
+    summary="The proof of one reading (or when to expect it)",
+    description=(
+        "200: a self-contained proof document (format `chainsense.proof.v1`): the reading and "
+        "its signature, the schema, the EIP-712 domain, the leaf, the Merkle path, the root and "
+        "the anchor (chain id, contract, transaction, block number and time). Anyone can check "
+        "it with `chainsense verify` or `POST /v1/verify`. 202: the reading is stored but its "
+        "batch is not anchored yet; the body says where it is and how long to wait (also in "
+        "`Retry-After`)."
+    ),
+    response_model=ProofPublic,
+    responses={
+        202: {"model": ProofPending, "description": "Not anchored yet"},
+        404: _PROBLEM | {"description": "No such reading"},
+    },
+)
+async def get_proof(
+    reading_id: Annotated[int, Path(ge=1, lt=2**63)], platform: PlatformDep, _key: ReaderDep
+) -> JSONResponse:
+    try:
+        found = await platform.proofs.proof(reading_id)
+    except ReadingNotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+    if isinstance(found, Pending):
+        retry = max(1, math.ceil(found.expected_wait_seconds))
+        return JSONResponse(found.to_json(), 202, headers={"Retry-After": str(retry)})
+    return JSONResponse(found.to_json(), 200)

@@ -1,0 +1,143 @@
+"""Reproducible synthetic IoT sensor streams with labelled anomaly windows.
+
+Used by ``bench/detect.py`` (evaluation) and the tests. Every stream is built from a seed alone
+(``random.Random(seed)``), so the same call gives the same points on every machine.
+
+Sensors (5-minute sampling by default): a cold-chain temperature, a humidity, a machine's
+vibration and an electricity meter's import (daily and weekly pattern). Each has AR(1) noise and
+is quantised to its schema's resolution, as real fixed-point readings are. One anomaly of one
+kind is injected after a clean learning period:
+
+- ``spike``: one or two points far off;
+- ``level_shift``: the level jumps and stays;
+- ``drift``: the level ramps away over a day;
+- ``stuck``: the sensor repeats its last value for hours;
+- ``noise``: the noise grows several-fold for two hours;
+- ``pattern``: the daily pattern is broken for a day (shifted by half a day).
+
+>>> s = make_stream("temperature", "spike", seed=1, days=8)
+>>> len(s.values), s.kind, s.window[1] - s.window[0]
+(2304, 'spike', 12)
+>>> s.values == make_stream("temperature", "spike", seed=1, days=8).values
+True
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+__all__ = ["KINDS", "SENSORS", "Stream", "make_meter", "make_stream"]
+
+KINDS = ("spike", "level_shift", "drift", "stuck", "noise", "pattern")
+SENSORS = ("temperature", "humidity", "vibration", "meter")
+START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a Thursday
+_DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class Stream:
+    sensor: str
+    kind: str
+    step_ms: int
+    times: list[int]
+    values: list[float]
+    window: tuple[int, int]
+    """Indices [start, end) of the labelled anomaly."""
+
+
+def _profile(sensor: str, t_ms: int) -> tuple[float, float, float]:
+    """(expected value, noise sigma, resolution) of a sensor at a time."""
+    hour = (t_ms % _DAY_MS) / 3_600_000
+    weekday = (t_ms // _DAY_MS + 3) % 7  # 0 = Monday
+    day = math.sin(2 * math.pi * (hour - 9) / 24)
+    if sensor == "temperature":
+        return 4.0 + 0.6 * day, 0.08, 0.01
+    if sensor == "humidity":
+        return 60.0 - 6.0 * day, 0.6, 0.1
+    if sensor == "vibration":
+        working = 1.0 if 6 <= hour < 22 and weekday < 6 else 0.0
+        return 1.2 + 0.8 * working, 0.05, 0.001
+    if sensor == "meter":
+        return _meter_mean(t_ms), 0.0, 1.0
+    raise ValueError(f"unknown sensor {sensor!r}")
+
+
+def _meter_mean(t_ms: int) -> float:
+    """Wh per 15 minutes of a household: night base, morning and evening peaks, busier weekend."""
+    hour = (t_ms % _DAY_MS) / 3_600_000
+    weekday = (t_ms // _DAY_MS + 3) % 7
+    weekend = weekday >= 5
+    morning = math.exp(-(((hour - (9.5 if weekend else 7.5)) / 1.2) ** 2))
+    evening = math.exp(-(((hour - 19.0) / 2.0) ** 2))
+    return 60.0 + (160.0 if weekend else 110.0) * morning + 220.0 * evening + (40 if weekend else 0)
+
+
+def make_meter(
+    *, seed: int, days: int = 56, step_ms: int = 900_000
+) -> tuple[list[int], list[float]]:
+    """A clean meter import series (Wh per interval) with daily and weekly seasonality."""
+    rng = random.Random(seed)
+    times = [START_MS + i * step_ms for i in range(days * _DAY_MS // step_ms)]
+    values: list[float] = []
+    ar = 0.0
+    for t in times:
+        mean = _meter_mean(t) * step_ms / 900_000
+        ar = 0.6 * ar + rng.gauss(0, 0.08)
+        values.append(float(max(0, round(mean * (1 + ar)))))
+    return times, values
+
+
+def make_stream(
+    sensor: str,
+    kind: str,
+    *,
+    seed: int,
+    days: int = 14,
+    step_ms: int = 300_000,
+    clean_days: int = 4,
+) -> Stream:
+    """One sensor stream with one anomaly of ``kind`` after ``clean_days``."""
+    rng = random.Random(f"{sensor}/{kind}/{seed}")
+    n = days * _DAY_MS // step_ms
+    per_day = _DAY_MS // step_ms
+    times = [START_MS + i * step_ms for i in range(n)]
+    lows = clean_days * per_day
+    start = rng.randrange(lows, n - 2 * per_day)
+    noise_sigma = {"temperature": 0.08, "humidity": 0.6, "vibration": 0.05, "meter": 0.0}[sensor]
+    sigma = noise_sigma or 25.0
+    length = {
+        "spike": 12, "level_shift": 36, "drift": per_day, "stuck": 36, "noise": 24,
+        "pattern": per_day,
+    }[kind]  # fmt: skip
+    end = start + length
+    shift = rng.choice((-1, 1)) * rng.uniform(4, 8) * sigma
+    spike_at = {start, start + 1} if rng.random() < 0.3 else {start}
+    spike = rng.choice((-1, 1)) * rng.uniform(6, 12) * sigma
+    values: list[float] = []
+    ar = 0.0
+    for i, t in enumerate(times):
+        shown_t = t + _DAY_MS // 2 if kind == "pattern" and start <= i < end else t
+        mean, noise, resolution = _profile(sensor, shown_t)
+        scale = rng.uniform(4, 6) if kind == "noise" and start <= i < end else 1.0
+        if sensor == "meter":
+            ar = 0.6 * ar + rng.gauss(0, 0.08 * scale)
+            value = mean * (1 + ar)
+        else:
+            ar = 0.7 * ar + rng.gauss(0, noise * math.sqrt(1 - 0.49) * scale)
+            value = mean + ar
+        if kind == "spike" and i in spike_at:
+            value += spike
+        elif kind == "level_shift" and i >= start:
+            value += shift
+        elif kind == "drift" and i >= start:
+            value += math.copysign(min(i - start, length) / length * 6 * sigma, shift)
+        if kind == "stuck" and start <= i < end:
+            value = values[start - 1]
+        else:
+            value = round(value / resolution) * resolution
+            if sensor == "meter":
+                value = max(0.0, value)
+        values.append(value)
+    return Stream(sensor, kind, step_ms, times, values, (start, end))

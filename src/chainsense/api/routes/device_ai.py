@@ -1,0 +1,119 @@
+"""/v1/devices/{address}/health (remaining useful life of a machine) and
+/v1/devices/{address}/forecast (a meter's next intervals)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from eth_utils.address import to_checksum_address
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import BaseModel, Field
+
+from chainsense.api.deps import PlatformDep, ReaderDep
+from chainsense.api.routes.anomalies import _service
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+
+AddressPath = Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{40}$", description="Device address")]
+
+
+class MetricHealth(BaseModel):
+    metric: str
+    current: float | None = Field(description="The trend's value now")
+    limit: float
+    slope_per_hour: float | None
+    remaining_hours: float | None = Field(
+        description="Hours until the trend reaches the limit; null: not rising towards it"
+    )
+    remaining_hours_low: float | None = Field(description="Early end of the band (slope + 2 SE)")
+    remaining_hours_high: float | None = Field(
+        description="Late end of the band (slope - 2 SE); null: possibly never"
+    )
+    points: int
+
+
+class DeviceHealth(BaseModel):
+    device: str
+    at: int = Field(description="Time of the estimate (ms)")
+    metrics: list[MetricHealth]
+
+
+class ForecastPoint(BaseModel):
+    timestamp: int
+    value: float
+
+
+class DeviceForecast(BaseModel):
+    device: str
+    interval_ms: int
+    metrics: dict[str, list[ForecastPoint]]
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No readings of that kind from this device analysed yet"},
+    503: {"description": "The AI worker is disabled"},
+}
+
+
+@router.get(
+    "/{address}/health",
+    response_model=DeviceHealth,
+    summary="Remaining useful life",
+    responses=_RESPONSES,
+)
+async def device_health(
+    address: AddressPath, platform: PlatformDep, _key: ReaderDep
+) -> dict[str, Any]:
+    service = _service(platform)
+    device = to_checksum_address(address)
+    now = int(time.time() * 1000)
+    estimates = service.health(device, now)
+    if not estimates:
+        raise HTTPException(404, f"no machine readings of {device} analysed yet")
+    metrics = []
+    for metric, life in sorted(estimates.items()):
+        limit = service.config.limits[metric]
+        metrics.append(
+            {
+                "metric": metric,
+                "limit": limit,
+                "current": life.current if life else None,
+                "slope_per_hour": life.slope_per_hour if life else None,
+                "remaining_hours": life.hours if life else None,
+                "remaining_hours_low": life.low_hours if life else None,
+                "remaining_hours_high": life.high_hours if life else None,
+                "points": life.points if life else 0,
+            }
+        )
+    return {"device": device, "at": now, "metrics": metrics}
+
+
+@router.get(
+    "/{address}/forecast",
+    response_model=DeviceForecast,
+    summary="Demand forecast",
+    responses=_RESPONSES,
+)
+async def device_forecast(
+    address: AddressPath,
+    platform: PlatformDep,
+    _key: ReaderDep,
+    intervals: Annotated[int, Query(ge=1, le=7 * 96)] = 96,
+    start: Annotated[
+        int | None, Query(ge=0, lt=2**63, description="From (ms); default now")
+    ] = None,
+) -> dict[str, Any]:
+    service = _service(platform)
+    device = to_checksum_address(address)
+    begin = start if start is not None else int(time.time() * 1000)
+    forecasts = service.forecast(device, begin, intervals)
+    if not forecasts:
+        raise HTTPException(404, f"no meter readings of {device} analysed yet")
+    return {
+        "device": device,
+        "interval_ms": service.config.forecast_interval_ms,
+        "metrics": {
+            m: [{"timestamp": t, "value": v} for t, v in points] for m, points in forecasts.items()
+        },
+    }

@@ -1,0 +1,103 @@
+"""/v1/export: a device's readings over a time range, as CSV or JSON lines, and their proofs."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from eth_utils.address import to_checksum_address
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from chainsense.api.deps import PlatformDep, ReaderDep
+from chainsense.provenance.export import readings_csv, readings_jsonl
+
+router = APIRouter(prefix="/export", tags=["provenance"])
+
+DeviceQuery = Annotated[str, Query(pattern=r"^0x[0-9a-fA-F]{40}$", description="Device address")]
+SinceQuery = Annotated[
+    int | None, Query(ge=0, lt=2**63, description="From this device time (ms, inclusive)")
+]
+UntilQuery = Annotated[
+    int | None, Query(ge=0, lt=2**63, description="Before this device time (ms, exclusive)")
+]
+_PAGE = 1000
+
+
+class ExportFormat(enum.StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+@router.get(
+    "/readings",
+    summary="A device's readings in a time range, as CSV or JSON lines",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
+)
+async def export_readings(
+    platform: PlatformDep,
+    _key: ReaderDep,
+    device: DeviceQuery,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+    format: Annotated[ExportFormat, Query()] = ExportFormat.csv,
+) -> StreamingResponse:
+    address = to_checksum_address(device)
+
+    async def rows() -> AsyncIterator[str]:
+        after: int | None = None
+        first = True
+        while page := await platform.store.readings.query(
+            device=address, since_ms=since, until_ms=until, after_id=after, limit=_PAGE
+        ):
+            if format is ExportFormat.csv:
+                yield readings_csv(page, header=first)
+            else:
+                yield readings_jsonl(page)
+            first = False
+            after = page[-1].id
+        if first and format is ExportFormat.csv:
+            yield readings_csv([], header=True)
+
+    media = "text/csv" if format is ExportFormat.csv else "application/x-ndjson"
+    name = f"readings-{address}.{format.value}"
+    return StreamingResponse(
+        rows(), media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+@router.get(
+    "/proofs",
+    summary="The proof bundle of a device's readings in a time range (JSON lines)",
+    description="One proof document per line, in reading order; a reading not anchored yet "
+    'gets a `{"status": "pending", ...}` line instead. Verify the bundle with '
+    "`chainsense verify bundle.jsonl`.",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+)
+async def export_proofs(
+    platform: PlatformDep,
+    _key: ReaderDep,
+    device: DeviceQuery,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+) -> StreamingResponse:
+    address = to_checksum_address(device)
+
+    async def lines() -> AsyncIterator[str]:
+        async for _, doc in platform.proofs.proofs(device=address, since_ms=since, until_ms=until):
+            body = doc.to_json()
+            yield json.dumps(body, separators=(",", ":")) + "\n"
+
+    name = f"proofs-{address}.jsonl"
+    return StreamingResponse(
+        lines(),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+__all__ = ["ExportFormat", "router"]

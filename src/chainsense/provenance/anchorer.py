@@ -1,0 +1,417 @@
+"""The batcher and anchorer: seal stored readings into Merkle batches, anchor each root on-chain.
+
+Two loops run side by side, so a slow or absent chain never stops sealing (nor ingestion):
+
+- the **sealer** takes the oldest readings no batch holds yet and seals them when ``max_size`` of
+  them wait, or when the oldest has waited ``max_age`` seconds, whichever comes first. Sealing is
+  one database transaction (the batch row, its root and every reading's ``batch_id``), so a crash
+  leaves either a whole batch or none.
+- the **anchorer** sends ``ReadingAnchor.anchor(root, count, batchRef)`` for every sealed batch,
+  waits for ``confirmations`` blocks and records the transaction, block and block time. Before
+  sending it asks the contract whether the root is already anchored (a crash after the send, or a
+  second anchorer): then it only records the existing anchor. The contract refuses a duplicate
+  root, so a root is anchored at most once, and a batch is recorded as anchored only once it is.
+
+After a ``kill -9`` at any point both loops simply resume: the database says what is sealed and
+what is anchored, and the chain says what was sent.
+
+Reorgs: every ``reorg_check_interval`` seconds (and at start) the anchorer re-reads the block of
+each anchor in the last ``reorg_depth`` blocks. If the block hash changed and the root is no longer
+anchored, the batch goes back to ``sealed`` and is anchored again; if the root was re-included in
+another block, the record moves there. Proofs read the anchor from the batch record, so they follow.
+
+RPC outages: failed attempts are counted and retried with exponential backoff (up to
+``max_backoff``); :meth:`Anchorer.status` reports the backlog so the lag is visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_typing import HexStr
+from hexbytes import HexBytes
+from web3.contract import AsyncContract
+
+from chainsense.chain.client import ChainClient, Signer
+from chainsense.errors import ChainError, ChainSenseError, TransactionRevertedError
+from chainsense.provenance.merkle import MerkleTree
+from chainsense.store import Backlog, BatchRecord, BatchState, PendingReading, Store
+
+__all__ = ["AnchorPolicy", "Anchorer", "AnchorerStatus", "OnChainAnchor"]
+
+log = logging.getLogger(__name__)
+
+_THREAD_MIN_LEAVES = 4096  # build bigger trees in a worker thread
+_ANCHOR_CONCURRENCY = 16  # sealed batches sent at once while catching up
+
+
+@dataclass(frozen=True)
+class AnchorPolicy:
+    """When to seal and how to anchor. The defaults keep the anchoring delay around two seconds on
+    a fast chain while a batch of 2000 readings costs ~26 gas per reading."""
+
+    max_size: int = 2000
+    max_age: float = 2.0
+    confirmations: int = 1
+    tx_timeout: float = 120.0
+    poll_interval: float = 0.1
+    reorg_depth: int = 64
+    reorg_check_interval: float = 5.0
+    max_backoff: float = 30.0
+
+
+@dataclass(frozen=True)
+class OnChainAnchor:
+    """Where a root sits on the chain, read back from the contract and the block."""
+
+    tx_hash: bytes
+    block_number: int
+    block_hash: bytes
+    block_time: int
+
+
+@dataclass
+class AnchorerStatus:
+    """What the anchorer did last; ``Anchorer.status()`` adds the backlog."""
+
+    running: bool = False
+    chain_ok: bool = True
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    batches_sealed: int = 0
+    batches_anchored: int = 0
+    reanchored: int = 0
+    last_anchored_batch: int | None = None
+    recent_delays: list[float] = field(default_factory=list)
+    """Seconds from sealing to confirmed anchor, for the last few batches."""
+
+    def expected_anchor_seconds(self, policy: AnchorPolicy) -> float:
+        """How long a sealed batch typically takes to be anchored (median of recent ones)."""
+        if not self.recent_delays:
+            return 1.0 + policy.poll_interval
+        ordered = sorted(self.recent_delays)
+        return ordered[len(ordered) // 2]
+
+
+class Anchorer:
+    """Seals and anchors batches for one store and one ``ReadingAnchor`` contract.
+
+    Run it with :meth:`run` (until cancelled), or drive it step by step in tests with
+    :meth:`seal_due`, :meth:`anchor_sealed` and :meth:`check_anchors`.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        client: ChainClient,
+        signer: Signer,
+        contract: str,
+        policy: AnchorPolicy | None = None,
+        crash_at: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.signer = signer
+        self.policy = policy or AnchorPolicy()
+        self.contract: AsyncContract = client.contract("ReadingAnchor", contract)
+        self.state = AnchorerStatus()
+        self._crash_at = crash_at
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._sealed = asyncio.Event()
+
+    # --- running ---------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """New readings were stored: check the size trigger now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Seal and anchor until cancelled; chain failures are retried with backoff."""
+        self.state.running = True
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._seal_loop(), name="batch-sealer")
+                tasks.create_task(self._anchor_loop(), name="batch-anchorer")
+        finally:
+            self.state.running = False
+
+    async def _seal_loop(self) -> None:
+        while True:
+            try:
+                if await self.seal_due():
+                    self._sealed.set()
+            except ChainSenseError as exc:  # the store is down: ingestion fails too; retry
+                log.warning("sealing failed: %s", exc)
+            await _wait(self._wake, self.policy.poll_interval)
+
+    async def _anchor_loop(self) -> None:
+        next_check = 0.0
+        while True:
+            try:
+                if time.monotonic() >= next_check:
+                    await self.check_anchors()
+                    next_check = time.monotonic() + self.policy.reorg_check_interval
+                await self.anchor_sealed()
+                self._succeeded()
+                delay = self.policy.poll_interval
+            except ChainSenseError as exc:
+                delay = self._failed(exc)
+            await _wait(self._sealed, delay)
+
+    def _succeeded(self) -> None:
+        self.state.chain_ok = True
+        self.state.consecutive_failures = 0
+
+    def _failed(self, exc: BaseException) -> float:
+        self.state.chain_ok = False
+        self.state.consecutive_failures += 1
+        self.state.last_error = str(exc)
+        self.state.last_error_at = self._clock()
+        delay = min(self.policy.max_backoff, 0.5 * 2.0 ** (self.state.consecutive_failures - 1))
+        log.warning(
+            "anchoring failed (attempt %d, retry in %.1fs): %s",
+            self.state.consecutive_failures,
+            delay,
+            exc,
+        )
+        return delay
+
+    async def status(self) -> tuple[AnchorerStatus, Backlog]:
+        return self.state, await self.store.batches.backlog()
+
+    # --- sealing ---------------------------------------------------------------------------
+
+    async def seal_due(self) -> list[BatchRecord]:
+        """Seal every batch that is due now (full, or holding a reading older than max_age)."""
+        sealed: list[BatchRecord] = []
+        while True:
+            count, oldest = await self.store.batches.waiting(limit=self.policy.max_size)
+            if oldest is None or not self._due(count, oldest):
+                return sealed
+            pending = await self.store.batches.unbatched(limit=self.policy.max_size)
+            if not pending:
+                return sealed
+            sealed.append(await self._seal(pending))
+
+    async def seal_now(self) -> list[BatchRecord]:
+        """Seal every waiting reading regardless of age (for tests and shutdown)."""
+        sealed: list[BatchRecord] = []
+        while pending := await self.store.batches.unbatched(limit=self.policy.max_size):
+            sealed.append(await self._seal(pending))
+        return sealed
+
+    def _due(self, count: int, oldest: datetime) -> bool:
+        if count >= self.policy.max_size:
+            return True
+        return (self._clock() - oldest).total_seconds() >= self.policy.max_age
+
+    async def _seal(self, pending: list[PendingReading]) -> BatchRecord:
+        values = [p.struct_hash for p in pending]
+        if len(values) >= _THREAD_MIN_LEAVES:
+            tree = await asyncio.to_thread(MerkleTree, values)
+        else:
+            tree = MerkleTree(values)
+        batch = await self.store.batches.seal(
+            [p.id for p in pending],
+            root=tree.root,
+            chain_id=await self.client.chain_id(),
+            contract=self.contract.address,
+            sealed_at=self._clock(),
+        )
+        self.state.batches_sealed += 1
+        log.info("sealed batch %d: %d readings, root 0x%s", batch.id, len(values), tree.root.hex())
+        self._crashpoint("after-seal")
+        return batch
+
+    # --- anchoring -------------------------------------------------------------------------
+
+    async def anchor_sealed(self) -> list[BatchRecord]:
+        """Anchor the oldest sealed batches (several at once when catching up); return those now
+        anchored. Records every failure on its batch, then raises the first one."""
+        batches = await self.store.batches.find(state=BatchState.SEALED, limit=_ANCHOR_CONCURRENCY)
+        results = await asyncio.gather(*(self._anchor(b) for b in batches), return_exceptions=True)
+        anchored: list[BatchRecord] = []
+        errors: list[ChainSenseError] = []
+        for batch, result in zip(batches, results, strict=True):
+            if isinstance(result, ChainSenseError):
+                errors.append(result)
+                await self.store.batches.record_failure(batch.id, str(result))
+            elif isinstance(result, BaseException):
+                raise result
+            elif result is not None:
+                anchored.append(result)
+        if errors:
+            raise errors[0]
+        if len(batches) == _ANCHOR_CONCURRENCY and len(anchored) == len(batches):
+            self._sealed.set()  # there may be more: go on without waiting
+        return anchored
+
+    async def _anchor(self, batch: BatchRecord) -> BatchRecord | None:
+        found = await self.find_anchor(batch.root)
+        if found is None:
+            fn = self.contract.functions.anchor(
+                batch.root, batch.reading_count, batch.id.to_bytes(32, "big")
+            )
+            try:
+                tx_hash = await self.signer.send(fn)
+                self._crashpoint("after-send")
+                # A reverted receipt is judged below: the root may have been anchored by an
+                # earlier attempt whose transaction was still pending when this one was sent.
+                await self.client.wait_for_receipt(
+                    tx_hash, timeout=self.policy.tx_timeout, confirmations=1
+                )
+            except TransactionRevertedError as exc:
+                if exc.error_name != "ReadingAnchorRootAlreadyAnchored":
+                    raise
+                log.info("batch %d: root already anchored; recording that anchor", batch.id)
+            self._crashpoint("after-receipt")
+            found = await self.find_anchor(batch.root)
+            if found is None:
+                raise ChainError(f"batch {batch.id}: the anchor transaction left no anchor")
+        if not await self._confirmed(found):
+            return None
+        await self.store.batches.mark_anchored(
+            batch.id,
+            chain_id=await self.client.chain_id(),
+            contract=self.contract.address,
+            tx_hash=found.tx_hash,
+            block_number=found.block_number,
+            block_hash=found.block_hash,
+            block_time=found.block_time,
+            anchored_at=self._clock(),
+        )
+        self.state.batches_anchored += 1
+        self.state.last_anchored_batch = batch.id
+        delay = (self._clock() - batch.sealed_at).total_seconds()
+        self.state.recent_delays = [*self.state.recent_delays[-31:], delay]
+        log.info("anchored batch %d in block %d", batch.id, found.block_number)
+        return await self.store.batches.get(batch.id)
+
+    async def _confirmed(self, found: OnChainAnchor) -> bool:
+        if self.policy.confirmations <= 1:
+            return True
+        head = await self.client.block_number()
+        return head - found.block_number + 1 >= self.policy.confirmations
+
+    async def find_anchor(self, root: bytes) -> OnChainAnchor | None:
+        """Where ``root`` is anchored in this contract right now, or None."""
+        anchor = await self.client.call(self.contract.functions.anchorOf(root))
+        block_number = int(anchor[1])
+        if block_number == 0:
+            return None
+        event = self.contract.events.RootAnchored()
+        topic = event.topic
+        logs = await self.client.rpc(
+            lambda: self.client.w3.eth.get_logs(
+                {
+                    "address": self.contract.address,
+                    "fromBlock": block_number,
+                    "toBlock": block_number,
+                    "topics": [HexStr(_0x(topic)), HexStr("0x" + root.hex())],
+                }
+            )
+        )
+        if not logs:
+            raise ChainError(
+                f"root 0x{root.hex()} is anchored at block {block_number}, "
+                "but that block has no RootAnchored log for it"
+            )
+        entry = logs[-1]
+        return OnChainAnchor(
+            tx_hash=bytes(entry["transactionHash"]),
+            block_number=block_number,
+            block_hash=bytes(entry["blockHash"]),
+            block_time=int(anchor[2]),
+        )
+
+    # --- reorgs ----------------------------------------------------------------------------
+
+    async def check_anchors(self) -> list[int]:
+        """Re-check the anchors of the last ``reorg_depth`` blocks; return the batches whose
+        anchor moved or vanished (vanished ones are back to ``sealed``)."""
+        head = await self.client.block_number()
+        changed: list[int] = []
+        after: int | None = None
+        while True:
+            batches = await self.store.batches.find(
+                state=BatchState.ANCHORED,
+                min_block=max(0, head - self.policy.reorg_depth),
+                after_id=after,
+                limit=500,
+            )
+            if not batches:
+                return changed
+            after = batches[-1].id
+            for batch in batches:
+                if await self._still_anchored(batch):
+                    continue
+                changed.append(batch.id)
+                self.state.reanchored += 1
+                found = await self.find_anchor(batch.root)
+                if found is not None and await self._confirmed(found):
+                    log.warning(
+                        "batch %d: anchor moved to block %d by a reorg",
+                        batch.id,
+                        found.block_number,
+                    )
+                    await self.store.batches.mark_anchored(
+                        batch.id,
+                        chain_id=batch.chain_id,
+                        contract=self.contract.address,
+                        tx_hash=found.tx_hash,
+                        block_number=found.block_number,
+                        block_hash=found.block_hash,
+                        block_time=found.block_time,
+                        anchored_at=self._clock(),
+                    )
+                else:
+                    reason = f"reorg: the anchor in block {batch.block_number} is gone"
+                    log.warning("batch %d: %s; anchoring it again", batch.id, reason)
+                    await self.store.batches.unanchor(batch.id, reason=reason)
+                    await self.signer.reset_nonce()  # its transaction may be gone too
+                    self._sealed.set()
+
+    async def _still_anchored(self, batch: BatchRecord) -> bool:
+        if batch.contract != self.contract.address or batch.block_number is None:
+            return False
+        number = batch.block_number
+        block: Any = await self.client.rpc(
+            lambda: self.client.w3.provider.make_request(
+                "eth_getBlockByNumber", [hex(number), False]
+            )
+        )
+        result = block.get("result") if isinstance(block, dict) else None
+        if not result:
+            return False
+        return bytes(HexBytes(result["hash"])) == batch.block_hash
+
+    # --- fault injection -------------------------------------------------------------------
+
+    def _crashpoint(self, name: str) -> None:
+        """Testing only: SIGKILL this process at a named point (``CHAINSENSE_CRASH_AT``)."""
+        if self._crash_at == name:
+            log.error("fault injection: SIGKILL at %s", name)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _0x(value: str | bytes) -> str:
+    return value if isinstance(value, str) else "0x" + value.hex()
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+    event.clear()

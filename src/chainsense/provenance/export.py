@@ -1,0 +1,261 @@
+"""Proof export: one reading's proof document, or many for a device and time range.
+
+A proof needs the reading's batch to be anchored. Until then the answer is :class:`Pending`,
+which says where the reading is (waiting for a batch, or sealed and waiting for its anchor) and
+how long that should take. Merkle paths are rebuilt from the batch's struct hashes (the tree of a
+2000-reading batch builds in a few milliseconds); a small cache keeps the last trees for bulk
+export.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chainsense.errors import ChainSenseError
+from chainsense.identity import Reading
+from chainsense.provenance.anchorer import AnchorerStatus, AnchorPolicy
+from chainsense.provenance.merkle import MerkleTree, leaf_of
+from chainsense.provenance.proof import (
+    AnchorRef,
+    DomainRef,
+    MetricRef,
+    ProofDocument,
+    SchemaRef,
+)
+from chainsense.store import BatchRecord, BatchState, Store, StoredReading
+from chainsense.telemetry.schemas import SchemaRegistry, UnknownSchemaError
+
+__all__ = ["Pending", "ProofService", "ReadingNotFoundError", "readings_csv", "readings_jsonl"]
+
+_TREE_CACHE = 8
+_PAGE = 1000
+
+
+class ReadingNotFoundError(ChainSenseError):
+    def __init__(self, reading_id: int) -> None:
+        super().__init__(f"no reading with id {reading_id}")
+        self.reading_id = reading_id
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A reading whose proof does not exist yet."""
+
+    reading_id: int
+    state: str
+    """``unbatched`` (waiting to be sealed) or ``sealed`` (its batch waits for its anchor)."""
+    batch_id: int | None
+    expected_wait_seconds: float
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": "pending",
+            "readingId": self.reading_id,
+            "state": self.state,
+            "batchId": self.batch_id,
+            "expectedWaitSeconds": round(self.expected_wait_seconds, 3),
+            "detail": self.detail,
+        }
+
+
+class ProofService:
+    """Builds proof documents from the store (and says how long pending ones will take)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        schemas: SchemaRegistry,
+        domain: DomainRef,
+        policy: AnchorPolicy,
+        status: Callable[[], AnchorerStatus] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.schemas = schemas
+        self.domain = domain
+        self.policy = policy
+        self._status = status or AnchorerStatus
+        self._clock = clock
+        self._trees: OrderedDict[int, MerkleTree] = OrderedDict()
+
+    async def proof(self, reading_id: int) -> ProofDocument | Pending:
+        """The proof of one reading; ReadingNotFoundError if there is no such reading."""
+        row = await self.store.readings.get(reading_id)
+        if row is None:
+            raise ReadingNotFoundError(reading_id)
+        batch = None if row.batch_id is None else await self.store.batches.get(row.batch_id)
+        return await self._document(row, batch)
+
+    async def proofs(
+        self, *, device: str, since_ms: int | None = None, until_ms: int | None = None
+    ) -> AsyncIterator[tuple[StoredReading, ProofDocument | Pending]]:
+        """Every reading of ``device`` in the time range, oldest first, with its proof."""
+        after: int | None = None
+        batches: dict[int, BatchRecord | None] = {}
+        while True:
+            page = await self.store.readings.query(
+                device=device, since_ms=since_ms, until_ms=until_ms, after_id=after, limit=_PAGE
+            )
+            if not page:
+                return
+            for row in page:
+                batch = None
+                if row.batch_id is not None:
+                    if row.batch_id not in batches:
+                        batches[row.batch_id] = await self.store.batches.get(row.batch_id)
+                    batch = batches[row.batch_id]
+                yield row, await self._document(row, batch)
+            after = page[-1].id
+
+    async def _document(
+        self, row: StoredReading, batch: BatchRecord | None
+    ) -> ProofDocument | Pending:
+        if batch is None:
+            return self._pending_unbatched(row)
+        if batch.state is not BatchState.ANCHORED:
+            return self._pending_sealed(row, batch)
+        tree = await self._tree(batch)
+        assert batch.tx_hash is not None
+        assert batch.block_number is not None
+        assert batch.block_time is not None
+        return ProofDocument(
+            reading=Reading(row.device, row.seq, row.timestamp, row.schema, row.values),
+            signature=row.signature,
+            domain=self.domain,
+            schema=self._schema(row.schema),
+            struct_hash=row.struct_hash,
+            leaf=leaf_of(row.struct_hash),
+            proof=tuple(tree.proof(row.struct_hash)),
+            root=batch.root,
+            anchor=AnchorRef(
+                chain_id=batch.chain_id,
+                contract=batch.contract,
+                tx_hash=batch.tx_hash,
+                block_number=batch.block_number,
+                block_time=batch.block_time,
+            ),
+            reading_id=row.id,
+            batch_id=batch.id,
+        )
+
+    async def _tree(self, batch: BatchRecord) -> MerkleTree:
+        tree = self._trees.get(batch.id)
+        if tree is None or tree.root != batch.root:
+            hashes = [h for _, h in await self.store.batches.struct_hashes(batch.id)]
+            tree = MerkleTree(hashes)
+            if tree.root != batch.root:
+                raise ChainSenseError(
+                    f"batch {batch.id}: its readings hash to 0x{tree.root.hex()}, not to the "
+                    f"recorded root 0x{batch.root.hex()}; the store was altered"
+                )
+            self._trees[batch.id] = tree
+            while len(self._trees) > _TREE_CACHE:
+                self._trees.popitem(last=False)
+        self._trees.move_to_end(batch.id)
+        return tree
+
+    def _schema(self, schema_id: bytes) -> SchemaRef | None:
+        try:
+            schema = self.schemas.by_id(schema_id)
+        except UnknownSchemaError:
+            return None
+        metrics = tuple(MetricRef(m.name, m.unit, m.scale) for m in schema.metrics)
+        return SchemaRef(id=schema.id, name=schema.name, metrics=metrics)
+
+    # --- pending answers -------------------------------------------------------------------
+
+    def _anchor_wait(self) -> tuple[float, str]:
+        status = self._status()
+        wait = status.expected_anchor_seconds(self.policy)
+        if status.chain_ok:
+            return wait, ""
+        backoff = min(self.policy.max_backoff, 0.5 * 2.0 ** max(0, status.consecutive_failures))
+        return wait + backoff, f"; anchoring is failing ({status.last_error}) and retrying"
+
+    def _pending_unbatched(self, row: StoredReading) -> Pending:
+        age = (self._clock() - row.received_at).total_seconds()
+        seal_in = max(0.0, self.policy.max_age - age) + self.policy.poll_interval
+        anchor, problem = self._anchor_wait()
+        return Pending(
+            reading_id=row.id,
+            state="unbatched",
+            batch_id=None,
+            expected_wait_seconds=seal_in + anchor,
+            detail="stored, waiting to be sealed into a Merkle batch (batches seal at "
+            f"{self.policy.max_size} readings or {self.policy.max_age:g} s)" + problem,
+        )
+
+    def _pending_sealed(self, row: StoredReading, batch: BatchRecord) -> Pending:
+        anchor, problem = self._anchor_wait()
+        age = (self._clock() - batch.sealed_at).total_seconds()
+        return Pending(
+            reading_id=row.id,
+            state="sealed",
+            batch_id=batch.id,
+            expected_wait_seconds=max(0.0, anchor - age) + self.policy.poll_interval,
+            detail=f"sealed in batch {batch.id}, waiting for its anchor transaction"
+            + (f" (last error: {batch.last_error})" if batch.last_error else "")
+            + problem,
+        )
+
+
+# --- bulk formats ------------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "id",
+    "device",
+    "seq",
+    "timestamp",
+    "schema",
+    "values",
+    "signature",
+    "struct_hash",
+    "received_at",
+    "batch_id",
+)
+
+
+def readings_csv(rows: Iterable[StoredReading], *, header: bool = True) -> str:
+    """Readings as CSV; ``values`` is a space-separated list of the signed integers."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if header:
+        writer.writerow(CSV_COLUMNS)
+    for r in rows:
+        writer.writerow(
+            (
+                r.id,
+                r.device,
+                r.seq,
+                r.timestamp,
+                "0x" + r.schema.hex(),
+                " ".join(str(v) for v in r.values),
+                "0x" + r.signature.hex(),
+                "0x" + r.struct_hash.hex(),
+                r.received_at.isoformat(),
+                "" if r.batch_id is None else r.batch_id,
+            )
+        )
+    return out.getvalue()
+
+
+def readings_jsonl(rows: Iterable[StoredReading]) -> str:
+    """Readings as JSON lines, each in the raw signed form plus the platform's references."""
+    lines = []
+    for r in rows:
+        raw = Reading(r.device, r.seq, r.timestamp, r.schema, r.values).to_json()
+        raw["signature"] = "0x" + r.signature.hex()
+        raw["id"] = r.id
+        raw["receivedAt"] = r.received_at.isoformat()
+        raw["batchId"] = r.batch_id
+        lines.append(json.dumps(raw, separators=(",", ":")) + "\n")
+    return "".join(lines)

@@ -1,0 +1,193 @@
+"""The AI layer's storage: anomaly events, model states and worker cursors.
+
+:meth:`AnomalyRepository.checkpoint` writes a worker's new events, its changed model states and
+its cursor in one transaction, so after a crash the worker resumes exactly where its saved
+models are, replays the readings after that, and stores no event twice (one per reading and
+metric).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Insert, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chainsense.store.engine import Database
+from chainsense.store.records import checksum_address
+from chainsense.store.schema import ai_anomalies, ai_cursors, ai_models, readings
+
+__all__ = ["AnomalyRepository", "NewAnomaly", "StoredAnomaly"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewAnomaly:
+    reading_id: int
+    device: str
+    schema: bytes
+    metric: str
+    timestamp: int
+    value: float
+    score: float
+    expected: float
+    low: float
+    high: float
+    check: str
+    detector: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnomaly(NewAnomaly):
+    id: int
+    created_at: datetime
+
+
+_COLUMNS = (
+    ai_anomalies.c.reading_id,
+    ai_anomalies.c.device,
+    ai_anomalies.c.schema,
+    ai_anomalies.c.metric,
+    ai_anomalies.c.timestamp,
+    ai_anomalies.c.value,
+    ai_anomalies.c.score,
+    ai_anomalies.c.expected,
+    ai_anomalies.c.low,
+    ai_anomalies.c.high,
+    ai_anomalies.c.check,
+    ai_anomalies.c.detector,
+    ai_anomalies.c.id,
+    ai_anomalies.c.created_at,
+)
+
+ModelKey = tuple[str, str, str]
+"""(device, metric, model)."""
+
+
+class AnomalyRepository:
+    """Obtain it as ``store.anomalies``."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert if self._db.dialect == "postgresql" else sqlite.insert)(table)
+
+    async def checkpoint(
+        self,
+        *,
+        worker: str,
+        cursor: int,
+        events: Sequence[NewAnomaly],
+        states: Mapping[ModelKey, dict[str, Any]],
+    ) -> list[StoredAnomaly]:
+        """Store ``events`` (skipping any already stored), upsert ``states``, move the cursor;
+        one transaction. Returns the events that were new, with their ids."""
+        now = datetime.now(UTC)
+        stored: list[StoredAnomaly] = []
+        async with self._db.write() as conn:
+            for event in events:
+                stmt: Insert = (
+                    self._insert(ai_anomalies)
+                    .values(
+                        **{f: getattr(event, f) for f in NewAnomaly.__slots__},
+                        created_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["reading_id", "metric"])
+                    .returning(ai_anomalies.c.id)
+                )
+                new_id = (await conn.execute(stmt)).scalar_one_or_none()
+                if new_id is not None:
+                    fields = {f: getattr(event, f) for f in NewAnomaly.__slots__}
+                    stored.append(StoredAnomaly(**fields, id=new_id, created_at=now))
+            if states:
+                rows = [
+                    {
+                        "device": d,
+                        "metric": m,
+                        "model": k,
+                        "state": json.dumps(s, separators=(",", ":")),
+                        "updated_at": now,
+                    }
+                    for (d, m, k), s in states.items()
+                ]
+                upsert = self._insert(ai_models)
+                upsert = upsert.on_conflict_do_update(
+                    index_elements=["device", "metric", "model"],
+                    set_={"state": upsert.excluded.state, "updated_at": upsert.excluded.updated_at},
+                )
+                await conn.execute(upsert, rows)
+            await _set_cursor(self, conn, worker, cursor)
+        return stored
+
+    async def cursor(self, worker: str) -> int:
+        """The last reading id the worker processed (0 if none)."""
+        async with self._db.read() as conn:
+            value = (
+                await conn.execute(
+                    select(ai_cursors.c.reading_id).where(ai_cursors.c.name == worker)
+                )
+            ).scalar_one_or_none()
+        return int(value or 0)
+
+    async def newest_reading_id(self) -> int:
+        async with self._db.read() as conn:
+            return int((await conn.execute(select(func.max(readings.c.id)))).scalar() or 0)
+
+    async def states(self) -> dict[ModelKey, dict[str, Any]]:
+        """Every saved model state."""
+        async with self._db.read() as conn:
+            result = await conn.execute(
+                select(ai_models.c.device, ai_models.c.metric, ai_models.c.model, ai_models.c.state)
+            )
+            return {(d, m, k): json.loads(s) for d, m, k, s in result}
+
+    async def get(self, anomaly_id: int) -> StoredAnomaly | None:
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(select(*_COLUMNS).where(ai_anomalies.c.id == anomaly_id))
+            ).first()
+        return None if row is None else StoredAnomaly(*tuple(row))
+
+    async def query(
+        self,
+        *,
+        device: str | None = None,
+        schema: bytes | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+    ) -> list[StoredAnomaly]:
+        """Events ordered by id (oldest first); ``since_ms`` inclusive, ``until_ms`` exclusive
+        (reading timestamps); page on with ``after_id``."""
+        if not 1 <= limit <= 10_000:
+            raise ValueError(f"limit: expected 1..10000, got {limit}")
+        where: list[ColumnElement[bool]] = []
+        if device is not None:
+            where.append(ai_anomalies.c.device == checksum_address(device))
+        if schema is not None:
+            where.append(ai_anomalies.c.schema == schema)
+        if since_ms is not None:
+            where.append(ai_anomalies.c.timestamp >= since_ms)
+        if until_ms is not None:
+            where.append(ai_anomalies.c.timestamp < until_ms)
+        if after_id is not None:
+            where.append(ai_anomalies.c.id > after_id)
+        stmt = select(*_COLUMNS).where(*where).order_by(ai_anomalies.c.id).limit(limit)
+        async with self._db.read() as conn:
+            return [StoredAnomaly(*tuple(row)) for row in await conn.execute(stmt)]
+
+
+async def _set_cursor(
+    repo: AnomalyRepository, conn: AsyncConnection, worker: str, cursor: int
+) -> None:
+    upsert = repo._insert(ai_cursors).values(name=worker, reading_id=cursor)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["name"], set_={"reading_id": upsert.excluded.reading_id}
+    )
+    await conn.execute(upsert)

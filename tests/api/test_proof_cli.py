@@ -1,0 +1,107 @@
+"""`chainsense proof get` and `chainsense export` against a running platform's data dir."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from chainsense.cli import app
+from chainsense.identity import DeviceKey
+from chainsense.provenance import ProofDocument, verify_proof
+
+from .conftest import Api, make_api
+from .test_proofs import _post, _wait_for_proof
+
+
+def _env(api: Api) -> dict[str, str]:
+    settings = api.platform.settings
+    env = {"CHAINSENSE_DATA_DIR": str(settings.data_dir)}
+    if settings.database_url:
+        env["CHAINSENSE_DATABASE_URL"] = settings.database_url
+    return env
+
+
+def test_proof_get_prints_the_document_and_export_writes_a_bundle(api: Api, tmp_path: Path) -> None:
+    key = DeviceKey.generate()
+    api.register(key)
+    ids = _post(api, key, range(1, 4))
+    expected = _wait_for_proof(api, ids[1])
+    runner = CliRunner()
+    got = runner.invoke(app, ["proof", "get", str(ids[1])], env=_env(api))
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.stdout) == expected
+    out = tmp_path / "proof.json"
+    written = runner.invoke(app, ["proof", "get", str(ids[1]), "-o", str(out)], env=_env(api))
+    assert written.exit_code == 0
+    assert json.loads(out.read_text()) == expected
+    missing = runner.invoke(app, ["proof", "get", "99999999"], env=_env(api))
+    assert missing.exit_code == 1
+    assert "no reading with id 99999999" in missing.stderr
+
+    _wait_for_proof(api, ids[-1])
+    bundle = tmp_path / "bundle.zip"
+    done = runner.invoke(
+        app, ["export", "--device", key.address, "--out", str(bundle)], env=_env(api)
+    )
+    assert done.exit_code == 0, done.output
+    assert "3 readings, 3 proofs" in done.stderr
+    with zipfile.ZipFile(bundle) as z:
+        assert sorted(z.namelist()) == ["manifest.json", "proofs.jsonl", "readings.csv"]
+        manifest = json.loads(z.read("manifest.json"))
+        docs = [ProofDocument.from_json(json.loads(x)) for x in z.read("proofs.jsonl").splitlines()]
+        csv_lines = z.read("readings.csv").decode().splitlines()
+    assert (manifest["readings"], manifest["proofs"], manifest["pending"]) == (3, 3, 0)
+    assert [d.reading_id for d in docs] == ids
+    assert all(verify_proof(d.proof, d.root, d.leaf) for d in docs)
+    assert len(csv_lines) == 4
+    bad = runner.invoke(app, ["export", "--device", "nope", "--out", str(bundle)], env=_env(api))
+    assert bad.exit_code == 2
+
+
+@pytest.fixture(scope="module")
+def idle_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """A platform whose anchorer does not run: every reading stays pending."""
+    yield from make_api(tmp_path_factory.mktemp("idle"), anchoring=False)
+
+
+def test_a_reading_not_anchored_yet_is_pending_in_the_api_and_the_cli(idle_api: Api) -> None:
+    key = DeviceKey.generate()
+    idle_api.register(key)
+    (reading_id,) = _post(idle_api, key, range(1, 2))
+    response = idle_api.client.get(
+        f"/v1/readings/{reading_id}/proof", headers=idle_api.auth("reader")
+    )
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["status"], body["state"], body["readingId"]) == (
+        "pending",
+        "unbatched",
+        reading_id,
+    )
+    assert 0 < body["expectedWaitSeconds"] < 10
+    assert "waiting to be sealed" in body["detail"]
+    got = CliRunner().invoke(app, ["proof", "get", str(reading_id)], env=_env(idle_api))
+    assert got.exit_code == 4, got.output
+    assert f"pending: reading {reading_id} is unbatched" in got.stderr
+    # sealed, not anchored yet: the answer names the batch
+    (batch,) = idle_api.client.portal.call(idle_api.platform.anchorer.seal_now)  # type: ignore[union-attr]
+    sealed = idle_api.client.get(
+        f"/v1/readings/{reading_id}/proof", headers=idle_api.auth("reader")
+    ).json()
+    assert (sealed["state"], sealed["batchId"]) == ("sealed", batch.id)
+    status = idle_api.client.get("/v1/anchoring", headers=idle_api.auth("reader")).json()
+    assert status["running"] is False
+    assert (status["sealed_batches"], status["backlog_readings"]) == (1, 1)
+    assert status["lag_seconds"] >= 0
+
+
+def test_commands_without_a_database_are_clear_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    got = runner.invoke(app, ["proof", "get", "1"], env={"CHAINSENSE_DATA_DIR": str(tmp_path)})
+    assert got.exit_code == 2
+    assert "no database at" in got.stderr
