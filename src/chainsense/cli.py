@@ -24,6 +24,7 @@ from chainsense.device.cli import device_app
 from chainsense.errors import ChainError, ChainSenseError, ConfigError
 from chainsense.proof_cli import export, proof_app
 from chainsense.provenance_cli import verify_command
+from chainsense.settlement_cli import charging_app, market_app, shipment_app
 
 T = TypeVar("T")
 
@@ -40,6 +41,9 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(device_app, name="device")
 app.add_typer(proof_app, name="proof")
+app.add_typer(shipment_app, name="shipment")
+app.add_typer(market_app, name="market")
+app.add_typer(charging_app, name="charging")
 app.command("export")(export)
 app.command("verify")(verify_command)
 app.command("anomalies")(anomalies)

@@ -18,6 +18,13 @@ from chainsense.errors import (
     TransactionRevertedError,
 )
 from chainsense.provenance.proof import ProofFormatError
+from chainsense.settlement.errors import (
+    DeadlineError,
+    EvidenceRejectedError,
+    InsufficientFundsError,
+    NotAuthorizedError,
+    SettlementError,
+)
 
 __all__ = ["install_error_handlers", "problem"]
 
@@ -36,7 +43,20 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+#: A settlement contract's refusal, by kind. 402 for funds: the request is fine but the
+#: account lacks balance, allowance or an owed amount (a retry after funding succeeds).
+_SETTLEMENT_STATUS: tuple[tuple[type[SettlementError], int, str], ...] = (
+    (EvidenceRejectedError, 422, "Evidence rejected"),
+    (DeadlineError, 409, "Outside the allowed time"),
+    (NotAuthorizedError, 403, "Not authorized on-chain"),
+    (InsufficientFundsError, 402, "Insufficient funds"),
+    (SettlementError, 409, "Settlement state conflict"),
+)
+
+
 def _status_of(exc: ChainSenseError) -> tuple[int, str]:
+    if isinstance(exc, SettlementError):
+        return next((s, t) for cls, s, t in _SETTLEMENT_STATUS if isinstance(exc, cls))
     if isinstance(exc, ProofFormatError):
         return 422, "Invalid proof document"
     if isinstance(exc, ChainUnavailableError):
@@ -48,13 +68,26 @@ def _status_of(exc: ChainSenseError) -> tuple[int, str]:
     return 500, "Internal error"
 
 
+def _jsonable(value: Any) -> Any:
+    """Decoded revert arguments as JSON: bytes as 0x-hex, containers recursively."""
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ChainSenseError)
     async def _domain(_: Request, exc: ChainSenseError) -> JSONResponse:
         status, title = _status_of(exc)
         extra: dict[str, Any] = {}
-        if isinstance(exc, TransactionRevertedError):
-            extra = {"error": exc.error_name, "arguments": exc.error_args}
+        if isinstance(exc, TransactionRevertedError | SettlementError):
+            extra = {"error": exc.error_name, "arguments": _jsonable(exc.error_args)}
+            if exc.tx_hash:
+                extra["tx_hash"] = exc.tx_hash
         elif isinstance(exc, ProofFormatError):
             extra = {"field": exc.field}
         return problem(status, title, str(exc), **extra)

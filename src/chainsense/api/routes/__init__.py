@@ -6,12 +6,16 @@ from chainsense.api.routes import (
     anomalies,
     batches,
     chain,
+    charging,
     device_ai,
     devices,
     exports,
     health,
+    market,
     readings,
     schemas,
+    settlement,
+    shipments,
     verify,
 )
 
@@ -30,3 +34,7 @@ v1.include_router(exports.router)
 v1.include_router(verify.router)
 v1.include_router(anomalies.router)
 v1.include_router(device_ai.router)
+v1.include_router(shipments.router)
+v1.include_router(market.router)
+v1.include_router(charging.router)
+v1.include_router(settlement.router)
