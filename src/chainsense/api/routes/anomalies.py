@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from chainsense.ai.service import AIService
 from chainsense.ai.webhook import event_json
 from chainsense.api.deps import PlatformDep, ReaderDep
+from chainsense.api.params import CursorQuery, DeviceFilter, LimitQuery, SinceQuery, UntilQuery
 from chainsense.platform import Platform
 from chainsense.store import StoredAnomaly
 from chainsense.telemetry.schemas import UnknownSchemaError
@@ -105,20 +106,14 @@ def _schema_id(schema: str | None) -> bytes | None:
 async def list_anomalies(
     platform: PlatformDep,
     _key: ReaderDep,
-    device: Annotated[str | None, Query(pattern=_ADDRESS, description="Device address")] = None,
+    device: DeviceFilter = None,
     schema: Annotated[
         str | None, Query(min_length=1, pattern=_SCHEMA, description="Schema name or 0x-hex id")
     ] = None,
-    since: Annotated[
-        int | None, Query(ge=0, lt=2**63, description="From this device time (ms, inclusive)")
-    ] = None,
-    until: Annotated[
-        int | None, Query(ge=0, lt=2**63, description="Before this device time (ms, exclusive)")
-    ] = None,
-    cursor: Annotated[
-        str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the last page")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 100,
 ) -> dict[str, Any]:
     rows = await platform.store.anomalies.query(
         device=to_checksum_address(device) if device else None,

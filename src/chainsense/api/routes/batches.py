@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from chainsense.api.deps import PlatformDep, ReaderDep
 from chainsense.api.errors import PROBLEM_JSON
+from chainsense.api.params import CursorQuery, LimitQuery
 from chainsense.provenance.models import AnchoringStatus, BatchPage, BatchPublic
 from chainsense.store import BatchRecord, BatchState
 
@@ -45,10 +46,8 @@ async def list_batches(
     platform: PlatformDep,
     _key: ReaderDep,
     state: Annotated[BatchState | None, Query(description="sealed or anchored")] = None,
-    cursor: Annotated[
-        str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the last page")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 100,
 ) -> BatchPage:
     rows = await platform.store.batches.find(
         state=state, after_id=int(cursor) if cursor else None, limit=limit + 1

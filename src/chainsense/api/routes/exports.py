@@ -12,17 +12,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from chainsense.api.deps import PlatformDep, ReaderDep
+from chainsense.api.params import DeviceQuery, SinceQuery, UntilQuery
 from chainsense.provenance.export import readings_csv, readings_jsonl
 
 router = APIRouter(prefix="/export", tags=["provenance"])
 
-DeviceQuery = Annotated[str, Query(pattern=r"^0x[0-9a-fA-F]{40}$", description="Device address")]
-SinceQuery = Annotated[
-    int | None, Query(ge=0, lt=2**63, description="From this device time (ms, inclusive)")
-]
-UntilQuery = Annotated[
-    int | None, Query(ge=0, lt=2**63, description="Before this device time (ms, exclusive)")
-]
 _PAGE = 1000
 
 

@@ -6,11 +6,12 @@ import math
 from collections import Counter
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 
 from chainsense.api.deps import PlatformDep, ReaderDep
 from chainsense.api.errors import PROBLEM_JSON
+from chainsense.api.params import CursorQuery, DeviceFilter, LimitQuery, SinceQuery, UntilQuery
 from chainsense.identity import Reading as DomainReading
 from chainsense.provenance.export import Pending, ReadingNotFoundError
 from chainsense.provenance.models import ProofPending, ProofPublic
@@ -152,19 +153,11 @@ def _public(row: StoredReading, schemas: SchemaRegistry) -> ReadingPublic:
 async def list_readings(
     platform: PlatformDep,
     _key: ReaderDep,
-    device: Annotated[
-        str | None, Query(pattern=r"^0x[0-9a-fA-F]{40}$", description="Device address")
-    ] = None,
-    since: Annotated[
-        int | None, Query(ge=0, lt=2**63, description="From this device time (ms, inclusive)")
-    ] = None,
-    until: Annotated[
-        int | None, Query(ge=0, lt=2**63, description="Before this device time (ms, exclusive)")
-    ] = None,
-    cursor: Annotated[
-        str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the last page")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    device: DeviceFilter = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 100,
 ) -> ReadingPage:
     from eth_utils.address import to_checksum_address
 
