@@ -68,6 +68,10 @@ class AnchorPolicy:
     reorg_check_interval: float = 5.0
     max_backoff: float = 30.0
 
+    def retry_delay(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` failed attempts in a row (0.5 s doubling)."""
+        return min(self.max_backoff, 0.5 * 2.0 ** max(0, failures - 1))
+
 
 @dataclass(frozen=True)
 class OnChainAnchor:
@@ -180,7 +184,7 @@ class Anchorer:
         self.state.consecutive_failures += 1
         self.state.last_error = str(exc)
         self.state.last_error_at = self._clock()
-        delay = min(self.policy.max_backoff, 0.5 * 2.0 ** (self.state.consecutive_failures - 1))
+        delay = self.policy.retry_delay(self.state.consecutive_failures)
         log.warning(
             "anchoring failed (attempt %d, retry in %.1fs): %s",
             self.state.consecutive_failures,

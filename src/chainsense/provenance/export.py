@@ -178,8 +178,8 @@ class ProofService:
         wait = status.expected_anchor_seconds(self.policy)
         if status.chain_ok:
             return wait, ""
-        backoff = min(self.policy.max_backoff, 0.5 * 2.0 ** max(0, status.consecutive_failures))
-        return wait + backoff, f"; anchoring is failing ({status.last_error}) and retrying"
+        problem = f"; anchoring is failing ({status.last_error}) and retrying"
+        return wait + self.policy.retry_delay(status.consecutive_failures), problem
 
     def _pending_unbatched(self, row: StoredReading) -> Pending:
         age = (self._clock() - row.received_at).total_seconds()
