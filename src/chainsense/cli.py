@@ -22,6 +22,7 @@ from chainsense.config import Settings
 from chainsense.demo_cli import demo_command
 from chainsense.device.cli import device_app
 from chainsense.errors import ChainError, ChainSenseError, ConfigError
+from chainsense.market_agent_cli import agent_app
 from chainsense.proof_cli import export, proof_app
 from chainsense.provenance_cli import verify_command
 from chainsense.settlement_cli import charging_app, market_app, shipment_app
@@ -43,6 +44,7 @@ app.add_typer(device_app, name="device")
 app.add_typer(proof_app, name="proof")
 app.add_typer(shipment_app, name="shipment")
 app.add_typer(market_app, name="market")
+market_app.add_typer(agent_app, name="agent")
 app.add_typer(charging_app, name="charging")
 app.command("export")(export)
 app.command("verify")(verify_command)

@@ -155,6 +155,14 @@ class Settings(BaseSettings):
     market_settlement_period: int = Field(
         default=3_600, ge=1, description="Seconds after an interval to prove delivery."
     )
+    market_agent: bool = Field(
+        default=True,
+        description="Place opted-in participants' market orders from their meter forecasts "
+        "(see /v1/market/agents).",
+    )
+    market_agent_poll_interval: float = Field(
+        default=30.0, gt=0, description="Seconds between the market agent's rounds."
+    )
     charging_session_timeout: int = Field(
         default=4 * 3_600, ge=1, description="Seconds a station has to close a charging session."
     )

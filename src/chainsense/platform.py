@@ -23,6 +23,8 @@ from chainsense.identity import ReadingVerifier
 from chainsense.provenance.anchorer import Anchorer, AnchorPolicy
 from chainsense.provenance.export import ProofService
 from chainsense.provenance.proof import DomainRef
+from chainsense.settlement import open_settlement
+from chainsense.settlement.agent import MarketAgent
 from chainsense.store import DeviceRecord, DeviceStatus, Store
 from chainsense.telemetry.ingest import IngestPipeline
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS, SchemaRegistry
@@ -43,6 +45,7 @@ class Platform:
     ingest: IngestPipeline
     anchorer: Anchorer
     proofs: ProofService
+    market_agent: MarketAgent
     ai: AIService | None = None
 
 
@@ -123,9 +126,18 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             policy=anchorer.policy,
             status=lambda: anchorer.state,
         )
-        platform = Platform(
-            settings, store, chain, registry, schemas, verifier, ingest, anchorer, proofs, ai
+        market_agent = MarketAgent(
+            store=store,
+            market=open_settlement(chain.client, chain.deployment).market,
+            signer=chain.operator,
+            poll_interval=settings.market_agent_poll_interval,
         )
+        if settings.market_agent:
+            await _start(stack, market_agent.run(), "market-agent")
+        platform = Platform(
+            settings, store, chain, registry, schemas, verifier, ingest, anchorer, proofs,
+            market_agent, ai,
+        )  # fmt: skip
         if settings.demo_fleet:
             from chainsense.demo.live import stream_fleet
 

@@ -18,6 +18,7 @@ from chainsense.errors import (
     TransactionRevertedError,
 )
 from chainsense.provenance.proof import ProofFormatError
+from chainsense.settlement.agent import AgentNotAllowedError, NoMandateError
 from chainsense.settlement.errors import (
     DeadlineError,
     EvidenceRejectedError,
@@ -59,6 +60,10 @@ def _status_of(exc: ChainSenseError) -> tuple[int, str]:
         return next((s, t) for cls, s, t in _SETTLEMENT_STATUS if isinstance(exc, cls))
     if isinstance(exc, ProofFormatError):
         return 422, "Invalid proof document"
+    if isinstance(exc, NoMandateError):
+        return 404, "No market mandate"
+    if isinstance(exc, AgentNotAllowedError):
+        return 409, "Agent not allowed on-chain"
     if isinstance(exc, ChainUnavailableError):
         return 503, "Chain unavailable"
     if isinstance(exc, ChainTimeoutError):

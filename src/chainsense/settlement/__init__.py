@@ -27,7 +27,7 @@ from chainsense.settlement.escrow import (
     ShipmentTerms,
 )
 from chainsense.settlement.evidence import Evidence, batch_evidence, reading_abi
-from chainsense.settlement.market import EnergyMarketClient, IntervalState
+from chainsense.settlement.market import EnergyMarketClient, IntervalState, Order
 
 __all__ = [
     "ChargingPaymentsClient",
@@ -40,6 +40,7 @@ __all__ = [
     "InsufficientFundsError",
     "IntervalState",
     "NotAuthorizedError",
+    "Order",
     "SessionStatus",
     "Settlement",
     "SettlementError",

@@ -10,7 +10,7 @@ from chainsense.settlement._base import ContractClient, TxResult
 from chainsense.settlement._base import result as _result
 from chainsense.settlement.evidence import Evidence
 
-__all__ = ["EnergyMarketClient", "IntervalState"]
+__all__ = ["EnergyMarketClient", "IntervalState", "Order"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,17 @@ class IntervalState:
     price: int
     sold_wh: int
     delivered_wh: int
+
+
+@dataclass(frozen=True)
+class Order:
+    id: int
+    participant: str
+    side: str  # "bid" or "ask"
+    interval: int
+    meter: str | None
+    quantity_wh: int
+    price_per_wh: int
 
 
 class EnergyMarketClient(ContractClient):
@@ -75,3 +86,18 @@ class EnergyMarketClient(ContractClient):
 
     async def balance_of(self, account: str) -> int:
         return int(await self._call(self.contract.functions.balanceOf(account)))
+
+    async def is_agent(self, participant: str, agent: str) -> bool:
+        """Whether ``participant`` allowed ``agent`` to place its orders (``setAgent``)."""
+        return bool(await self._call(self.contract.functions.isAgent(participant, agent)))
+
+    async def order(self, order: int) -> Order:
+        raw = await self._call(self.contract.functions.orderOf(order))
+        side = "bid" if raw[1] == 0 else "ask"
+        meter = str(raw[4]) if side == "ask" else None
+        return Order(order, str(raw[0]), side, int(raw[3]), meter, int(raw[5]), int(raw[8]))
+
+    async def orders(self, interval: int) -> list[Order]:
+        """Every order placed for ``interval``, bids first, in the order they were placed."""
+        bids, asks = await self._call(self.contract.functions.ordersOf(interval))
+        return [await self.order(int(i)) for i in (*bids, *asks)]

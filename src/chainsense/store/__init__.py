@@ -23,6 +23,7 @@ from chainsense.store.batches import (
 from chainsense.store.devices import DeviceRepository
 from chainsense.store.engine import default_url, mask_url
 from chainsense.store.errors import StoreError, StoreUnavailableError
+from chainsense.store.market_agents import AgentOrder, Mandate, MarketAgentRepository
 from chainsense.store.readings import MAX_QUERY_LIMIT, ReadingRepository
 from chainsense.store.records import (
     ApiKeyRecord,
@@ -38,6 +39,7 @@ from chainsense.store.store import Store
 
 __all__ = [
     "MAX_QUERY_LIMIT",
+    "AgentOrder",
     "AnomalyRepository",
     "ApiKeyRecord",
     "ApiKeyRepository",
@@ -49,6 +51,8 @@ __all__ = [
     "DeviceRepository",
     "DeviceStatus",
     "InsertResult",
+    "Mandate",
+    "MarketAgentRepository",
     "NewAnomaly",
     "NewReading",
     "Outcome",

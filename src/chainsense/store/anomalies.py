@@ -138,13 +138,17 @@ class AnomalyRepository:
         async with self._db.read() as conn:
             return int((await conn.execute(select(func.max(readings.c.id)))).scalar() or 0)
 
-    async def states(self) -> dict[ModelKey, dict[str, Any]]:
-        """Every saved model state."""
+    async def states(
+        self, *, device: str | None = None, model: str | None = None
+    ) -> dict[ModelKey, dict[str, Any]]:
+        """Every saved model state, or those of one device and/or model kind."""
+        stmt = select(ai_models.c.device, ai_models.c.metric, ai_models.c.model, ai_models.c.state)
+        if device is not None:
+            stmt = stmt.where(ai_models.c.device == checksum_address(device))
+        if model is not None:
+            stmt = stmt.where(ai_models.c.model == model)
         async with self._db.read() as conn:
-            result = await conn.execute(
-                select(ai_models.c.device, ai_models.c.metric, ai_models.c.model, ai_models.c.state)
-            )
-            return {(d, m, k): json.loads(s) for d, m, k, s in result}
+            return {(d, m, k): json.loads(s) for d, m, k, s in await conn.execute(stmt)}
 
     async def get(self, anomaly_id: int) -> StoredAnomaly | None:
         async with self._db.read() as conn:

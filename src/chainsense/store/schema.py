@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -51,6 +52,8 @@ __all__ = [
     "api_keys",
     "batches",
     "devices",
+    "market_agent_orders",
+    "market_mandates",
     "metadata",
     "readings",
 ]
@@ -238,3 +241,44 @@ ai_cursors = Table(
     Column("reading_id", BigInteger(), nullable=False),
 )
 """How far (reading id) a worker has processed; saved in the same transaction as its models."""
+
+# --- forecast-driven market orders (migration 0004) ------------------------------------------
+
+market_mandates = Table(
+    "market_mandates",
+    metadata,
+    Column("participant", address_type(), primary_key=True),
+    Column("meter", address_type(), nullable=False),
+    Column("ask_price", BigInteger(), nullable=False),
+    Column("bid_price", BigInteger(), nullable=False),
+    Column("max_wh", BigInteger(), nullable=False),
+    Column("sell_share", Integer(), nullable=False),
+    Column("enabled", Boolean(), nullable=False),
+    Column("last_error", Text(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    CheckConstraint("sell_share BETWEEN 1 AND 100", name="sell_share"),
+)
+"""A participant's opt-in to forecast-driven orders: the meter whose forecast drives them, the
+lowest price it sells at and the highest it buys at (token units per Wh), the most Wh per order,
+and the percentage of the forecast net export it offers."""
+
+market_agent_orders = Table(
+    "market_agent_orders",
+    metadata,
+    Column("participant", address_type(), primary_key=True),
+    Column("interval", BigInteger(), primary_key=True),
+    Column("side", String(8), nullable=False),
+    Column("quantity_wh", BigInteger(), nullable=False),
+    Column("price_per_wh", BigInteger(), nullable=False),
+    Column("order_id", BigInteger(), nullable=True),
+    Column("tx_hash", String(66), nullable=True),
+    Column("expected_import_wh", Double(), nullable=True),
+    Column("expected_export_wh", Double(), nullable=True),
+    Column("note", Text(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint("side IN ('bid', 'ask', 'none')", name="side"),
+)
+"""What the agent did for a participant and interval: the order it placed (``bid``/``ask``, with
+the on-chain order id and transaction), or ``none`` with the reason. One row per participant and
+interval, so a restarted agent never orders twice."""

@@ -17,6 +17,7 @@ from chainsense.store.batches import BatchRepository
 from chainsense.store.devices import DeviceRepository
 from chainsense.store.engine import CONNECT_TIMEOUT_S, Database, parse_url
 from chainsense.store.errors import StoreError, StoreUnavailableError
+from chainsense.store.market_agents import MarketAgentRepository
 from chainsense.store.readings import ReadingRepository
 
 __all__ = ["Store"]
@@ -38,6 +39,7 @@ class Store:
         self.api_keys = ApiKeyRepository(db)
         self.batches = BatchRepository(db)
         self.anomalies = AnomalyRepository(db)
+        self.market_agents = MarketAgentRepository(db)
 
     @classmethod
     async def open(cls, url: str | URL, *, migrate: bool = True) -> Store:

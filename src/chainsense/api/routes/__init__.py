@@ -12,6 +12,7 @@ from chainsense.api.routes import (
     exports,
     health,
     market,
+    market_agents,
     readings,
     schemas,
     settlement,
@@ -36,5 +37,6 @@ v1.include_router(anomalies.router)
 v1.include_router(device_ai.router)
 v1.include_router(shipments.router)
 v1.include_router(market.router)
+v1.include_router(market_agents.router)
 v1.include_router(charging.router)
 v1.include_router(settlement.router)

@@ -39,6 +39,10 @@ class MarketPublic(BaseModel):
     interval_seconds: int
     current_interval: int = Field(description="The interval containing the latest block")
     next_open_interval: int = Field(description="The first interval that still takes orders")
+    agent: str = Field(
+        description="The platform's market agent: allow it with `setAgent` to have the AI "
+        "forecast place your orders (`/v1/market/agents`)"
+    )
 
 
 class IntervalPublic(BaseModel):
@@ -117,6 +121,7 @@ async def get_market(platform: PlatformDep, _key: ReaderDep) -> MarketPublic:
         interval_seconds=length,
         current_interval=now // length,
         next_open_interval=now // length + 1,
+        agent=platform.market_agent.address,
     )
 
 
