@@ -13,6 +13,7 @@ Every error the platform raises on purpose derives from :class:`ChainSenseError`
         ├── ChainTimeoutError       a transaction was not mined in time
         ├── DevChainError           the local Anvil node could not be started
         ├── DeploymentError         contracts are not deployed where the record says
+        ├── TransactionRejectedError  the node refused a transaction (nonce, fee, ...)
         └── TransactionRevertedError  a call or transaction reverted; carries the decoded error
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "DeploymentError",
     "DevChainError",
+    "TransactionRejectedError",
     "TransactionRevertedError",
 ]
 
@@ -73,6 +75,12 @@ class DevChainError(ChainError):
 
 class DeploymentError(ChainError):
     """Contracts are not deployed as the deployment record says."""
+
+
+class TransactionRejectedError(ChainError):
+    """The node refused to take a transaction (e.g. ``nonce too low`` when another process
+    signs with the same key): nothing was sent; the signer re-reads its nonce, so a retry can
+    succeed."""
 
 
 class TransactionRevertedError(ChainError):

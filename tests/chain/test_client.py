@@ -10,7 +10,12 @@ import pytest
 
 from chainsense.chain import ChainClient, Signer
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
-from chainsense.errors import ChainTimeoutError, ChainUnavailableError, TransactionRevertedError
+from chainsense.errors import (
+    ChainTimeoutError,
+    ChainUnavailableError,
+    TransactionRejectedError,
+    TransactionRevertedError,
+)
 from tests.chain.conftest import Chain
 from tests.support import free_port
 
@@ -82,6 +87,19 @@ async def test_nonce_recovers_after_a_failed_send(chain: Chain) -> None:
     anchor = chain.client.contract("ReadingAnchor", chain.deployment.address("ReadingAnchor"))
     with pytest.raises(TransactionRevertedError):
         await chain.anchorer.send(anchor.functions.anchor(ZERO32, 1, ZERO32))
+    receipt = await chain.anchorer.transact(anchor.functions.anchor(os.urandom(32), 1, ZERO32))
+    assert receipt["status"] == 1
+
+
+async def test_a_stale_nonce_is_rejected_then_recovered(chain: Chain) -> None:
+    """Another process signing with the same key (two Signer objects here) takes the nonce this
+    signer cached: the node's refusal is a TransactionRejectedError, and the retry works."""
+    anchor = chain.client.contract("ReadingAnchor", chain.deployment.address("ReadingAnchor"))
+    await chain.anchorer.transact(anchor.functions.anchor(os.urandom(32), 1, ZERO32))  # caches
+    other = Signer(chain.client, ANVIL_DEV_KEYS[2])  # the anchorer's key, another process
+    await other.transact(anchor.functions.anchor(os.urandom(32), 1, ZERO32))
+    with pytest.raises(TransactionRejectedError, match="nonce"):
+        await chain.anchorer.transact(anchor.functions.anchor(os.urandom(32), 1, ZERO32))
     receipt = await chain.anchorer.transact(anchor.functions.anchor(os.urandom(32), 1, ZERO32))
     assert receipt["status"] == 1
 

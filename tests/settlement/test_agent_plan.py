@@ -65,3 +65,17 @@ def test_expected_energy_sums_the_overlapping_slots() -> None:
     # a 5-minute interval takes a third of its slot
     assert expected_energy(profile, 900_000 * 30, 900_000 * 30 + 300_000) == pytest.approx(10.0)
     assert expected_energy(SeasonalProfile(), 0, 900_000) is None
+
+
+def test_expected_energy_counts_the_readings_of_a_fast_meter() -> None:
+    """A meter that sends a reading every 10 s: a 15-minute slot holds 90 of them."""
+    profile = SeasonalProfile(interval_ms=900_000)
+    for k in range(8_640):  # one day
+        profile.learn_one(2.0, k * 10_000)
+    assert profile.period_ms == pytest.approx(10_000)
+    assert expected_energy(profile, 900_000, 1_800_000) == pytest.approx(180.0)
+    # an outage does not stretch the period beyond a slot, and the state keeps it
+    profile.learn_one(2.0, 86_400_000 + 3_600_000)
+    assert profile.period_ms < 60_000
+    again = SeasonalProfile.from_state(profile.to_state())
+    assert again.period_ms == profile.period_ms

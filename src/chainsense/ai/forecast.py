@@ -2,6 +2,9 @@
 
 :class:`SeasonalProfile` keeps an exponentially weighted mean per slot of the week (e.g. 672
 quarter-hours) and per slot of the day; a weekly slot not seen yet falls back to the daily one.
+Values are per reading: it also tracks the mean time between readings (``period_ms``), so a total
+over a span is the per-reading forecast times the readings expected in it (see
+:func:`chainsense.settlement.agent.expected_energy`).
 ``bench/forecast.py`` scores it (MASE) against seasonal-naive forecasts.
 
 >>> p = SeasonalProfile(interval_ms=3_600_000)
@@ -36,12 +39,18 @@ class SeasonalProfile:
         self.weekly = [0.0] * (7 * per_day)
         self.weekly_n = [0] * (7 * per_day)
         self.last_t: int | None = None
+        self.period_ms: float | None = None  # mean time between readings (gaps capped at a slot)
 
     def _slots(self, t: int) -> tuple[int, int]:
         slot = (t % _DAY_MS) // self.interval_ms
         return slot, (t // _DAY_MS % 7) * len(self.daily) + slot
 
     def learn_one(self, x: float, t: int) -> None:
+        if self.last_t is not None and t > self.last_t:
+            gap = min(t - self.last_t, self.interval_ms)
+            self.period_ms = (
+                gap if self.period_ms is None else self.period_ms + 0.05 * (gap - self.period_ms)
+            )
         d, w = self._slots(t)
         self.daily_n[d] += 1
         self.daily[d] += max(self.alpha, 1 / self.daily_n[d]) * (x - self.daily[d])
@@ -67,7 +76,8 @@ class SeasonalProfile:
         return out
 
     def to_state(self) -> dict[str, Any]:
-        keys = ("kind", "interval_ms", "alpha", "daily", "daily_n", "weekly", "weekly_n", "last_t")
+        keys = ("kind", "interval_ms", "alpha", "daily", "daily_n", "weekly", "weekly_n", "last_t",
+                "period_ms")  # fmt: skip
         return {k: getattr(self, k) for k in keys}
 
     @classmethod
@@ -75,4 +85,5 @@ class SeasonalProfile:
         p = cls(interval_ms=state["interval_ms"], alpha=state["alpha"])
         for k in ("daily", "daily_n", "weekly", "weekly_n", "last_t"):
             setattr(p, k, state[k])
+        p.period_ms = state.get("period_ms")  # absent in states saved before it was tracked
         return p

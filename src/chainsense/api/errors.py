@@ -15,6 +15,7 @@ from chainsense.errors import (
     ChainSenseError,
     ChainTimeoutError,
     ChainUnavailableError,
+    TransactionRejectedError,
     TransactionRevertedError,
 )
 from chainsense.provenance.proof import ProofFormatError
@@ -70,6 +71,8 @@ def _status_of(exc: ChainSenseError) -> tuple[int, str]:
         return 504, "Chain timeout"
     if isinstance(exc, TransactionRevertedError):
         return 409, "Transaction reverted"
+    if isinstance(exc, TransactionRejectedError):
+        return 409, "Transaction rejected by the node"
     return 500, "Internal error"
 
 

@@ -38,6 +38,7 @@ from chainsense.contracts import load_artifact
 from chainsense.errors import (
     ChainTimeoutError,
     ChainUnavailableError,
+    TransactionRejectedError,
     TransactionRevertedError,
 )
 
@@ -240,10 +241,13 @@ class Signer:
             params["nonce"] = Nonce(nonce)
             tx = await self.client.rpc(lambda: fn.build_transaction(params), function=_label(fn))
             signed = self.account.sign_transaction(cast(dict[str, Any], tx))
-            tx_hash = await self.client.rpc(
-                lambda: self.client.w3.eth.send_raw_transaction(signed.raw_transaction),
-                function=_label(fn),
-            )
+            try:
+                tx_hash = await self.client.rpc(
+                    lambda: self.client.w3.eth.send_raw_transaction(signed.raw_transaction),
+                    function=_label(fn),
+                )
+            except Web3RPCError as exc:
+                raise TransactionRejectedError(f"{_label(fn)}: the node refused it: {exc}") from exc
         return tx_hash.to_0x_hex(), tx
 
     async def transact(

@@ -11,8 +11,9 @@ Opting in takes two steps, both the participant's own:
    most Wh per order, and the share of the forecast net export it offers.
 
 For each interval the agent forecasts the meter's import and export over the interval (the
-:class:`~chainsense.ai.forecast.SeasonalProfile` slots that overlap it, weighted by the overlap,
-from the model states the AI worker saves) and places at most one order (:func:`plan_order`):
+:class:`~chainsense.ai.forecast.SeasonalProfile` slots that overlap it, times the readings the
+meter sends in the overlap, from the model states the AI worker saves; see
+:func:`expected_energy`) and places at most one order (:func:`plan_order`):
 
 - forecast net export (export - import) of at least 1 Wh: an ask of ``sell_share`` percent of it
   at ``ask_price``, backed by the meter. Sellers are paid only for the energy their anchored
@@ -71,22 +72,25 @@ class EnergyForecast:
 
 
 def expected_energy(profile: SeasonalProfile, start_ms: int, end_ms: int) -> float | None:
-    """The profile's expected total over ``[start_ms, end_ms)``: each overlapping slot's value
-    weighted by the part of the slot inside the range; None if a slot has no forecast yet.
+    """The profile's expected total over ``[start_ms, end_ms)``: for each overlapping slot, the
+    per-reading forecast times the readings expected in the overlap (overlap / the meter's mean
+    time between readings; one reading per slot until a period is known). None if a slot has
+    no forecast yet.
 
     >>> p = SeasonalProfile(interval_ms=900_000)
     >>> p.learn_one(100.0, 0); p.learn_one(300.0, 900_000)
-    >>> expected_energy(p, 450_000, 1_350_000)  # half of each slot
+    >>> expected_energy(p, 450_000, 1_350_000)  # half of each slot, one reading per slot
     200.0
     """
     slot = profile.interval_ms
+    period = profile.period_ms or slot
     total = 0.0
     t = start_ms - start_ms % slot
     while t < end_ms:
         value = profile.predict_one(t)
         if value is None:
             return None
-        total += max(0.0, value) * (min(end_ms, t + slot) - max(start_ms, t)) / slot
+        total += max(0.0, value) * (min(end_ms, t + slot) - max(start_ms, t)) / period
         t += slot
     return total
 
@@ -268,4 +272,6 @@ class MarketAgent:
                 await self.run_once()
             except ChainSenseError as exc:  # chain or store down: try again later
                 log.warning("market agent: %s", exc)
+            except Exception:  # a bug must not end the rounds of every participant for good
+                log.exception("market agent: round failed")
             await asyncio.sleep(self.poll_interval)
