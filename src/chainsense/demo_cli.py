@@ -32,6 +32,7 @@ def demo_settings(data_dir: Path) -> Settings:
         anvil_port=_free_port("127.0.0.1"),
         max_future_ms=DEMO_MAX_FUTURE_MS,
         registry_poll_interval=0.25,
+        market_agent=False,  # the story places home C's forecast bid itself, for one interval
     )
 
 

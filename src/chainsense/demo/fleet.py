@@ -76,17 +76,21 @@ class DemoFleet:
         return reading.to_json() | {"signature": "0x" + signature.hex()}
 
 
-def meter_history(seed: int, *, end_ms: int, days: int) -> list[tuple[int, tuple[int, int]]]:
+def meter_history(
+    seed: int, *, end_ms: int, days: int, solar: bool = True, base_load_wh: int = 0
+) -> list[tuple[int, tuple[int, int]]]:
     """``days`` of 15-minute household readings (imported Wh, exported Wh) ending before
-    ``end_ms``, shifted by whole weeks from the synthetic series so weekdays stay aligned."""
+    ``end_ms``, shifted by whole weeks from the synthetic series so weekdays stay aligned.
+    ``solar``: rooftop export by day (up to 400 Wh); ``base_load_wh``: a steady extra import
+    (a heat pump, a wallbox) in every reading."""
     times, values = make_meter(seed=seed, days=days)
     shift = (end_ms - times[-1]) // _WEEK_MS * _WEEK_MS
     rng = random.Random(seed)
     out = []
     for t, v in zip(times, values, strict=True):
         hour = (t % 86_400_000) / 3_600_000
-        sun = max(0.0, math.sin(math.pi * (hour - 6) / 12))
-        out.append((t + shift, (int(v), int(sun * 400 * rng.uniform(0.8, 1.0)))))
+        sun = max(0.0, math.sin(math.pi * (hour - 6) / 12)) if solar else 0.0
+        out.append((t + shift, (int(v) + base_load_wh, int(sun * 400 * rng.uniform(0.8, 1.0)))))
     return out
 
 

@@ -82,6 +82,8 @@ class DemoResult:
                 f"energy market interval {m['interval']}: price {m['price']} units/Wh, sold "
                 f"{m['sold_wh']} Wh, delivered {m['delivered_wh']} Wh"
             )
+            if "agent_note" in m:
+                say(f"  home C's bid, placed by the AI agent from its forecast: {m['agent_note']}")
         if self.charging:
             c = self.charging
             say(
