@@ -25,7 +25,7 @@ from chainsense.chain import ChainClient, DeploymentStore, Signer
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
 from chainsense.chain.runtime import role_keys
 from chainsense.config import Settings
-from chainsense.errors import ConfigError
+from chainsense.errors import ChainSenseError, ConfigError
 from chainsense.identity import schema_id
 from chainsense.provenance.export import Pending
 from chainsense.settlement import Evidence, Settlement, ShipmentTerms, TxResult, open_settlement
@@ -45,6 +45,10 @@ Account = Annotated[
     ),
 ]
 Reading = Annotated[int, typer.Option("--reading", help="Id of a stored, anchored reading.")]
+
+
+class SettlementInputError(ChainSenseError):
+    """The command cannot be carried out with what the platform stores."""
 
 
 class _ProofPendingError(Exception):
@@ -192,13 +196,42 @@ def shipment_status(ctx: typer.Context, shipment: int) -> None:
 def shipment_report(
     ctx: typer.Context,
     shipment: int,
-    breaches: Annotated[int, typer.Option(help="Breaches found (0 = compliant).")],
-    root: Annotated[str, typer.Option(help="Evidence root, 0x + 64 hex.")],
+    breaches: Annotated[
+        int | None, typer.Option(help="Your own result: breaches found (0 = compliant).")
+    ] = None,
+    root: Annotated[str | None, typer.Option(help="Your own evidence root, 0x + 64 hex.")] = None,
 ) -> None:
-    """Oracle (operator key): report delivery."""
-    evidence_root = bytes.fromhex(root.removeprefix("0x"))
-    _tx(_go(ctx, lambda c: c.s.escrow.report_delivery(
-        c.operator(), shipment, breaches=breaches, evidence_root=evidence_root)))  # fmt: skip
+    """Oracle (operator key): report delivery, with the result computed from the stored
+    readings (as GET /v1/shipments/ID/compliance), or your own with --breaches and --root."""
+    if (breaches is None) != (root is None):
+        raise typer.BadParameter("give both --breaches and --root, or neither")
+
+    async def report(c: _Ctx) -> TxResult:
+        if breaches is not None and root is not None:
+            return await c.s.escrow.report_delivery(c.operator(), shipment, breaches=breaches,
+                evidence_root=bytes.fromhex(root.removeprefix("0x")))  # fmt: skip
+        from chainsense.proof_cli import _service
+        from chainsense.settlement.oracle import assess
+
+        store, _ = await _service(c.settings)
+        try:
+            found = await assess(store, c.s.escrow, shipment)
+        finally:
+            await store.close()
+        if found.evidence_reading is None:
+            raise SettlementInputError(
+                f"no readings of shipment {shipment}'s loggers in its window; give --breaches "
+                "and --root to report anyway"
+            )
+        evidence = await c.evidence(found.evidence_reading)
+        typer.echo(f"computed: {found.readings} readings in the window, {len(found.breaches)} "
+                   f"out of range {list(found.breaches)}; evidence: reading "
+                   f"{found.evidence_reading}, root 0x{evidence.root.hex()}")  # fmt: skip
+        return await c.s.escrow.report_delivery(
+            c.operator(), shipment, breaches=len(found.breaches), evidence_root=evidence.root
+        )
+
+    _tx(_go(ctx, report))
 
 
 @shipment_app.command("claim")

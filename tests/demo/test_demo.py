@@ -24,6 +24,8 @@ async def test_demo_runsTheWholeStoryAndMoneyMovesByTheRules(tmp_path: Path) -> 
     claims = [t for t in result.txs if t.label.startswith("claimBreach")]
     assert len(claims) == 3
     assert any("(AI agent)" in t.label for t in result.txs)
+    labels = {t.label for t in result.txs}
+    assert "reportDelivery truck-1: 0 breaches (oracle, computed)" in labels
 
     delta = {p: result.balances_after[p] - result.balances_before[p] for p in result.parties}
     assert delta["shipper"] == -(1_000_000_000 - 150_000_000)

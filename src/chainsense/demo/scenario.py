@@ -203,12 +203,18 @@ class _Demo:
         evidence = [await self.proof("truck-2", rid) for rid in breach_ids]
         await self.proof("truck-1", ids["truck-1"][-1])
         await self.jump_to(start + 601, "shipment windows (10 min) end")
-        for truck, shipment in shipments.items():
-            report = {"breaches": 0, "evidence_root": "0x" + evidence[0].root.hex()}
-            done = await self.call("POST", f"/v1/shipments/{shipment}/delivery", report)
-            self.tx(f"reportDelivery {truck}: 0 breaches (oracle)", done["tx"])
-        self.say("  the oracle (operator key) reported truck-2 compliant; the auditor disagrees")
-        self.say("  and proves each breach from its own wallet, with the public proofs only")
+        done = await self.call("POST", f"/v1/shipments/{shipments['truck-1']}/delivery")
+        found = done["compliance"]
+        self.tx(f"reportDelivery truck-1: {found['breaches']} breaches (oracle, computed)",
+                done["tx"])  # fmt: skip
+        self.say(f"  the oracle counted truck-1's {found['readings']} readings: compliant")
+        found = await self.call("GET", f"/v1/shipments/{shipments['truck-2']}/compliance")
+        self.say(f"  for truck-2 it counts {found['breaches']} breaches in {found['readings']} "
+                 "readings, but suppose a dishonest operator reports it compliant:")  # fmt: skip
+        report = {"breaches": 0, "evidence_root": found["evidence_root"]}
+        done = await self.call("POST", f"/v1/shipments/{shipments['truck-2']}/delivery", report)
+        self.tx("reportDelivery truck-2: 0 breaches (operator's override)", done["tx"])
+        self.say("  the auditor proves each breach from its own wallet, with the public proofs")
         auditor = self.signer("auditor (third party)")
         self.result.breach_claimant = auditor.address
         escrow = self.settlement.escrow

@@ -12,7 +12,7 @@ from chainsense.settlement._base import ContractClient, TxResult
 from chainsense.settlement._base import result as _result
 from chainsense.settlement.evidence import Evidence
 
-__all__ = ["ColdChainEscrowClient", "Shipment", "ShipmentStatus", "ShipmentTerms"]
+__all__ = ["ColdChainEscrowClient", "Shipment", "ShipmentRule", "ShipmentStatus", "ShipmentTerms"]
 
 
 class ShipmentStatus(IntEnum):
@@ -59,6 +59,26 @@ class Shipment:
     payment: int
 
 
+@dataclass(frozen=True)
+class ShipmentRule:
+    """What counts as a breach of a shipment: a reading of one of ``loggers`` (device
+    identities) in ``schema``, timestamped in ``[window_start_ms, window_end_ms]``, whose value
+    at ``value_index`` lies outside ``[min_value, max_value]``."""
+
+    loggers: tuple[str, ...]
+    schema: bytes
+    value_index: int
+    min_value: int
+    max_value: int
+    window_start_ms: int
+    window_end_ms: int
+
+    def breached_by(self, values: tuple[int, ...]) -> bool:
+        if self.value_index >= len(values):
+            return False
+        return not self.min_value <= values[self.value_index] <= self.max_value
+
+
 class ColdChainEscrowClient(ContractClient):
     NAME = "ColdChainEscrow"
 
@@ -100,6 +120,20 @@ class ColdChainEscrowClient(ContractClient):
             claim_deadline=raw[10],
             evidence_root=bytes(raw[12]),
             payment=raw[13],
+        )
+
+    async def rule(self, shipment: int) -> ShipmentRule:
+        """The shipment's loggers, schema, value index, range and window."""
+        raw = await self._call(self.contract.functions.shipmentOf(shipment))
+        loggers = await self._call(self.contract.functions.loggersOf(shipment))
+        return ShipmentRule(
+            loggers=tuple(str(a) for a in loggers),
+            schema=bytes(raw[11]),
+            value_index=int(raw[3]),
+            min_value=int(raw[6]),
+            max_value=int(raw[7]),
+            window_start_ms=int(raw[8]),
+            window_end_ms=int(raw[9]),
         )
 
     async def penalty(self, shipment: int) -> tuple[int, int]:

@@ -137,6 +137,16 @@ class DeviceRepository:
             row = (await conn.execute(stmt)).first()
         return None if row is None else _record(row)
 
+    async def keys_of(self, identity: str) -> builtins.list[DeviceRecord]:
+        """Every key of the device ``identity`` (more than one after key rotations)."""
+        stmt = (
+            select(*_COLUMNS)
+            .where(devices.c.identity == checksum_address(identity))
+            .order_by(devices.c.address)
+        )
+        async with self._db.read() as conn:
+            return [_record(row) for row in await conn.execute(stmt)]
+
     async def list(
         self,
         *,

@@ -24,6 +24,7 @@ from chainsense.api.routes._settlement import (
 )
 from chainsense.identity import schema_id
 from chainsense.settlement import ShipmentStatus, ShipmentTerms
+from chainsense.settlement.oracle import assess
 
 __all__ = ["router"]
 
@@ -81,13 +82,63 @@ class ShipmentPublic(BaseModel):
 
 
 class DeliveryReport(BaseModel):
-    breaches: int = Field(ge=0, lt=2**32, description="0 = compliant")
-    evidence_root: Hex32 = Field(description="Root of the batch the compliance result rests on")
+    """Empty: the platform computes the result from its stored readings (see `GET
+    /v1/shipments/{id}/compliance`). Both fields: the operator's own result."""
+
+    breaches: int | None = Field(default=None, ge=0, lt=2**32, description="0 = compliant")
+    evidence_root: Hex32 | None = Field(
+        default=None, description="Root of the batch the compliance result rests on"
+    )
+
+    @model_validator(mode="after")
+    def _both(self) -> DeliveryReport:
+        if (self.breaches is None) != (self.evidence_root is None):
+            raise ValueError("give both breaches and evidence_root, or neither")
+        return self
+
+
+class CompliancePublic(BaseModel):
+    """The oracle's result computed from the stored readings."""
+
+    shipment: int
+    compliant: bool
+    readings: int = Field(description="Readings of the loggers in the schema and window")
+    breaches: int
+    breach_reading_ids: list[int] = Field(description="Out-of-range readings, oldest first")
+    evidence_reading_id: int | None = Field(
+        description="The reading whose anchored batch root is cited (first breach, else last)"
+    )
+    evidence_root: str | None = Field(description="That root (null: no readings)")
 
 
 class ShipmentTx(BaseModel):
     tx: TxPublic
     shipment: ShipmentPublic
+
+
+class DeliveryReported(ShipmentTx):
+    compliance: CompliancePublic | None = Field(
+        description="The computed result that was reported (null: the operator's own)"
+    )
+
+
+async def _compliance(platform: PlatformDep, shipment: int) -> CompliancePublic:
+    escrow = settlement_of(platform).escrow
+    if (await escrow.shipment(shipment)).status is ShipmentStatus.NONE:
+        raise HTTPException(404, f"no shipment {shipment}")
+    found = await assess(platform.store, escrow, shipment)
+    root = None
+    if found.evidence_reading is not None:
+        root = "0x" + (await evidence_of(platform, found.evidence_reading)).root.hex()
+    return CompliancePublic(
+        shipment=shipment,
+        compliant=found.compliant,
+        readings=found.readings,
+        breaches=len(found.breaches),
+        breach_reading_ids=list(found.breaches),
+        evidence_reading_id=found.evidence_reading,
+        evidence_root=root,
+    )
 
 
 async def _public(platform: PlatformDep, shipment: int) -> ShipmentPublic:
@@ -148,24 +199,54 @@ async def get_shipment(
     return await _public(platform, shipment)
 
 
+@router.get(
+    "/{shipment}/compliance",
+    response_model=CompliancePublic,
+    summary="The oracle's compliance result, computed from the stored readings",
+    description="Counts the readings of the shipment's loggers (every key of each device) in its "
+    "schema and window whose value lies outside the range, as `claimBreach` judges one reading. "
+    "The evidence root is the anchored batch root of the first breach (else of the last "
+    "reading); 409 with `Retry-After` while that reading's batch is not anchored yet.",
+)
+async def get_compliance(
+    shipment: ShipmentId, platform: PlatformDep, _key: ReaderDep
+) -> CompliancePublic:
+    return await _compliance(platform, shipment)
+
+
 @router.post(
     "/{shipment}/delivery",
-    response_model=ShipmentTx,
+    response_model=DeliveryReported,
     summary="Oracle: report delivery (compliance result and evidence root)",
     description="Signed by the platform's operator key, which holds the escrow's ORACLE_ROLE "
     "(`ColdChainEscrow.reportDelivery`). Allowed after the shipment window, before the report "
-    "timeout. It can add breaches but cannot hide a proven one.",
+    "timeout. With an empty body the platform reports what `GET .../compliance` computes; "
+    "`breaches` + `evidence_root` report the operator's own result instead. Either way a "
+    "report can add breaches but cannot hide one: anyone can still prove it on-chain.",
 )
 async def report_delivery(
-    shipment: ShipmentId, body: DeliveryReport, platform: PlatformDep, _key: OperatorDep
-) -> ShipmentTx:
+    shipment: ShipmentId,
+    platform: PlatformDep,
+    _key: OperatorDep,
+    body: DeliveryReport | None = None,
+) -> DeliveryReported:
+    computed = None
+    if body is None or body.breaches is None or body.evidence_root is None:
+        computed = await _compliance(platform, shipment)
+        if computed.evidence_root is None:
+            raise HTTPException(
+                409, f"no readings of shipment {shipment}'s loggers in its window: nothing to "
+                "cite; give breaches and evidence_root to report anyway",
+            )  # fmt: skip
+        breaches, root = computed.breaches, computed.evidence_root
+    else:
+        breaches, root = body.breaches, body.evidence_root
     tx = await settlement_of(platform).escrow.report_delivery(
-        platform.chain.operator,
-        shipment,
-        breaches=body.breaches,
-        evidence_root=bytes.fromhex(body.evidence_root[2:]),
+        platform.chain.operator, shipment, breaches=breaches, evidence_root=bytes.fromhex(root[2:])
     )
-    return ShipmentTx(tx=tx_public(tx), shipment=await _public(platform, shipment))
+    return DeliveryReported(
+        tx=tx_public(tx), shipment=await _public(platform, shipment), compliance=computed
+    )
 
 
 @router.post(
