@@ -1,7 +1,10 @@
 """The settlement part of the gas report scenario (see ``test_gas_report.py``): one shipment with
-a breach proven on-chain, one charging session, one market interval with four orders."""
+a breach proven on-chain, one charging session, one market interval with four orders, and the
+largest clearing (full order books)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from eth_account import Account
 from eth_utils.crypto import keccak
@@ -155,4 +158,23 @@ def scenario(w3: Web3, roles: Roles, chain_id: int, *, clock: int) -> list[Row]:
     tx("EnergyMarket", "finalizeBid", market.functions.finalizeBid(3), SHIPPER.address)
     send(market.functions.finalizeBid(4), sender=SHIPPER.address)
     tx("EnergyMarket", "withdraw", market.functions.withdraw(), CARRIER.address)
+    rows.extend(_full_book(w3, market, registry, operator, interval + 10))
     return rows
+
+
+def _full_book(w3: Web3, market: Any, registry: Any, operator: str, interval: int) -> list[Row]:
+    """The largest clearing: MAX_ORDERS_PER_SIDE bids and asks, all crossing, each placed at
+    the far end of its sorted book (bids ascending, asks descending), so the insertion sort
+    shifts every earlier order and the match walks every pair."""
+    n = int(market.functions.MAX_ORDERS_PER_SIDE().call())
+    for k in range(n):
+        meter = make_account(f"gas-book-meter-{k}").address
+        send(registry.functions.register(meter, CARRIER.address, b"\0" * 32), sender=operator)
+        send(market.functions.placeAsk(CARRIER.address, interval, meter, 100, 199 - k),
+             sender=CARRIER.address)  # fmt: skip
+        send(market.functions.placeBid(SHIPPER.address, interval, 100, 200 + k),
+             sender=SHIPPER.address)  # fmt: skip
+    warp(w3, interval * INTERVAL)
+    receipt = send(market.functions.clear(interval), sender=CARRIER.address)
+    return [("EnergyMarket", f"clear ({n} bids, {n} asks, all crossing; worst order)",
+             receipt["gasUsed"])]  # fmt: skip
