@@ -161,7 +161,8 @@ class MarketAgent:
 
     async def next_interval(self) -> int:
         """The first interval that still takes orders at the latest block."""
-        block = await self.market.client.w3.eth.get_block("latest")
+        client = self.market.client
+        block = await client.rpc(lambda: client.w3.eth.get_block("latest"))
         return int(block["timestamp"]) // await self.market.interval_seconds() + 1
 
     async def forecast(self, meter: str, interval: int) -> EnergyForecast | None:
