@@ -96,7 +96,9 @@ def test_the_forecast_places_opted_in_orders_once_per_interval(api: Api) -> None
     assert refused.status_code == 409, refused.text
     assert f"setAgent({agent}, true)" in refused.json()["detail"]
     wrong = api.client.put(seller, json=terms | {"meter": buyer_meter.address}, headers=op)
-    assert wrong.status_code == 422, wrong.text
+    assert wrong.status_code == 409, wrong.text
+    unknown = api.client.put(seller, json=terms | {"meter": "0x" + "ab" * 20}, headers=op)
+    assert unknown.status_code == 404, unknown.text
     assert api.client.put(seller, json=terms, headers=reader).status_code == 403
 
     # opt in (the dev account signs setAgent), and the buyer deposits and opts in
@@ -162,6 +164,10 @@ def test_opt_out_missing_forecast_and_unknown_participants(api: Api) -> None:
     idle = f"/v1/market/agents/{DEV[IDLE]}"
     terms = {"meter": meter.address, "ask_price": 100, "bid_price": 150, "account": IDLE}
     _ok(api.client.put(idle, json=terms, headers=op))
+    # any letter case of the address names the same participant (no checksum check)
+    swapped = "/v1/market/agents/0x" + DEV[IDLE][2:].swapcase()
+    assert _ok(api.client.get(swapped, headers=reader))["participant"] == DEV[IDLE]
+    assert _ok(api.client.get(f"{swapped}/plan", headers=reader))["side"] == "none"
     tried = _ok(api.client.post(f"{idle}/orders", json={}, headers=op))
     assert (tried["side"], tried["recorded"]) == ("none", False)
     assert "no forecast" in tried["note"]

@@ -30,7 +30,11 @@ router = APIRouter(prefix="/market/agents", tags=["settlement: energy market"], 
 Participant = Annotated[
     str, Path(pattern=r"^0x[0-9a-fA-F]{40}$", description="The participant's address")
 ]
-Price = Annotated[int, Field(gt=0, lt=2**63, description="Token units per Wh")]
+#: Bound of the mandate's numbers and interval ids: they are stored as 64-bit integers, and a
+#: bound under 2^53 is one JSON Schema (and every client that reads numbers as floats) states
+#: exactly.
+MAX_NUMBER = 10**15
+Price = Annotated[int, Field(gt=0, le=MAX_NUMBER, description="Token units per Wh")]
 
 
 class MandateIn(BaseModel):
@@ -39,7 +43,7 @@ class MandateIn(BaseModel):
     meter: Address = Field(description="The participant's meter (owner in the DeviceRegistry)")
     ask_price: Price = Field(description="Lowest price it sells at, token units per Wh")
     bid_price: Price = Field(description="Highest price it buys at, token units per Wh")
-    max_wh: int = Field(default=10_000, gt=0, lt=2**63, description="Most Wh per order")
+    max_wh: int = Field(default=10_000, gt=0, le=MAX_NUMBER, description="Most Wh per order")
     sell_share: int = Field(
         default=80, ge=1, le=100, description="Percent of the forecast net export offered"
     )
@@ -91,7 +95,7 @@ class AgentsPublic(BaseModel):
 
 class PlaceIn(BaseModel):
     interval: int | None = Field(
-        default=None, ge=0, lt=2**63, description="Default: the next interval taking orders"
+        default=None, ge=0, le=MAX_NUMBER, description="Default: the next interval taking orders"
     )
 
 
@@ -138,9 +142,10 @@ async def _public(
 
 
 async def _mandate(platform: PlatformDep, participant: str) -> Mandate:
+    participant = to_checksum_address(participant)
     mandate = await platform.store.market_agents.mandate(participant)
     if mandate is None:
-        raise HTTPException(404, f"{to_checksum_address(participant)} has no market mandate")
+        raise HTTPException(404, f"{participant} has no market mandate")
     return mandate
 
 
@@ -164,23 +169,27 @@ async def list_agents(platform: PlatformDep, _key: ReaderDep) -> AgentsPublic:
     summary="Opt in: let the AI forecast place the participant's orders",
     description="Saves the participant's mandate. The participant must have allowed the agent "
     "on-chain with `EnergyMarket.setAgent(agent, true)` (409 otherwise; `agent` is in `GET "
-    "/v1/market/agents`); on the dev chain `account` does that step too. 422 when the meter is "
-    "not the participant's. From then on, every round the agent forecasts the meter's import "
-    "and export over the next interval and places a bid (net import) or an ask (net export).",
+    "/v1/market/agents`); on the dev chain `account` does that step too. 404 when the meter is "
+    "not registered, 409 when it is not the participant's. From then on, every round the "
+    "agent forecasts the meter's import and export over the next interval and places a bid "
+    "(net import) or an ask (net export).",
 )
 async def put_mandate(
     participant: Participant, body: MandateIn, platform: PlatformDep, _key: OperatorDep
 ) -> MandatePublic:
     agent = _agent(platform)
     participant = to_checksum_address(participant)
-    meter = await platform.store.devices.get(body.meter)
-    if meter is None or meter.owner != participant:
-        raise HTTPException(422, f"meter {body.meter} is not registered to {participant}")
+    meter = await platform.store.devices.get(to_checksum_address(body.meter))
+    if meter is None:
+        raise HTTPException(404, f"no device {to_checksum_address(body.meter)} is registered")
+    if meter.owner != participant:
+        raise HTTPException(409, f"meter {meter.address} belongs to {meter.owner}, not to "
+                            f"{participant}")  # fmt: skip
     set_agent_tx = None
     if body.account is not None:
         signer = dev_signer(platform, body.account, "EnergyMarket.setAgent(agent, true)")
         if signer.address != participant:
-            raise HTTPException(422, f"dev account {body.account} is {signer.address}, "
+            raise HTTPException(409, f"dev account {body.account} is {signer.address}, "
                                 f"not {participant}")  # fmt: skip
         market = settlement_of(platform).market
         set_agent_tx = tx_public(await market.set_agent(signer, agent.address, True))
@@ -216,8 +225,8 @@ async def get_mandate(
 async def delete_mandate(
     participant: Participant, platform: PlatformDep, _key: OperatorDep
 ) -> MandatePublic:
-    await _mandate(platform, participant)
-    await platform.store.market_agents.set_enabled(participant, False)
+    mandate = await _mandate(platform, participant)
+    await platform.store.market_agents.set_enabled(mandate.participant, False)
     return await _public(platform, await _mandate(platform, participant))
 
 
@@ -231,10 +240,10 @@ async def plan_order(
     platform: PlatformDep,
     _key: ReaderDep,
     interval: Annotated[
-        int | None, Query(ge=0, lt=2**63, description="Default: the next interval")
+        int | None, Query(ge=0, le=MAX_NUMBER, description="Default: the next interval")
     ] = None,
 ) -> AgentOrderPublic:
-    return _order(await _agent(platform).plan(participant, interval))
+    return _order(await _agent(platform).plan(to_checksum_address(participant), interval))
 
 
 @router.post(
@@ -249,4 +258,4 @@ async def plan_order(
 async def place_order(
     participant: Participant, body: PlaceIn, platform: PlatformDep, _key: OperatorDep
 ) -> AgentOrderPublic:
-    return _order(await _agent(platform).place(participant, body.interval))
+    return _order(await _agent(platform).place(to_checksum_address(participant), body.interval))
