@@ -21,7 +21,7 @@ from eth_utils.address import to_checksum_address
 from chainsense.errors import ConfigError
 from chainsense.settlement.agent import MarketAgent
 from chainsense.settlement_cli import Account, _Ctx, _go, _tx
-from chainsense.store import AgentOrder, Mandate, Store
+from chainsense.store import AgentOrder, Mandate
 
 __all__ = ["agent_app"]
 
@@ -40,13 +40,9 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 @asynccontextmanager
 async def _open_agent(c: _Ctx) -> AsyncIterator[MarketAgent]:
-    settings = c.settings
-    if not settings.database_url and not (settings.data_dir / "chainsense.db").exists():
-        raise ConfigError(
-            f"no database at {settings.data_dir / 'chainsense.db'}; set CHAINSENSE_DATA_DIR "
-            "(or CHAINSENSE_DATABASE_URL) to the platform's"
-        )
-    store = await Store.open(settings.store_url)
+    from chainsense.proof_cli import _service
+
+    store, _ = await _service(c.settings)  # the platform's database, or a clear error
     try:
         yield MarketAgent(store=store, market=c.s.market, signer=c.operator())
     finally:

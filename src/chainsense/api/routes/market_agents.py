@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
@@ -104,20 +105,7 @@ def _agent(platform: PlatformDep) -> MarketAgent:
 
 
 def _order(order: AgentOrder) -> AgentOrderPublic:
-    return AgentOrderPublic(
-        participant=order.participant,
-        interval=order.interval,
-        side=order.side,
-        quantity_wh=order.quantity_wh,
-        price_per_wh=order.price_per_wh,
-        order_id=order.order_id,
-        tx_hash=order.tx_hash,
-        expected_import_wh=order.expected_import_wh,
-        expected_export_wh=order.expected_export_wh,
-        note=order.note,
-        recorded=order.created_at is not None,
-        created_at=order.created_at,
-    )
+    return AgentOrderPublic(**asdict(order), recorded=order.created_at is not None)
 
 
 async def _public(
@@ -126,14 +114,7 @@ async def _public(
     agent = _agent(platform)
     orders = await platform.store.market_agents.orders(mandate.participant)
     return MandatePublic(
-        participant=mandate.participant,
-        meter=mandate.meter,
-        ask_price=mandate.ask_price,
-        bid_price=mandate.bid_price,
-        max_wh=mandate.max_wh,
-        sell_share=mandate.sell_share,
-        enabled=mandate.enabled,
-        last_error=mandate.last_error,
+        **asdict(mandate),  # created_at and updated_at are not part of the answer
         agent=agent.address,
         allowed_on_chain=await agent.market.is_agent(mandate.participant, agent.address),
         set_agent_tx=set_agent_tx,
