@@ -1,0 +1,144 @@
+"""JointGuard: the default detector. One per (device, schema): the schema's metrics judged together.
+
+Each metric has its own :class:`~chainsense.ai.robust.RobustStream` (robust, calibrated, with
+re-baselining; counters as rates). On top of them:
+
+- a **joint** check: the sum over metrics of ``-ln p_level`` (several metrics moving moderately
+  at once, as a pump's current, vibration and temperature do), standardised and calibrated per
+  device by its own :class:`~chainsense.ai.calibrate.TailCalibrator`;
+- **hard limits** (a schema's or a shipment's allowed range): a value outside raises at once
+  (probability floor, check ``limit``), whatever the model learned.
+
+All checks are combined on the probability scale, ``p = (metrics + 1) * min p``, and turned
+into a capped score whose 1.0 is the alarm point of the configured false-alarm rate
+(``per_week``). The result names the metric(s) responsible.
+
+>>> g = JointGuard(("temperature", "humidity"), limits={"temperature": (2.0, 8.0)})
+>>> for i in range(200):
+...     _ = g.step({"temperature": 4.5 + (i % 3) * 0.01, "humidity": 65.0}, i * 1000)
+>>> r = g.step({"temperature": 9.0, "humidity": 65.0}, 200_000)
+>>> r.check, r.metrics, r.score >= 1
+('limit', ['temperature'], True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from chainsense.ai.base import register
+from chainsense.ai.calibrate import P_FLOOR, TailCalibrator, score
+from chainsense.ai.robust import Assessment, RobustStream
+
+__all__ = ["JointGuard", "JointResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class JointResult:
+    """One reading as judged: the score (1.0 = alarm point), its probability, the check that
+    decided it, the metrics responsible, and each metric's own assessment."""
+
+    score: float
+    p: float
+    check: str
+    metrics: list[str]
+    parts: dict[str, Assessment] = field(default_factory=dict)
+
+
+@register
+class JointGuard:
+    """See the module docstring. ``limits``: metric -> (low, high) hard range, either may be None;
+    ``counters``: metrics that are cumulative counters; ``resolutions``: metric -> the
+    fixed-point step; ``options``: RobustStream keyword arguments."""
+
+    kind: ClassVar[str] = "joint_guard"
+
+    def __init__(
+        self,
+        metrics: Sequence[str],
+        *,
+        limits: Mapping[str, tuple[float | None, float | None]] | None = None,
+        counters: Sequence[str] = (),
+        resolutions: Mapping[str, float] | None = None,
+        per_week: float = 1.0,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.metrics = list(metrics)
+        self.limits = dict(limits or {})
+        self.per_week = per_week
+        opts = dict(options or {})
+        res = resolutions or {}
+        self.streams = {
+            m: RobustStream(
+                counter=m in counters, resolution=res.get(m, 0.0), per_week=per_week, **opts
+            )
+            for m in self.metrics
+        }
+        self.cal_joint = TailCalibrator()
+
+    def set_per_week(self, per_week: float) -> None:
+        self.per_week = per_week
+        for s in self.streams.values():
+            s.per_week = per_week
+
+    def p_alarm(self) -> float:
+        return self.streams[self.metrics[0]].p_alarm()
+
+    def _limit(self, metric: str, x: float) -> bool:
+        low, high = self.limits.get(metric, (None, None))
+        return (low is not None and x < low) or (high is not None and x > high)
+
+    def step(self, values: Mapping[str, float], t: int) -> JointResult:
+        """Judge one reading (metric -> value), then learn it."""
+        parts: dict[str, Assessment] = {}
+        for m in self.metrics:
+            if m in values:
+                parts[m] = self.streams[m].step(values[m], t)
+        p_alarm = self.p_alarm()
+        breached = [m for m in parts if self._limit(m, values[m])]
+        if breached:
+            return JointResult(score(P_FLOOR, p_alarm), P_FLOOR, "limit", breached, parts)
+        ready = [a for a in parts.values() if a.ready]
+        if not ready:
+            return JointResult(0.0, 1.0, "level", [], parts)
+        k = len(ready)
+        f = sum(-math.log(max(a.p_level, P_FLOOR)) for a in ready)
+        joint_z = (f - k) / math.sqrt(k)
+        p_joint = self.cal_joint.p(joint_z) if k > 1 else 1.0
+        self.cal_joint.learn(min(joint_z, 50.0))
+        best = min(parts, key=lambda m: parts[m].p)
+        p_best = parts[best].p
+        bonferroni = len(self.metrics) + 1
+        if p_joint < p_best:
+            p = min(1.0, bonferroni * p_joint)
+            check = "joint"
+            order = sorted(parts, key=lambda m: parts[m].p_level)
+            named = [m for m in order if parts[m].p_level <= 0.01] or order[:1]
+        else:
+            p = min(1.0, bonferroni * p_best)
+            check = parts[best].check
+            cut = max(p_best * 100, p_alarm / bonferroni)
+            named = sorted((m for m in parts if parts[m].p <= cut), key=lambda m: parts[m].p)
+        return JointResult(score(p, p_alarm), p, check, named, parts)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "metrics": self.metrics,
+            "limits": {m: list(v) for m, v in self.limits.items()},
+            "per_week": self.per_week,
+            "streams": {m: s.to_state() for m, s in self.streams.items()},
+            "cal_joint": self.cal_joint.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> JointGuard:
+        g = cls.__new__(cls)
+        g.metrics = list(state["metrics"])
+        g.limits = {m: (v[0], v[1]) for m, v in state["limits"].items()}
+        g.per_week = float(state["per_week"])
+        g.streams = {m: RobustStream.from_state(s) for m, s in state["streams"].items()}
+        g.cal_joint = TailCalibrator.from_state(state["cal_joint"])
+        return g

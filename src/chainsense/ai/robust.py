@@ -1,0 +1,257 @@
+"""RobustStream: one stream's robust, calibrated, self-re-baselining anomaly model.
+
+The design answers the weaknesses of the earlier default (issue 13), in general terms:
+
+- **Robust updates, never starved**: every point updates the model; a residual larger than
+  ``huber`` sigmas is clipped to that size before it moves the level or the scale (Huber's
+  M-estimator), so a spike moves nothing much and a new regime is followed steadily.
+- **A scale floor** tied to the stream: sigma is never below the stream's resolution (the
+  smallest step seen between two different values, or the schema's fixed-point step) nor below
+  ``floor_frac`` of its long-run spread, so quantised, zero-heavy and flat streams do not score
+  1e16 on an ordinary step.
+- **Calibrated checks**: each check's statistic goes through its own
+  :class:`~chainsense.ai.calibrate.TailCalibrator` into a tail probability for this stream:
+  ``level`` (the residual), ``shift`` (a short exponentially weighted mean of clipped residuals:
+  a sustained move) and ``stuck`` (a run of identical values, against this stream's repeat
+  rate: ``P = repeat ** run``). They are combined on the probability scale with a Bonferroni
+  factor (``p = 3 * min p_i``), and the score is capped (:func:`~chainsense.ai.calibrate.score`).
+- **Re-baselining**: when the ``shift`` check stays past the alarm point for ``rebaseline_ms``,
+  the change is confirmed: the level jumps to the recent mean and the shift memory restarts, so
+  the new regime is not an alarm for ever (``changes`` counts them).
+- **Counters as rates**: with ``counter=True`` the model sees the increase per second (a reset
+  to a lower value starts a new count, scored as nothing).
+
+Hard limits and the multivariate judgement live one level up, in
+:class:`~chainsense.ai.joint.JointGuard`.
+
+>>> s = RobustStream(resolution=0.01)
+>>> for i in range(300):
+...     _ = s.step(20.0 + (i % 3) * 0.01, i * 1000)
+>>> s.score_one(20.01, 300_000) < 1 <= s.score_one(25.0, 300_000)
+True
+>>> s.expected(25.0, 300_000).check
+'level'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from chainsense.ai.base import Expected, register
+from chainsense.ai.calibrate import TailCalibrator, alarm_probability, score
+
+__all__ = ["Assessment", "RobustStream"]
+
+_ABS_TO_SIGMA = 1.2533  # sqrt(pi/2): E|N(0, s)| times this is s
+_CHECKS = ("level", "shift", "stuck")
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """One point as one stream's model judged it (before learning it)."""
+
+    value: float  # what the model saw: the reading, or a counter's rate per second
+    predicted: float
+    sigma: float
+    p_level: float
+    p_shift: float
+    p_stuck: float
+    ready: bool
+
+    @property
+    def p(self) -> float:
+        """The combined tail probability (Bonferroni over the three checks)."""
+        return min(1.0, 3.0 * min(self.p_level, self.p_shift, self.p_stuck))
+
+    @property
+    def check(self) -> str:
+        ps = (self.p_level, self.p_shift, self.p_stuck)
+        return _CHECKS[ps.index(min(ps))]
+
+
+@register
+class RobustStream:
+    """See the module docstring. ``per_week``: the expected false alarms a week (sensitivity)."""
+
+    kind: ClassVar[str] = "robust_stream"
+    _PARAMS: ClassVar[tuple[str, ...]] = (
+        "alpha", "beta", "huber", "shift_alpha", "ref_alpha", "floor_frac", "warmup",
+        "rebaseline_ms", "counter", "per_week",
+    )  # fmt: skip
+    _STATE: ClassVar[tuple[str, ...]] = (
+        "n", "level", "scale", "long_mean", "long_dev", "resolution", "last", "last_raw",
+        "last_t", "interval", "run", "repeat", "ref", "recent", "shift_since", "changes",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.01,
+        beta: float = 0.01,
+        huber: float = 3.0,
+        shift_alpha: float = 0.05,
+        ref_alpha: float = 0.001,
+        floor_frac: float = 0.02,
+        warmup: int = 30,
+        rebaseline_ms: int = 900_000,
+        counter: bool = False,
+        per_week: float = 1.0,
+        resolution: float = 0.0,
+    ) -> None:
+        self.alpha = alpha
+        self.beta = beta
+        self.huber = huber
+        self.shift_alpha = shift_alpha
+        self.ref_alpha = ref_alpha
+        self.floor_frac = floor_frac
+        self.warmup = warmup
+        self.rebaseline_ms = rebaseline_ms
+        self.counter = counter
+        self.per_week = per_week
+        self.n = 0
+        self.level = 0.0
+        self.scale = 0.0
+        self.long_mean = 0.0
+        self.long_dev = 0.0
+        self.resolution = resolution
+        self.last: float | None = None
+        self.last_raw: float | None = None
+        self.last_t: int | None = None
+        self.interval = 0.0
+        self.run = 0
+        self.repeat = 0.1
+        self.ref = 0.0
+        self.recent = 0.0
+        self.shift_since: int | None = None
+        self.changes = 0
+        self.cal_level = TailCalibrator()
+        self.cal_shift = TailCalibrator()
+
+    # --- the model ---------------------------------------------------------------------------
+
+    def _value(self, x: float, t: int) -> float | None:
+        """What the model sees: ``x``, or for a counter its increase per second."""
+        if not self.counter:
+            return x
+        if self.last_raw is None or self.last_t is None or x < self.last_raw:
+            return None
+        return (x - self.last_raw) * 1000.0 / max(t - self.last_t, 1)
+
+    def _sigma(self) -> float:
+        floor = max(self.resolution, self.floor_frac * _ABS_TO_SIGMA * self.long_dev, 1e-12)
+        return max(_ABS_TO_SIGMA * self.scale, floor)
+
+    def p_alarm(self) -> float:
+        return alarm_probability(self.per_week, self.interval or 1000.0)
+
+    def _assess(self, v: float) -> tuple[Assessment, float, float]:
+        sigma = self._sigma()
+        z = (v - self.level) / sigma
+        recent = self.recent + self.shift_alpha * (v - self.recent)
+        shift_z = (
+            abs(recent - self.ref) / sigma / math.sqrt(self.shift_alpha / (2 - self.shift_alpha))
+        )
+        run = self.run + 1 if v == self.last else 0
+        ready = self.n >= self.warmup
+        p_stuck = min(1.0, min(max(self.repeat, 0.01), 0.999) ** run) if run >= 3 else 1.0
+        a = Assessment(
+            value=v,
+            predicted=self.level,
+            sigma=sigma,
+            p_level=self.cal_level.p(abs(z)) if ready else 1.0,
+            p_shift=self.cal_shift.p(shift_z) if ready else 1.0,
+            p_stuck=p_stuck if ready else 1.0,
+            ready=ready,
+        )
+        return a, z, shift_z
+
+    def assess(self, x: float, t: int) -> Assessment:
+        """Judge ``x`` at ``t`` without learning it."""
+        v = self._value(x, t)
+        if v is None:
+            return Assessment(x, x, self._sigma(), 1.0, 1.0, 1.0, False)
+        return self._assess(v)[0]
+
+    def step(self, x: float, t: int) -> Assessment:
+        """Judge ``x`` at ``t``, then learn it (every point is learned, robustly)."""
+        v = self._value(x, t)
+        if self.last_t is not None and t > self.last_t:
+            dt = float(t - self.last_t)
+            self.interval = (
+                dt if self.interval == 0 else self.interval + 0.05 * (dt - self.interval)
+            )
+        self.last_raw, self.last_t = x, t
+        if v is None:
+            return Assessment(x, x, self._sigma(), 1.0, 1.0, 1.0, False)
+        a, z, shift_z = self._assess(v)
+        self._learn(v, t, a, z, shift_z)
+        return a
+
+    def _learn(self, v: float, t: int, a: Assessment, z: float, shift_z: float) -> None:
+        self.n += 1
+        if self.last is not None and v != self.last:
+            step = abs(v - self.last)
+            self.resolution = step if self.resolution == 0 else min(self.resolution, step)
+        repeated = 1.0 if v == self.last else 0.0
+        self.run = self.run + 1 if v == self.last else 0
+        self.last = v
+        if self.n == 1:
+            self.level = self.long_mean = self.recent = self.ref = v
+            return
+        self.repeat += max(0.01, 1.0 / self.n) * (repeated - self.repeat)
+        self.long_mean += max(0.001, 1.0 / self.n) * (v - self.long_mean)
+        self.long_dev += max(0.001, 1.0 / self.n) * (abs(v - self.long_mean) - self.long_dev)
+        self.recent += self.shift_alpha * (v - self.recent)
+        sigma = a.sigma
+        h = self.huber * sigma
+        r = max(-h, min(h, v - self.level))
+        self.level += max(self.alpha, 1.0 / self.n) * r
+        self.scale += max(self.beta, 1.0 / self.n) * (abs(r) - self.scale)
+        self.ref += max(self.ref_alpha, 1.0 / self.n) * max(-h, min(h, v - self.ref))
+        if self.n <= self.warmup:
+            return
+        self.cal_level.learn(abs(z))
+        self.cal_shift.learn(shift_z)
+        if a.p_shift * 3 <= self.p_alarm():
+            if self.shift_since is None:
+                self.shift_since = t
+            elif t - self.shift_since >= self.rebaseline_ms:
+                # a confirmed change: the new regime is the baseline
+                self.level = self.ref = self.recent
+                self.shift_since = None
+                self.changes += 1
+        else:
+            self.shift_since = None
+
+    # --- the Detector interface -------------------------------------------------------------
+
+    def score_one(self, x: float, t: int) -> float:
+        a = self.assess(x, t)
+        return score(a.p, self.p_alarm()) if a.ready else 0.0
+
+    def learn_one(self, x: float, t: int) -> None:
+        self.step(x, t)
+
+    def expected(self, x: float, t: int) -> Expected:
+        a = self.assess(x, t)
+        k = self.cal_level.u + self.cal_level.m * math.log(self.cal_level.q / (self.p_alarm() / 3))
+        half = max(k, 0.0) * a.sigma
+        return Expected(a.predicted, a.predicted - half, a.predicted + half, a.check)
+
+    def to_state(self) -> dict[str, Any]:
+        return (
+            {"kind": self.kind}
+            | {f: getattr(self, f) for f in (*self._PARAMS, *self._STATE)}
+            | {"cal_level": self.cal_level.to_state(), "cal_shift": self.cal_shift.to_state()}
+        )
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RobustStream:
+        d = cls(**{f: state[f] for f in cls._PARAMS})
+        for f in cls._STATE:
+            setattr(d, f, state[f])
+        d.cal_level = TailCalibrator.from_state(state["cal_level"])
+        d.cal_shift = TailCalibrator.from_state(state["cal_shift"])
+        return d
