@@ -23,7 +23,7 @@ log(1/p_alarm)``, so ``1.0`` is the alarm point whatever the rate.
 >>> cal.p(1.0) > 0.3 and cal.p(8.0) < 1e-4
 True
 >>> round(score(1e-6, alarm_probability(1.0, 1000)), 3)
-1.004
+1.038
 """
 
 from __future__ import annotations
