@@ -55,6 +55,7 @@ COLUMNS = (
     "Thermocouple", "Voltage", "Volume Flow RateRMS",
 )  # fmt: skip
 COOLDOWN = 12
+CLEAR = 0.5
 CP_WINDOW_MS = 60_000
 
 
@@ -105,7 +106,8 @@ def load_split(which: str) -> tuple[list[Run], Run]:
     return runs, load(base / split["anomaly_free"]["file"], f"anomaly-free ({which})", part)
 
 
-# --- detectors: per file, step(row, t) -> (raw score, fixed alarm decision or None) ---------
+# --- detectors: per file, step(row, t) -> raw score; ``fixed``: the raw score of the product's
+# alarm point where the detector has one, else None -----------------------------------------
 
 
 class Guard:
@@ -115,10 +117,13 @@ class Guard:
 
     def __init__(self, **options: Any) -> None:
         self.g = JointGuard(COLUMNS, options=options)
+        self.fixed: float | None = None
 
-    def step(self, row: list[float], t: int) -> tuple[float, bool | None]:
+    def step(self, row: list[float], t: int) -> float:
         r = self.g.step(dict(zip(COLUMNS, row, strict=True)), t)
-        return -math.log10(max(r.p, 1e-300)), r.score >= 1.0
+        # raw = -log10 p; the product alarms at score 1.0, i.e. p = p_alarm
+        self.fixed = -math.log10(self.g.p_alarm())
+        return -math.log10(max(r.p, 1e-300))
 
 
 class OldGuard:
@@ -126,18 +131,20 @@ class OldGuard:
 
     name = "sensor_guard (old default)"
 
+    fixed = 1.0
+
     def __init__(self) -> None:
         self.g = [AnomalyFilter(SensorGuard()) for _ in COLUMNS]
 
-    def step(self, row: list[float], t: int) -> tuple[float, bool | None]:
-        s = max(g.process(x, t) for g, x in zip(self.g, row, strict=True))
-        return min(s, 1e6), s >= 1.0
+    def step(self, row: list[float], t: int) -> float:
+        return min(max(g.process(x, t) for g, x in zip(self.g, row, strict=True)), 1e6)
 
 
 class RollingZ:
     """Rolling z-score over the last 100 rows, the largest |z| over metrics; fixed point 3."""
 
     name = "rolling z-score (100)"
+    fixed = 3.0
 
     def __init__(self, window: int = 100) -> None:
         from collections import deque
@@ -145,7 +152,7 @@ class RollingZ:
         self.window = window
         self.buf: list[Any] = [deque() for _ in COLUMNS]
 
-    def step(self, row: list[float], t: int) -> tuple[float, bool | None]:
+    def step(self, row: list[float], t: int) -> float:
         best = 0.0
         for buf, x in zip(self.buf, row, strict=True):
             if len(buf) >= 10:
@@ -156,7 +163,7 @@ class RollingZ:
             buf.append(x)
             if len(buf) > self.window:
                 buf.popleft()
-        return min(best, 1e6), best >= 3.0
+        return min(best, 1e6)
 
 
 class River:
@@ -165,12 +172,13 @@ class River:
     def __init__(self, name: str, make: Callable[[], Any]) -> None:
         self.name = name
         self.model = make()
+        self.fixed: float | None = None
 
-    def step(self, row: list[float], t: int) -> tuple[float, bool | None]:
+    def step(self, row: list[float], t: int) -> float:
         x = dict(zip(COLUMNS, row, strict=True))
         s = float(self.model.score_one(x))
         self.model.learn_one(x)
-        return s, None
+        return s
 
 
 def river_detectors() -> dict[str, Callable[[], Any]]:
@@ -207,42 +215,38 @@ def detectors() -> dict[str, Callable[[], Any]]:
 class Scored:
     run: Run
     raw: list[float]
-    fixed: list[bool] | None
+    fixed: float | None  # the product's alarm point on the raw scale
 
 
 def score_runs(factory: Callable[[], Any], runs: Sequence[Run]) -> list[Scored]:
     out = []
     for run in runs:
         d = factory()
-        raw, fixed = [], []
-        for row, t in zip(run.rows, run.times, strict=True):
-            s, f = d.step(row, t)
-            raw.append(s)
-            fixed.append(bool(f))
-        out.append(Scored(run, raw, fixed))
+        raw = [d.step(row, t) for row, t in zip(run.rows, run.times, strict=True)]
+        out.append(Scored(run, raw, d.fixed))
     return out
 
 
-def gate(flags: Sequence[bool]) -> tuple[list[int], list[int]]:
-    """(open state per row, indices of alarm openings) through the product's EventGate."""
-    g = EventGate(threshold=0.5, cooldown=COOLDOWN)
+def gate(raw: Sequence[float], thr: float) -> tuple[list[int], list[int]]:
+    """(open state per row, indices of alarm openings) through the product's EventGate: opens
+    at ``thr``, clears after 12 rows below ``CLEAR * thr``."""
+    g = EventGate(threshold=thr, cooldown=COOLDOWN, clear=CLEAR)
     state, opens = [], []
-    for i, f in enumerate(flags):
-        if g.update(1.0 if f else 0.0):
+    for i, v in enumerate(raw):
+        if g.update(v):
             opens.append(i)
         state.append(1 if g.open else 0)
     return state, opens
 
 
-def evaluate(
-    scored: Sequence[Scored], flags_of: Callable[[Scored], list[bool]]
-) -> dict[str, float]:
+def evaluate(scored: Sequence[Scored], thr: float | None) -> dict[str, float]:
+    """Both problems' figures at raw threshold ``thr`` (None: each detector's fixed point)."""
     pred: list[int] = []
     labels: list[int] = []
     raws = dict.fromkeys(PROFILES, 0.0)
     windows = 0
     for s in scored:
-        state, opens = gate(flags_of(s))
+        state, opens = gate(s.raw, s.fixed if thr is None else thr)
         pred += state
         labels += s.run.anomaly
         ws = [
@@ -259,8 +263,8 @@ def evaluate(
     return result
 
 
-def alarms(scored: Scored, flags: list[bool]) -> int:
-    return len(gate(flags)[1])
+def alarms(scored: Scored, thr: float | None) -> int:
+    return len(gate(scored.raw, scored.fixed if thr is None else thr)[1])
 
 
 def candidates(scored: Sequence[Scored]) -> list[float]:
@@ -272,7 +276,7 @@ def candidates(scored: Sequence[Scored]) -> list[float]:
 def best_threshold(scored: Sequence[Scored], key: str) -> float:
     best, best_thr = -math.inf, math.inf
     for thr in candidates(scored):
-        r = evaluate(scored, lambda s, thr=thr: [v >= thr for v in s.raw])
+        r = evaluate(scored, thr)
         if r[key] > best:
             best, best_thr = r[key], thr
     return best_thr
@@ -338,19 +342,18 @@ def main() -> None:
             if args.dev_only
             else (score_runs(factory, test), score_runs(factory, [test_free])[0])
         )
-        has_fixed = name != "river HalfSpaceTrees" and not name.startswith("river")
         thr_f1 = best_threshold(sd, "f1")
         thr_nab = best_threshold(sd, "standard")
         splits = [("dev", sd, fd)] + ([] if args.dev_only else [("test", st, ft)])
         for split, scored, free in splits:
             rows = []
-            if has_fixed:
-                r = evaluate(scored, lambda s: s.fixed)
-                rows.append(("fixed", r, alarms(free, free.fixed)))
-            r1 = evaluate(scored, lambda s, thr=thr_f1: [v >= thr for v in s.raw])
-            r2 = evaluate(scored, lambda s, thr=thr_nab: [v >= thr for v in s.raw])
+            if free.fixed is not None:
+                r = evaluate(scored, None)
+                rows.append(("fixed", r, alarms(free, None)))
+            r1 = evaluate(scored, thr_f1)
+            r2 = evaluate(scored, thr_nab)
             r = {**r1, **{k: r2[k] for k in PROFILES}}
-            rows.append(("opt", r, alarms(free, [v >= thr_f1 for v in free.raw])))
+            rows.append(("opt", r, alarms(free, thr_f1)))
             for thr, r, n_free in rows:
                 print(
                     f"{name:28} {split:5} {thr:5} {fmt(r['f1']):>5} {fmt(r['far'], True):>6} "

@@ -71,6 +71,9 @@ async def _follow(api: str, headers: dict[str, str], params: dict[str, Any], sho
         httpx.AsyncClient(base_url=api, headers=headers, timeout=None) as http,
         http.stream("GET", "/v1/stream", params=params) as response,
     ):
+        kind = "anomaly"
         async for line in response.aiter_lines():
-            if line.startswith("data: "):
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: ") and kind == "anomaly":
                 typer.echo(show(json.loads(line[6:])))

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from chainsense.ai_cli import anomalies
+from chainsense.alarms_cli import alarms_app
 from chainsense.config import Settings
 from chainsense.demo_cli import demo_command
 from chainsense.device.cli import device_app
@@ -49,6 +50,7 @@ app.add_typer(charging_app, name="charging")
 app.command("export")(export)
 app.command("verify")(verify_command)
 app.command("anomalies")(anomalies)
+app.add_typer(alarms_app, name="alarms")
 app.command("demo")(demo_command)
 
 RpcOption = Annotated[

@@ -137,6 +137,28 @@ class Settings(BaseSettings):
         default=None, description="POST every anomaly event here as JSON (with retries)."
     )
 
+    # --- AI: sensitivity as a false-alarm rate, hard limits, counters, alarms ---------------
+    ai_false_alarms_per_week: float = Field(
+        default=1.0,
+        gt=0,
+        description="Sensitivity: about this many false alarms per device stream per week. The "
+        "alarm point is the tail probability rate * sampling interval / week.",
+    )
+    ai_false_alarms: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per schema name or device address, e.g. {"chainsense.meter.v1": 0.1}; a '
+        "device wins over its schema.",
+    )
+    ai_hard_limits: dict[str, str] = Field(
+        default_factory=lambda: {"chainsense.coldchain.v1:temperature": "2..8"},
+        description='Hard ranges by "schema:metric", "low..high" (an end may be empty): a value '
+        "outside raises a critical alarm at once.",
+    )
+    ai_counters: list[str] = Field(
+        default_factory=lambda: ["chainsense.charger.v1:energy_delivered"],
+        description='Cumulative counters by "schema:metric": judged as a rate per second.',
+    )
+
     # --- settlement --------------------------------------------------------------------------
     payment_token: str | None = Field(
         default=None,

@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from chainsense.ai.monitor import Thresholds
+from chainsense.ai.monitor import Rules, Sensitivity, Thresholds
 from chainsense.ai.service import AIConfig, AIService
 from chainsense.chain.registry import DeviceState, RegistryView
 from chainsense.chain.runtime import ChainContext, open_chain
@@ -109,6 +109,10 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
                 schemas=schemas,
                 config=AIConfig(
                     thresholds=Thresholds(settings.ai_threshold, settings.ai_thresholds),
+                    sensitivity=Sensitivity(
+                        settings.ai_false_alarms_per_week, settings.ai_false_alarms
+                    ),
+                    rules=Rules(settings.ai_hard_limits, tuple(settings.ai_counters)),
                     chunk=settings.ai_chunk,
                     poll_interval=settings.ai_poll_interval,
                     limits=settings.ai_limits,

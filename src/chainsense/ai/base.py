@@ -158,17 +158,19 @@ class EventGate:
     """Turns per-point scores into events, as an operator sees them.
 
     An event opens at the first point whose score reaches ``threshold`` while none is open, and
-    closes after ``cooldown`` normal points in a row; points in between belong to the open event.
+    closes after ``cooldown`` points in a row below ``clear`` (a fraction of ``threshold``:
+    hysteresis, 1.0 by default); points in between belong to the open event.
 
     >>> gate = EventGate(threshold=1.0, cooldown=2)
     >>> [gate.update(s) for s in [0.1, 1.5, 2.0, 0.2, 1.2, 0.1, 0.1, 3.0]]
     [False, True, False, False, False, False, False, True]
     """
 
-    __slots__ = ("cooldown", "open", "quiet", "threshold")
+    __slots__ = ("clear", "cooldown", "open", "quiet", "threshold")
 
-    def __init__(self, *, threshold: float = 1.0, cooldown: int = 12) -> None:
+    def __init__(self, *, threshold: float = 1.0, cooldown: int = 12, clear: float = 1.0) -> None:
         self.threshold = threshold
+        self.clear = clear
         self.cooldown = cooldown
         self.open = False
         self.quiet = 0
@@ -181,7 +183,9 @@ class EventGate:
                 self.open = True
                 return True
             return False
-        if self.open:
+        if self.open and score >= self.threshold * self.clear:
+            self.quiet = 0
+        elif self.open:
             self.quiet += 1
             if self.quiet >= self.cooldown:
                 self.open = False

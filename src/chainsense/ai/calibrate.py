@@ -77,8 +77,11 @@ class TailCalibrator:
     m: float = 0.42
     n: int = 0
     ne: int = 0
+    min_n: int = 0
 
     def p(self, v: float) -> float:
+        if self.n < self.min_n:
+            return 1.0
         if v <= self.u:
             return min(1.0, self.q + (1.0 - self.q) * (1.0 - max(v, 0.0) / self.u))
         return max(self.q * math.exp(-(v - self.u) / self.m), P_FLOOR)
@@ -99,9 +102,11 @@ class TailCalibrator:
             self.m = max(self.m, 0.05)
 
     def to_state(self) -> list[float]:
-        return [self.u, self.rate, self.clip, self.q, self.m, self.n, self.ne]
+        return [self.u, self.rate, self.clip, self.q, self.m, self.n, self.ne, self.min_n]
 
     @classmethod
     def from_state(cls, state: list[Any]) -> TailCalibrator:
-        u, rate, clip, q, m, n, ne = state
-        return cls(float(u), float(rate), float(clip), float(q), float(m), int(n), int(ne))
+        u, rate, clip, q, m, n, ne, min_n = state
+        return cls(
+            float(u), float(rate), float(clip), float(q), float(m), int(n), int(ne), int(min_n)
+        )

@@ -93,18 +93,20 @@ class JointGuard:
     def step(self, values: Mapping[str, float], t: int) -> JointResult:
         """Judge one reading (metric -> value), then learn it."""
         parts: dict[str, Assessment] = {}
+        breached = [m for m in self.metrics if m in values and self._limit(m, values[m])]
         for m in self.metrics:
             if m in values:
-                parts[m] = self.streams[m].step(values[m], t)
+                stream = self.streams[m]
+                # a value past a hard limit is known bad, not a new normal: it is not learned
+                parts[m] = stream.see(values[m], t) if m in breached else stream.step(values[m], t)
         p_alarm = self.p_alarm()
-        breached = [m for m in parts if self._limit(m, values[m])]
         if breached:
             return JointResult(score(P_FLOOR, p_alarm), P_FLOOR, "limit", breached, parts)
         ready = [a for a in parts.values() if a.ready]
         if not ready:
             return JointResult(0.0, 1.0, "level", [], parts)
         k = len(ready)
-        f = sum(-math.log(max(a.p_level, P_FLOOR)) for a in ready)
+        f = sum(-math.log(max(min(a.p_level, a.p_shift), P_FLOOR)) for a in ready)
         joint_z = (f - k) / math.sqrt(k)
         p_joint = self.cal_joint.p(joint_z) if k > 1 else 1.0
         self.cal_joint.learn(min(joint_z, 50.0))
@@ -122,6 +124,12 @@ class JointGuard:
             cut = max(p_best * 100, p_alarm / bonferroni)
             named = sorted((m for m in parts if parts[m].p <= cut), key=lambda m: parts[m].p)
         return JointResult(score(p, p_alarm), p, check, named, parts)
+
+    def expected_range(self, metric: str) -> tuple[float, float, float]:
+        """(low, high, expected) of ``metric`` at the alarm point, as the model stands."""
+        s = self.streams[metric]
+        half = s.half_width()
+        return s.level - half, s.level + half, s.level
 
     def to_state(self) -> dict[str, Any]:
         return {

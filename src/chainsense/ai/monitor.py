@@ -1,4 +1,12 @@
-"""One detector per (device, metric) stream, turning readings into anomaly events.
+"""One :class:`~chainsense.ai.joint.JointGuard` per (device, schema), turning readings into
+anomaly events and alarms.
+
+A device's metrics are judged together; an event opens when the score reaches the threshold
+(1.0: the alarm point of the configured false-alarm rate) and the device's alarm stays active,
+counting the anomalous readings, until the score stays below half the threshold for
+``cooldown`` readings (hysteresis); then the alarm is cleared by the detector. A value outside
+a hard limit (``Rules.limits``: a cold-chain schema's allowed range) raises at once and is kept
+out of what the model learns (it is known bad, not a new normal).
 
 >>> from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 >>> cold = BUILTIN_SCHEMAS.by_name("chainsense.coldchain.v1")
@@ -9,29 +17,47 @@
 ...                         timestamp=t0 + i * 1000, values=(415 + i % 3, 620 + i % 2))
 >>> [e.explanation for e in monitor.observe(reading_id=61, device="0xA", schema=cold.id,
 ...                                         timestamp=t0 + 60_000, values=(1250, 621))]
-['temperature = 12.5 Cel, expected 4.113 to 4.21 Cel (level)']
+['temperature = 12.5 Cel, outside the hard limit 2 to 8 Cel (limit)']
+>>> [(a.check, a.severity, a.metrics) for a in monitor.take_alarms()]
+[('limit', 'critical', ['temperature'])]
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from chainsense.ai.base import AnomalyFilter, EventGate, restore
-from chainsense.ai.guard import SensorGuard
-from chainsense.telemetry.schemas import Schema, SchemaRegistry, UnknownSchemaError
+from chainsense.ai.base import EventGate
+from chainsense.ai.joint import JointGuard, JointResult
+from chainsense.store.alarms import AlarmChange
+from chainsense.telemetry.schemas import Metric, Schema, SchemaRegistry, UnknownSchemaError
 
-__all__ = ["AnomalyEvent", "StreamKey", "StreamMonitor", "Thresholds"]
+__all__ = [
+    "DEFAULT_COUNTERS",
+    "DEFAULT_LIMITS",
+    "AnomalyEvent",
+    "Rules",
+    "Sensitivity",
+    "StreamKey",
+    "StreamMonitor",
+    "Thresholds",
+]
 
 StreamKey = tuple[str, str]
-"""(device address, metric name): one stream."""
+"""(device address, schema name): one device's stream of readings of one schema."""
+
+DEFAULT_LIMITS: dict[str, str] = {"chainsense.coldchain.v1:temperature": "2..8"}
+"""Hard limits by ``schema:metric``: the cold chain's 2-8 Cel, as the escrow judges a breach."""
+DEFAULT_COUNTERS: tuple[str, ...] = ("chainsense.charger.v1:energy_delivered",)
+"""Cumulative counters by ``schema:metric``: judged as a rate per second."""
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Sensitivity: the score at which a point is anomalous. A device's own threshold wins over
-    its schema's, which wins over ``default``; lower is more sensitive.
+    """The score at which an event opens (1.0: the configured false-alarm rate's alarm point).
+    A device's own threshold wins over its schema's, which wins over ``default``.
 
     >>> sensitivity = Thresholds(2.0, {"chainsense.meter.v1": 3.0, "0xab": 0.5})
     >>> sensitivity.get("0xAB", "chainsense.meter.v1"), sensitivity.get("0xCD", "x.v1")
@@ -47,6 +73,39 @@ class Thresholds:
     def get(self, device: str, schema_name: str) -> float:
         o = self.overrides
         return o.get(device.lower()) or o.get(schema_name.lower()) or self.default
+
+
+class Sensitivity(Thresholds):
+    """Expected false alarms per stream per week (default 1), per schema name or device.
+
+    >>> Sensitivity(1.0, {"chainsense.meter.v1": 0.1}).get("0xA", "chainsense.meter.v1")
+    0.1
+    """
+
+
+def _parse_range(text: str) -> tuple[float | None, float | None]:
+    low, _, high = text.partition("..")
+    return (float(low) if low.strip() else None, float(high) if high.strip() else None)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Hard limits (``"schema:metric": "low..high"``, either end may be empty) and counters."""
+
+    limits: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    counters: tuple[str, ...] = DEFAULT_COUNTERS
+
+    def limits_of(self, schema: Schema) -> dict[str, tuple[float | None, float | None]]:
+        prefix = schema.name + ":"
+        return {
+            k[len(prefix) :]: _parse_range(v)
+            for k, v in self.limits.items()
+            if k.startswith(prefix)
+        }
+
+    def counters_of(self, schema: Schema) -> list[str]:
+        prefix = schema.name + ":"
+        return [c[len(prefix) :] for c in self.counters if c.startswith(prefix)]
 
 
 @dataclass(frozen=True)
@@ -70,47 +129,67 @@ class AnomalyEvent:
 
     @property
     def explanation(self) -> str:
+        if self.check == "limit":
+            return (
+                f"{self.metric} = {self.value:g} {self.unit}, outside the hard limit "
+                f"{self.low:g} to {self.high:g} {self.unit} (limit)"
+            )
         return (
             f"{self.metric} = {self.value:g} {self.unit}, expected {self.low:.4g} to "
             f"{self.high:.4g} {self.unit} ({self.check})"
         )
 
 
-class _Stream:
-    __slots__ = ("gate", "guarded", "scale")
+_RANK = {"minor": 0, "major": 1, "critical": 2}
 
-    def __init__(self, guarded: AnomalyFilter, gate: EventGate, scale: int) -> None:
-        self.guarded = guarded
+
+def _severity(result: JointResult) -> str:
+    if result.check == "limit":
+        return "critical"
+    return "major" if result.score >= 3.0 else "minor"
+
+
+class _Device:
+    __slots__ = ("alarm", "gate", "guard")
+
+    def __init__(self, guard: JointGuard, gate: EventGate, alarm: AlarmChange | None) -> None:
+        self.guard = guard
         self.gate = gate
-        self.scale = scale
+        self.alarm = alarm
 
 
 class StreamMonitor:
-    """Every stream's filtered detector and event gate. Not thread-safe: one worker owns it."""
+    """Every device's detector, event gate and open alarm. Not thread-safe: one worker owns it."""
 
     def __init__(
         self,
         schemas: SchemaRegistry,
         thresholds: Thresholds,
         *,
-        factory: Callable[[], Any] = SensorGuard,
+        sensitivity: Sensitivity | None = None,
+        rules: Rules | None = None,
         cooldown: int = 12,
-        patience: int = 60,
+        clear: float = 0.5,
     ) -> None:
         self.schemas = schemas
         self.thresholds = thresholds
-        self.factory = factory
+        self.sensitivity = sensitivity or Sensitivity()
+        self.rules = rules or Rules()
         self.cooldown = cooldown
-        self.patience = patience
-        self.streams: dict[StreamKey, _Stream] = {}
+        self.clear = clear
+        self.streams: dict[StreamKey, _Device] = {}
         self.dirty: set[StreamKey] = set()
+        self._alarms: dict[int, AlarmChange] = {}
 
-    def _new(self, threshold: float, scale: int) -> _Stream:
-        return _Stream(
-            AnomalyFilter(self.factory(), threshold=threshold, patience=self.patience),
-            EventGate(threshold=threshold, cooldown=self.cooldown),
-            scale,
+    def _new(self, device: str, spec: Schema) -> _Device:
+        guard = JointGuard(
+            [m.name for m in spec.metrics],
+            limits=self.rules.limits_of(spec),
+            counters=self.rules.counters_of(spec),
+            resolutions={m.name: 10.0**-m.scale for m in spec.metrics},
+            per_week=self.sensitivity.get(device, spec.name),
         )
+        return _Device(guard, EventGate(cooldown=self.cooldown, clear=self.clear), None)
 
     def observe(
         self,
@@ -121,62 +200,153 @@ class StreamMonitor:
         timestamp: int,
         values: tuple[int, ...],
     ) -> list[AnomalyEvent]:
-        """Score and learn one reading; the events it opens (one per anomalous metric)."""
+        """Score and learn one reading; the events it opens (one, naming the first metric)."""
         try:
             spec: Schema = self.schemas.by_id(schema)
         except UnknownSchemaError:
             return []
-        threshold = self.thresholds.get(device, spec.name)
+        key = (device, spec.name)
+        state = self.streams.get(key)
+        if state is None:
+            state = self.streams[key] = self._new(device, spec)
+        self.dirty.add(key)
+        metrics = {m.name: m for m in spec.metrics}
+        xs = {m.name: raw / 10**m.scale for m, raw in zip(spec.metrics, values, strict=False)}
+        guard = state.guard
+        per_week = self.sensitivity.get(device, spec.name)
+        if guard.per_week != per_week:
+            guard.set_per_week(per_week)
+        result = guard.step(xs, timestamp)
+        gate = state.gate
+        gate.threshold = self.thresholds.get(device, spec.name)
+        was_open = gate.open
+        opened = gate.update(result.score)
         events: list[AnomalyEvent] = []
-        streams = self.streams
-        for metric, raw in zip(spec.metrics, values, strict=False):
-            key = (device, metric.name)
-            stream = streams.get(key)
-            if stream is None:
-                stream = streams[key] = self._new(threshold, metric.scale)
-            x = raw / 10**metric.scale
-            guarded = stream.guarded
-            guarded.threshold = stream.gate.threshold = threshold
-            score = guarded.detector.score_one(x, timestamp)
-            if stream.gate.update(score):
-                expected = guarded.expected(x, timestamp)
+        if opened or (gate.open and result.score >= gate.threshold):
+            name = result.metrics[0] if result.metrics else spec.metrics[0].name
+            metric = metrics[name]
+            low, high, expected = self._expected(guard, result, name)
+            raw = dict(zip((m.name for m in spec.metrics), values, strict=False))
+            value = metric.to_decimal(raw[name])
+            message = self._message(metric, value, low, high, result.check)
+            low_s, high_s = _fmt(metric, low), _fmt(metric, high)
+            if guard.streams[name].counter:  # the range is of its rate, not of the count
+                message = f"{name} = {value} {metric.unit}: an unusual rate of increase"
+                low_s = high_s = None
+            if opened:
                 events.append(
                     AnomalyEvent(
-                        reading_id=reading_id,
-                        device=device,
-                        schema=schema,
-                        schema_name=spec.name,
-                        metric=metric.name,
-                        unit=metric.unit,
-                        timestamp=timestamp,
-                        value=x,
-                        score=score,
-                        expected=expected.value,
-                        low=expected.low,
-                        high=expected.high,
-                        check=expected.check,
-                        detector=guarded.detector.kind,
+                        reading_id=reading_id, device=device, schema=schema,
+                        schema_name=spec.name, metric=name, unit=metric.unit,
+                        timestamp=timestamp, value=xs[name], score=result.score,
+                        expected=expected, low=low, high=high, check=result.check,
+                        detector=guard.kind,
                     )
-                )
-            guarded.learn_one(x, timestamp, score)
-            self.dirty.add(key)
+                )  # fmt: skip
+            self._update_alarm(
+                state, device, schema, result, timestamp, reading_id,
+                str(value), low_s, high_s, message,
+            )  # fmt: skip
+        elif was_open and not gate.open and state.alarm is not None:
+            state.alarm.cleared_at_ms = timestamp
+            self._alarms[id(state.alarm)] = state.alarm
+            state.alarm = None
         return events
 
+    @staticmethod
+    def _expected(guard: JointGuard, result: JointResult, name: str) -> tuple[float, float, float]:
+        if result.check == "limit":
+            low, high = guard.limits.get(name, (None, None))
+            a = result.parts.get(name)
+            mid = a.predicted if a is not None else 0.0
+            return (
+                low if low is not None else float("-inf"),
+                high if high is not None else float("inf"),
+                mid,
+            )
+        return guard.expected_range(name)
+
+    @staticmethod
+    def _message(metric: Metric, value: Decimal, low: float, high: float, check: str) -> str:
+        if check == "limit":
+            return (
+                f"{metric.name} = {value} {metric.unit}, outside the hard limit "
+                f"{low:g} to {high:g} {metric.unit}"
+            )
+        return (
+            f"{metric.name} = {value} {metric.unit}, expected {low:.4g} to {high:.4g} "
+            f"{metric.unit} ({check})"
+        )
+
+    def _update_alarm(
+        self,
+        state: _Device,
+        device: str,
+        schema: bytes,
+        result: JointResult,
+        t: int,
+        reading_id: int,
+        value: str | None,
+        low: str | None,
+        high: str | None,
+        message: str,
+    ) -> None:
+        alarm = state.alarm
+        severity = _severity(result)
+        if alarm is None:
+            alarm = state.alarm = AlarmChange(
+                alarm_id=None, device=device, schema=schema, metrics=list(result.metrics),
+                check=result.check, severity=severity, first_seen_ms=t, last_seen_ms=t,
+                count=1, max_score=result.score, last_value=value, expected_low=low,
+                expected_high=high, reading_id=reading_id, message=message,
+            )  # fmt: skip
+        else:
+            alarm.count += 1
+            alarm.last_seen_ms = t
+            alarm.metrics += [m for m in result.metrics if m not in alarm.metrics]
+            if result.score >= alarm.max_score or result.check == "limit":
+                alarm.check = result.check if alarm.check != "limit" else "limit"
+            alarm.max_score = max(alarm.max_score, result.score)
+            if _RANK[severity] > _RANK[alarm.severity]:
+                alarm.severity = severity
+            alarm.last_value, alarm.expected_low, alarm.expected_high = value, low, high
+            alarm.reading_id, alarm.message = reading_id, message
+        self._alarms[id(alarm)] = alarm
+
+    def take_alarms(self) -> list[AlarmChange]:
+        """The alarms opened, updated or cleared since the last call (to store them)."""
+        changes, self._alarms = list(self._alarms.values()), {}
+        return changes
+
     def state(self, key: StreamKey) -> dict[str, Any]:
-        stream = self.streams[key]
-        return {
-            "filter": stream.guarded.to_state(),
-            "gate": stream.gate.to_state(),
-            "scale": stream.scale,
-        }
+        s = self.streams[key]
+        alarm = None
+        if s.alarm is not None:
+            alarm = asdict(s.alarm) | {"schema": s.alarm.schema.hex(), "stored": None}
+        return {"guard": s.guard.to_state(), "gate": s.gate.to_state(), "alarm": alarm}
 
     def load(self, key: StreamKey, state: dict[str, Any]) -> None:
-        guarded = restore(state["filter"])
-        gate = EventGate(threshold=guarded.threshold, cooldown=self.cooldown)
+        if "guard" not in state:
+            return  # a state of the earlier per-metric design: start this device afresh
+        gate = EventGate(cooldown=self.cooldown, clear=self.clear)
         gate.load(state["gate"])
-        self.streams[key] = _Stream(guarded, gate, int(state["scale"]))
+        alarm = None
+        if state.get("alarm"):
+            fields = dict(state["alarm"]) | {"stored": None}
+            fields["schema"] = bytes.fromhex(fields["schema"])
+            alarm = AlarmChange(**fields)
+        self.streams[key] = _Device(JointGuard.from_state(state["guard"]), gate, alarm)
 
     def take_dirty(self) -> dict[StreamKey, dict[str, Any]]:
         """The states of the streams changed since the last call (to persist them)."""
         dirty, self.dirty = self.dirty, set()
         return {key: self.state(key) for key in dirty}
+
+
+def _fmt(metric: Metric, x: float | Decimal) -> str | None:
+    """A value as a decimal string at the metric's scale (None for an open range end)."""
+    if isinstance(x, Decimal):
+        return str(x)
+    if x != x or x in (float("inf"), float("-inf")):
+        return None
+    return str(round(Decimal(repr(x)), metric.scale))

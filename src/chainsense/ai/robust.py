@@ -91,7 +91,7 @@ class RobustStream:
         alpha: float = 0.01,
         beta: float = 0.01,
         huber: float = 3.0,
-        shift_alpha: float = 0.05,
+        shift_alpha: float = 0.02,
         ref_alpha: float = 0.001,
         floor_frac: float = 0.02,
         warmup: int = 30,
@@ -99,6 +99,7 @@ class RobustStream:
         counter: bool = False,
         per_week: float = 1.0,
         resolution: float = 0.0,
+        calibrate_points: int = 200,
     ) -> None:
         self.alpha = alpha
         self.beta = beta
@@ -127,7 +128,9 @@ class RobustStream:
         self.shift_since: int | None = None
         self.changes = 0
         self.cal_level = TailCalibrator()
-        self.cal_shift = TailCalibrator()
+        self.cal_shift = TailCalibrator(min_n=calibrate_points)
+        # -ln P(run) under a geometric repeat model is Exp(1): its tail, calibrated per stream
+        self.cal_stuck = TailCalibrator(q=0.135, m=1.0, min_n=calibrate_points)
 
     # --- the model ---------------------------------------------------------------------------
 
@@ -146,7 +149,7 @@ class RobustStream:
     def p_alarm(self) -> float:
         return alarm_probability(self.per_week, self.interval or 1000.0)
 
-    def _assess(self, v: float) -> tuple[Assessment, float, float]:
+    def _assess(self, v: float) -> tuple[Assessment, float, float, float]:
         sigma = self._sigma()
         z = (v - self.level) / sigma
         recent = self.recent + self.shift_alpha * (v - self.recent)
@@ -155,7 +158,8 @@ class RobustStream:
         )
         run = self.run + 1 if v == self.last else 0
         ready = self.n >= self.warmup
-        p_stuck = min(1.0, min(max(self.repeat, 0.01), 0.999) ** run) if run >= 3 else 1.0
+        stuck_stat = run * -math.log(min(max(self.repeat, 0.01), 0.999))
+        p_stuck = self.cal_stuck.p(stuck_stat)
         a = Assessment(
             value=v,
             predicted=self.level,
@@ -165,7 +169,7 @@ class RobustStream:
             p_stuck=p_stuck if ready else 1.0,
             ready=ready,
         )
-        return a, z, shift_z
+        return a, z, shift_z, stuck_stat
 
     def assess(self, x: float, t: int) -> Assessment:
         """Judge ``x`` at ``t`` without learning it."""
@@ -173,6 +177,12 @@ class RobustStream:
         if v is None:
             return Assessment(x, x, self._sigma(), 1.0, 1.0, 1.0, False)
         return self._assess(v)[0]
+
+    def see(self, x: float, t: int) -> Assessment:
+        """Judge ``x`` without learning it (a value known to be bad); the clock moves on."""
+        a = self.assess(x, t)
+        self.last_raw, self.last_t = x, t
+        return a
 
     def step(self, x: float, t: int) -> Assessment:
         """Judge ``x`` at ``t``, then learn it (every point is learned, robustly)."""
@@ -185,15 +195,14 @@ class RobustStream:
         self.last_raw, self.last_t = x, t
         if v is None:
             return Assessment(x, x, self._sigma(), 1.0, 1.0, 1.0, False)
-        a, z, shift_z = self._assess(v)
-        self._learn(v, t, a, z, shift_z)
+        a, z, shift_z, stuck_stat = self._assess(v)
+        self._learn(v, t, a, z, shift_z, stuck_stat)
         return a
 
-    def _learn(self, v: float, t: int, a: Assessment, z: float, shift_z: float) -> None:
+    def _learn(
+        self, v: float, t: int, a: Assessment, z: float, shift_z: float, stuck_stat: float
+    ) -> None:
         self.n += 1
-        if self.last is not None and v != self.last:
-            step = abs(v - self.last)
-            self.resolution = step if self.resolution == 0 else min(self.resolution, step)
         repeated = 1.0 if v == self.last else 0.0
         self.run = self.run + 1 if v == self.last else 0
         self.last = v
@@ -205,15 +214,22 @@ class RobustStream:
         self.long_dev += max(0.001, 1.0 / self.n) * (abs(v - self.long_mean) - self.long_dev)
         self.recent += self.shift_alpha * (v - self.recent)
         sigma = a.sigma
-        h = self.huber * sigma
+        # Huber: a residual is clipped to ``huber`` sigmas only when this stream's own calibrated
+        # tail says it is rare (p < 1e-3), never in warm-up: the scale of a zero-heavy stream
+        # (three quarters of its residuals exactly 0) cannot collapse on itself.
+        # The clip is also never below ``huber`` long-run sigmas (what is common over the long run).
+        wide = max(sigma, _ABS_TO_SIGMA * self.long_dev)
+        h = self.huber * wide if (a.p_level < 1e-3 and self.n > self.warmup) else math.inf
         r = max(-h, min(h, v - self.level))
         self.level += max(self.alpha, 1.0 / self.n) * r
         self.scale += max(self.beta, 1.0 / self.n) * (abs(r) - self.scale)
-        self.ref += max(self.ref_alpha, 1.0 / self.n) * max(-h, min(h, v - self.ref))
+        hr = self.huber * sigma if self.n > self.warmup else math.inf
+        self.ref += max(self.ref_alpha, 1.0 / self.n) * max(-hr, min(hr, v - self.ref))
         if self.n <= self.warmup:
             return
         self.cal_level.learn(abs(z))
         self.cal_shift.learn(shift_z)
+        self.cal_stuck.learn(stuck_stat)
         if a.p_shift * 3 <= self.p_alarm():
             if self.shift_since is None:
                 self.shift_since = t
@@ -234,17 +250,22 @@ class RobustStream:
     def learn_one(self, x: float, t: int) -> None:
         self.step(x, t)
 
+    def half_width(self) -> float:
+        """Half the normal range around the level: where the level check reaches the alarm."""
+        cal = self.cal_level
+        k = cal.u + cal.m * math.log(cal.q / (self.p_alarm() / 3))
+        return max(k, 0.0) * self._sigma()
+
     def expected(self, x: float, t: int) -> Expected:
         a = self.assess(x, t)
-        k = self.cal_level.u + self.cal_level.m * math.log(self.cal_level.q / (self.p_alarm() / 3))
-        half = max(k, 0.0) * a.sigma
+        half = self.half_width()
         return Expected(a.predicted, a.predicted - half, a.predicted + half, a.check)
 
     def to_state(self) -> dict[str, Any]:
         return (
             {"kind": self.kind}
             | {f: getattr(self, f) for f in (*self._PARAMS, *self._STATE)}
-            | {"cal_level": self.cal_level.to_state(), "cal_shift": self.cal_shift.to_state()}
+            | {c: getattr(self, c).to_state() for c in ("cal_level", "cal_shift", "cal_stuck")}
         )
 
     @classmethod
@@ -252,6 +273,6 @@ class RobustStream:
         d = cls(**{f: state[f] for f in cls._PARAMS})
         for f in cls._STATE:
             setattr(d, f, state[f])
-        d.cal_level = TailCalibrator.from_state(state["cal_level"])
-        d.cal_shift = TailCalibrator.from_state(state["cal_shift"])
+        for c in ("cal_level", "cal_shift", "cal_stuck"):
+            setattr(d, c, TailCalibrator.from_state(state[c]))
         return d

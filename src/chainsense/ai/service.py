@@ -21,9 +21,9 @@ from typing import Any
 
 from chainsense.ai.forecast import SeasonalProfile
 from chainsense.ai.maintenance import DegradationTrend, RemainingLife
-from chainsense.ai.monitor import AnomalyEvent, StreamMonitor, Thresholds
+from chainsense.ai.monitor import AnomalyEvent, Rules, Sensitivity, StreamMonitor, Thresholds
 from chainsense.errors import ChainSenseError
-from chainsense.store import NewAnomaly, Store, StoredAnomaly, StoredReading
+from chainsense.store import Alarm, AlarmChange, NewAnomaly, Store, StoredAnomaly, StoredReading
 from chainsense.telemetry.schemas import SchemaRegistry, UnknownSchemaError
 
 __all__ = ["AIConfig", "AIService"]
@@ -37,6 +37,8 @@ METER = "chainsense.meter.v1"
 @dataclass(frozen=True)
 class AIConfig:
     thresholds: Thresholds = field(default_factory=Thresholds)
+    sensitivity: Sensitivity = field(default_factory=Sensitivity)
+    rules: Rules = field(default_factory=Rules)
     chunk: int = 2000
     poll_interval: float = 1.0
     limits: Mapping[str, float] = field(
@@ -62,13 +64,15 @@ class AIService:
         self.store = store
         self.schemas = schemas
         self.config = config
-        self.monitor = StreamMonitor(schemas, config.thresholds)
+        self.monitor = StreamMonitor(
+            schemas, config.thresholds, sensitivity=config.sensitivity, rules=config.rules
+        )
         self.trends: dict[tuple[str, str], DegradationTrend] = {}
         self.profiles: dict[tuple[str, str], SeasonalProfile] = {}
         self._dirty_models: set[tuple[str, str, str]] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._subscribers: set[asyncio.Queue[StoredAnomaly]] = set()
+        self._subscribers: set[asyncio.Queue[StoredAnomaly | Alarm]] = set()
         self._publish = publish
         self.cursor = 0
         self.newest = 0
@@ -107,12 +111,13 @@ class AIService:
 
     # --- live subscribers ------------------------------------------------------------------
 
-    def subscribe(self) -> asyncio.Queue[StoredAnomaly]:
-        queue: asyncio.Queue[StoredAnomaly] = asyncio.Queue(self.config.subscriber_queue)
+    def subscribe(self) -> asyncio.Queue[StoredAnomaly | Alarm]:
+        """A queue of live anomaly events and alarm changes."""
+        queue: asyncio.Queue[StoredAnomaly | Alarm] = asyncio.Queue(self.config.subscriber_queue)
         self._subscribers.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[StoredAnomaly]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[StoredAnomaly | Alarm]) -> None:
         self._subscribers.discard(queue)
 
     # --- figures and models ------------------------------------------------------------------
@@ -166,10 +171,14 @@ class AIService:
                     await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
                 continue
             started = time.perf_counter()
-            events, states = await asyncio.to_thread(self._process, rows)
+            events, states, alarms = await asyncio.to_thread(self._process, rows)
             try:
                 stored = await self.store.anomalies.checkpoint(
-                    worker=self.worker, cursor=rows[-1].id, events=events, states=states
+                    worker=self.worker,
+                    cursor=rows[-1].id,
+                    events=events,
+                    states=states,
+                    alarms=alarms,
                 )
             except ChainSenseError as exc:
                 self.last_error = str(exc)
@@ -185,19 +194,26 @@ class AIService:
             self._rate = points / elapsed if elapsed > 0 else self._rate
             for event in stored:
                 await self._fan_out(event)
+            for change in alarms:
+                if change.stored is not None:
+                    await self._fan_out(change.stored)
 
-    async def _fan_out(self, event: StoredAnomaly) -> None:
+    async def publish_alarm(self, alarm: Alarm) -> None:
+        """Send an alarm change made elsewhere (an operator's ack or clear) to live subscribers."""
+        await self._fan_out(alarm)
+
+    async def _fan_out(self, event: StoredAnomaly | Alarm) -> None:
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
                 self.dropped += 1  # a slow dashboard loses live events, never the stored ones
-        if self._publish is not None:
+        if self._publish is not None and isinstance(event, StoredAnomaly):
             await self._publish(event)
 
     def _process(
         self, rows: Sequence[StoredReading]
-    ) -> tuple[list[NewAnomaly], dict[tuple[str, str, str], dict[str, Any]]]:
+    ) -> tuple[list[NewAnomaly], dict[tuple[str, str, str], dict[str, Any]], list[AlarmChange]]:
         events: list[AnomalyEvent] = []
         for row in rows:
             events.extend(
@@ -217,7 +233,7 @@ class AIService:
             source = self.trends if model == "trend" else self.profiles
             states[(d, m, model)] = source[(d, m)].to_state()
         self._dirty_models.clear()
-        return [_new(e) for e in events], states
+        return [_new(e) for e in events], states, self.monitor.take_alarms()
 
     def _track(self, row: StoredReading) -> None:
         try:

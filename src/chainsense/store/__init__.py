@@ -11,6 +11,7 @@ Each device's ``seq`` strictly increases in storage, even with several processes
 :mod:`chainsense.store.readings`. Errors: :mod:`chainsense.store.errors`.
 """
 
+from chainsense.store.alarms import Alarm, AlarmChange, AlarmRepository
 from chainsense.store.anomalies import AnomalyRepository, NewAnomaly, StoredAnomaly
 from chainsense.store.api_keys import ApiKeyRepository, hash_key
 from chainsense.store.batches import (
@@ -40,6 +41,9 @@ from chainsense.store.store import Store
 __all__ = [
     "MAX_QUERY_LIMIT",
     "AgentOrder",
+    "Alarm",
+    "AlarmChange",
+    "AlarmRepository",
     "AnomalyRepository",
     "ApiKeyRecord",
     "ApiKeyRepository",

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Insert, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chainsense.store.alarms import AlarmChange, AlarmRepository
 from chainsense.store.engine import Database
 from chainsense.store.records import checksum_address
 from chainsense.store.schema import ai_anomalies, ai_cursors, ai_models, readings
@@ -84,9 +85,11 @@ class AnomalyRepository:
         cursor: int,
         events: Sequence[NewAnomaly],
         states: Mapping[ModelKey, dict[str, Any]],
+        alarms: Sequence[AlarmChange] = (),
     ) -> list[StoredAnomaly]:
-        """Store ``events`` (skipping any already stored), upsert ``states``, move the cursor;
-        one transaction. Returns the events that were new, with their ids."""
+        """Store ``events`` (skipping any already stored), upsert ``states``, apply the
+        ``alarms`` changes (each gets its ``stored`` alarm), move the cursor; one transaction.
+        Returns the events that were new, with their ids."""
         now = datetime.now(UTC)
         stored: list[StoredAnomaly] = []
         async with self._db.write() as conn:
@@ -121,6 +124,8 @@ class AnomalyRepository:
                     set_={"state": upsert.excluded.state, "updated_at": upsert.excluded.updated_at},
                 )
                 await conn.execute(upsert, rows)
+            if alarms:
+                await AlarmRepository(self._db).apply(conn, alarms)
             await _set_cursor(self, conn, worker, cursor)
         return stored
 

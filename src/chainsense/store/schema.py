@@ -46,6 +46,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
+    "ai_alarms",
     "ai_anomalies",
     "ai_cursors",
     "ai_models",
@@ -282,3 +283,37 @@ market_agent_orders = Table(
 """What the agent did for a participant and interval: the order it placed (``bid``/``ask``, with
 the on-chain order id and transaction), or ``none`` with the reason. One row per participant and
 interval, so a restarted agent never orders twice."""
+
+# --- alarms (migration 0005) ------------------------------------------------------------------
+
+ai_alarms = Table(
+    "ai_alarms",
+    metadata,
+    Column("id", id_type(), Identity(), primary_key=True, autoincrement=True),
+    Column("device", address_type(), nullable=False),
+    Column("schema", LargeBinary(32), nullable=False),
+    Column("metrics", Text(), nullable=False),
+    Column("check", String(16), nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("acknowledged", Boolean(), nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("first_seen_ms", BigInteger(), nullable=False),
+    Column("last_seen_ms", BigInteger(), nullable=False),
+    Column("count", BigInteger(), nullable=False),
+    Column("max_score", Double(), nullable=False),
+    Column("last_value", String(64), nullable=True),
+    Column("expected_low", String(64), nullable=True),
+    Column("expected_high", String(64), nullable=True),
+    Column("reading_id", BigInteger(), nullable=True),
+    Column("message", Text(), nullable=False),
+    Column("acknowledged_at_ms", BigInteger(), nullable=True),
+    Column("cleared_at_ms", BigInteger(), nullable=True),
+    CheckConstraint("state IN ('active', 'cleared')", name="state"),
+    CheckConstraint("severity IN ('critical', 'major', 'minor')", name="severity"),
+    Index(None, "state", "id"),
+    Index(None, "device", "id"),
+    sqlite_autoincrement=True,
+)
+"""An alarm: a device's anomalies grouped while they continue (ThingsBoard's model): ``active`` or
+``cleared`` (by the detector when the condition ends, or by an operator), acknowledged or not.
+``metrics`` is a JSON array of the metric names involved; values are decimal strings."""

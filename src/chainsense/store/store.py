@@ -11,6 +11,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chainsense.store import migrate as migrations
+from chainsense.store.alarms import AlarmRepository
 from chainsense.store.anomalies import AnomalyRepository
 from chainsense.store.api_keys import ApiKeyRepository
 from chainsense.store.batches import BatchRepository
@@ -39,6 +40,7 @@ class Store:
         self.api_keys = ApiKeyRepository(db)
         self.batches = BatchRepository(db)
         self.anomalies = AnomalyRepository(db)
+        self.alarms = AlarmRepository(db)
         self.market_agents = MarketAgentRepository(db)
 
     @classmethod

@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from chainsense.api.routes import (
+    alarms,
     anomalies,
     batches,
     chain,
@@ -34,6 +35,7 @@ v1.include_router(batches.status_router)
 v1.include_router(exports.router)
 v1.include_router(verify.router)
 v1.include_router(anomalies.router)
+v1.include_router(alarms.router)
 v1.include_router(device_ai.router)
 v1.include_router(shipments.router)
 v1.include_router(market.router)

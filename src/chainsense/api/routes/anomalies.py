@@ -18,8 +18,9 @@ from chainsense.ai.service import AIService
 from chainsense.ai.webhook import event_json
 from chainsense.api.deps import PlatformDep, ReaderDep
 from chainsense.api.params import CursorQuery, DeviceFilter, LimitQuery, SinceQuery, UntilQuery
+from chainsense.api.routes.alarms import alarm_json
 from chainsense.platform import Platform
-from chainsense.store import StoredAnomaly
+from chainsense.store import Alarm, StoredAnomaly
 from chainsense.telemetry.schemas import UnknownSchemaError
 
 router = APIRouter(tags=["anomalies"])
@@ -160,7 +161,9 @@ async def stream(
         Query(ge=0, lt=2**63, description="Replay stored events after this id first"),
     ] = None,
 ) -> StreamingResponse:
-    """Each event is ``id: <anomaly id>``, ``event: anomaly``, ``data: <AnomalyPublic JSON>``.
+    """Each event is ``id: <anomaly id>``, ``event: anomaly``, ``data: <AnomalyPublic JSON>``;
+    every change of an alarm (opened, updated, cleared) is ``event: alarm`` with the Alarm JSON
+    of ``GET /v1/alarms/{alarm_id}`` (no ``id:``: alarms are not replayed).
     Reconnect with ``Last-Event-ID`` (or ``after``) to miss nothing; a comment line is sent
     every 15 s to keep proxies from closing the connection."""
     service = _service(platform)
@@ -170,7 +173,7 @@ async def stream(
     start = int(last) if last and last.isdigit() else after
     queue = service.subscribe()  # before the replay, so nothing falls in between
 
-    def matches(e: StoredAnomaly) -> bool:
+    def matches(e: StoredAnomaly | Alarm) -> bool:
         return (wanted_device is None or e.device == wanted_device) and (
             wanted_schema is None or e.schema == wanted_schema
         )
@@ -194,13 +197,17 @@ async def stream(
                         break
             while True:
                 try:
-                    e = await asyncio.wait_for(queue.get(), 15.0)
+                    item = await asyncio.wait_for(queue.get(), 15.0)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                if e.id > sent and matches(e):
-                    sent = e.id
-                    yield frame(e)
+                if isinstance(item, Alarm):
+                    if matches(item):
+                        body = json.dumps(alarm_json(item, platform))
+                        yield f"event: alarm\ndata: {body}\n\n"
+                elif item.id > sent and matches(item):
+                    sent = item.id
+                    yield frame(item)
         finally:
             service.unsubscribe(queue)
 
