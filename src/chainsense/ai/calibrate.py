@@ -3,14 +3,14 @@
 A check (a residual in robust sigmas, a short-run mean of them, a joint sum) produces a
 non-negative statistic ``v``. Whether ``v = 6`` is rare depends on the stream: a Gaussian sensor
 sees it once in 10^9 points, a spiky counter every day. :class:`TailCalibrator` learns, per
-stream, how often ``v`` exceeds a threshold ``u`` and the mean excess above it (peaks over
-threshold with an exponential tail, the shape-0 generalised Pareto), and answers
+stream, how often ``v`` exceeds two thresholds and answers with the exponential tail through
+them (peaks over threshold, the shape-0 generalised Pareto):
 ``P(V >= v) = q * exp(-(v - u) / m)``. This is the idea of HTM's "anomaly likelihood": the raw
-score is judged against this stream's own recent distribution of raw scores.
+score is judged against this stream's own distribution of raw scores.
 
-Learning is robust, never starved: every point updates the exceedance rate, and an excess is
-clipped at ``clip`` times the current mean excess before it updates ``m``, so a burst of huge
-values widens the tail only gradually.
+Learning is robust, never starved: every point updates two exceedance frequencies (of ``v > u``
+and of ``v > u2``), and the tail is the exponential through them; a value counts once however
+large it is, so nothing needs clipping and nothing is dropped.
 
 The alarm point comes from an expected false-alarm rate: a stream sampled every ``interval_ms``
 that should raise about ``per_week`` false alarms a week alarms at tail probability
@@ -56,28 +56,44 @@ def alarm_probability(per_week: float, interval_ms: float) -> float:
 
 
 def score(p: float, p_alarm: float) -> float:
-    """``log(1/p) / log(1/p_alarm)``, capped at :data:`SCORE_CAP`: 1.0 at the alarm point."""
-    p = min(max(p, P_FLOOR), 1.0)
-    return min(math.log(p) / math.log(p_alarm), SCORE_CAP)
+    """``log(1/p) / log(1/p_alarm)``, capped at :data:`SCORE_CAP` (also the score of a hard-limit
+    breach, reported at :data:`P_FLOOR`): 1.0 at the alarm point."""
+    if p <= P_FLOOR:
+        return SCORE_CAP
+    return min(math.log(min(p, 1.0)) / math.log(p_alarm), SCORE_CAP)
 
 
 @dataclass(slots=True)
 class TailCalibrator:
     """``P(V >= v)`` for one stream's statistic ``v``, learned online (see the module docstring).
 
-    ``u``: the threshold above which the tail is modelled; ``rate``: the learning rate of the
-    exceedance frequency (memory ~1/rate points); ``q``, ``m``: the exceedance frequency and
-    mean excess, starting at the values of |N(0, 1)| for ``u = 2``.
+    Two exceedance frequencies are learned: ``q`` of ``v > u`` (memory ~1/``rate`` points) and
+    ``q2`` of ``v > u2`` (a longer memory, ~1/``rate2``). The tail between and beyond is the
+    exponential through both, ``P(v) = q * exp(-(v - u) / m)`` with
+    ``m = (u2 - u) / ln(q / q2)`` (at least ``m_min``, the Gaussian-like tail). Frequencies, not
+    sizes, are learned: one huge value counts once, however huge, so no clipping is needed and
+    a stream whose large values are common (heavy tails, counts) learns it within a few hundred
+    points. Priors are those of |N(0, 1)|, worth ``prior`` points.
     """
 
     u: float = 2.0
+    u2: float = 5.0
     rate: float = 0.002
-    clip: float = 3.0
+    rate2: float = 0.0002
     q: float = 0.0455
-    m: float = 0.42
+    q2: float = 1e-6
+    m_min: float = 0.3
     n: int = 0
-    ne: int = 0
     min_n: int = 0
+    prior: int = 200
+    prior2: int = 2000
+
+    @property
+    def m(self) -> float:
+        ratio = self.q / max(self.q2, 1e-12)
+        if ratio <= 1.0:
+            return 50.0
+        return min(max((self.u2 - self.u) / math.log(ratio), self.m_min), 50.0)
 
     def p(self, v: float) -> float:
         if self.n < self.min_n:
@@ -87,26 +103,22 @@ class TailCalibrator:
         return max(self.q * math.exp(-(v - self.u) / self.m), P_FLOOR)
 
     def learn(self, v: float) -> None:
-        """Learn one statistic. A value already in the far tail (p < 1e-3) counts a tenth: a
-        long anomaly widens the tail slowly instead of teaching the model it is normal."""
-        w = 1.0 if self.p(v) >= 1e-3 else 0.1
         self.n += 1
-        r = w * max(self.rate, 1.0 / (self.n + 200))
-        exceeded = v > self.u
-        self.q += r * ((1.0 if exceeded else 0.0) - self.q)
+        r = max(self.rate, 1.0 / (self.n + self.prior))
+        r2 = max(self.rate2, 1.0 / (self.n + self.prior2))
+        self.q += r * ((1.0 if v > self.u else 0.0) - self.q)
+        self.q2 += r2 * ((1.0 if v > self.u2 else 0.0) - self.q2)
         self.q = max(self.q, 1e-4)
-        if exceeded:
-            self.ne += 1
-            g = w * max(self.rate, 1.0 / (self.ne + 50))
-            self.m += g * (min(v - self.u, self.clip * self.m) - self.m)
-            self.m = max(self.m, 0.05)
+        self.q2 = max(self.q2, 1e-7)
 
     def to_state(self) -> list[float]:
-        return [self.u, self.rate, self.clip, self.q, self.m, self.n, self.ne, self.min_n]
+        return [self.u, self.u2, self.rate, self.rate2, self.q, self.q2, self.m_min, self.n,
+                self.min_n, self.prior, self.prior2]  # fmt: skip
 
     @classmethod
     def from_state(cls, state: list[Any]) -> TailCalibrator:
-        u, rate, clip, q, m, n, ne, min_n = state
+        u, u2, rate, rate2, q, q2, m_min, n, min_n, prior, prior2 = state
         return cls(
-            float(u), float(rate), float(clip), float(q), float(m), int(n), int(ne), int(min_n)
-        )
+            float(u), float(u2), float(rate), float(rate2), float(q), float(q2), float(m_min),
+            int(n), int(min_n), int(prior), int(prior2),
+        )  # fmt: skip

@@ -3,9 +3,11 @@
 Each metric has its own :class:`~chainsense.ai.robust.RobustStream` (robust, calibrated, with
 re-baselining; counters as rates). On top of them:
 
-- a **joint** check: the sum over metrics of ``-ln p_level`` (several metrics moving moderately
-  at once, as a pump's current, vibration and temperature do), standardised and calibrated per
-  device by its own :class:`~chainsense.ai.calibrate.TailCalibrator`;
+- a **joint** check: the sum over metrics of ``-ln p`` (their level and shift checks: several
+  metrics moving moderately at once, as a pump's current, vibration and temperature do),
+  standardised and calibrated per device by its own
+  :class:`~chainsense.ai.calibrate.TailCalibrator`, and never more confident than Fisher's
+  combination of the parts;
 - **hard limits** (a schema's or a shipment's allowed range): a value outside raises at once
   (probability floor, check ``limit``), whatever the model learned.
 
@@ -108,7 +110,10 @@ class JointGuard:
         k = len(ready)
         f = sum(-math.log(max(min(a.p_level, a.p_shift), P_FLOOR)) for a in ready)
         joint_z = (f - k) / math.sqrt(k)
-        p_joint = self.cal_joint.p(joint_z) if k > 1 else 1.0
+        # Never more confident than Fisher's combination of the parts (independent p-values):
+        # a calibrator that has seen no excursion yet must not extrapolate one into an alarm.
+        fisher = math.exp(-f) * sum(f**i / math.factorial(i) for i in range(k))
+        p_joint = max(self.cal_joint.p(joint_z), min(fisher, 1.0)) if k > 1 else 1.0
         self.cal_joint.learn(min(joint_z, 50.0))
         best = min(parts, key=lambda m: parts[m].p)
         p_best = parts[best].p

@@ -127,10 +127,10 @@ class RobustStream:
         self.recent = 0.0
         self.shift_since: int | None = None
         self.changes = 0
-        self.cal_level = TailCalibrator()
+        self.cal_level = TailCalibrator(min_n=calibrate_points)
         self.cal_shift = TailCalibrator(min_n=calibrate_points)
         # -ln P(run) under a geometric repeat model is Exp(1): its tail, calibrated per stream
-        self.cal_stuck = TailCalibrator(q=0.135, m=1.0, min_n=calibrate_points)
+        self.cal_stuck = TailCalibrator(q=0.135, q2=0.0067, m_min=1.0, min_n=calibrate_points)
 
     # --- the model ---------------------------------------------------------------------------
 

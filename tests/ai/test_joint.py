@@ -1,0 +1,216 @@
+"""JointGuard and RobustStream on real-world-shaped streams: quantised, zero-heavy, counters, flat
+lines, spikes, irregular sampling, regime changes; causality, the JSON state round trip, hard
+limits, the responsible metric, and sensitivity as a false-alarm rate."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from chainsense.ai.base import EventGate
+from chainsense.ai.calibrate import SCORE_CAP, TailCalibrator, alarm_probability, score
+from chainsense.ai.joint import JointGuard
+from chainsense.ai.robust import RobustStream
+
+HOUR = 3_600_000
+
+
+def alarms(
+    values: list[float], times: list[int] | None = None, **kw: object
+) -> tuple[list[int], list[float]]:
+    """Indices where an alarm opens (the product's gate) and every score."""
+    g = JointGuard(["x"], **kw)  # type: ignore[arg-type]
+    gate = EventGate(cooldown=12, clear=0.5)
+    opened, scores = [], []
+    for i, x in enumerate(values):
+        t = times[i] if times is not None else i * 1000
+        r = g.step({"x": x}, t)
+        scores.append(r.score)
+        if gate.update(r.score):
+            opened.append(i)
+    return opened, scores
+
+
+def gaussian(n: int, seed: int, sd: float = 1.0, mean: float = 20.0) -> list[float]:
+    rng = random.Random(seed)
+    return [mean + rng.gauss(0, sd) for _ in range(n)]
+
+
+NORMAL: dict[str, Callable[[random.Random], list[float]]] = {
+    "gaussian": lambda r: [20 + r.gauss(0, 0.3) for _ in range(6000)],
+    "quantised": lambda r: [round(20 + r.gauss(0, 0.3)) for _ in range(6000)],
+    "zero-heavy": lambda r: [
+        float(r.choice([1, 2, 3])) if r.random() < 0.1 else 0.0 for _ in range(6000)
+    ],
+    "heavy-tailed": lambda r: [
+        20 + r.gauss(0, 0.3) * (4 if r.random() < 0.02 else 1) for _ in range(6000)
+    ],
+    "flat": lambda r: [7.0] * 6000,
+    "random walk": lambda r: list(_walk(r, 6000)),
+}
+
+
+def _walk(r: random.Random, n: int) -> Iterator[float]:
+    x = 0.0
+    for _ in range(n):
+        x += r.gauss(0, 0.1)
+        yield x
+
+
+@pytest.mark.parametrize("kind", list(NORMAL))
+def test_normal_real_world_shaped_streams_raise_at_most_one_alarm(kind: str) -> None:
+    # 6,000 points at 1 s is 1.7 hours: one false alarm a week allows ~0.01 of one
+    for seed in (1, 2):
+        opened, scores = alarms(NORMAL[kind](random.Random(seed)))
+        assert len(opened) <= 1, (kind, seed, opened)
+        assert max(scores) <= SCORE_CAP
+
+
+def test_irregular_sampling_is_normal() -> None:
+    rng = random.Random(3)
+    times, t = [], 0
+    for _ in range(5000):
+        t += rng.choice([200, 1000, 1000, 5000, 30_000])
+        times.append(t)
+    opened, _ = alarms(gaussian(5000, 3), times)
+    assert len(opened) <= 1
+
+
+def test_a_spike_raises_an_alarm_at_once_and_only_there() -> None:
+    values = gaussian(3000, 4)
+    values[2000] += 15
+    opened, scores = alarms(values)
+    assert 2000 in opened
+    assert scores[2000] >= 1
+    assert all(s < 1 for s in scores[2013:])
+
+
+def test_a_spike_on_a_flat_line_and_on_a_quantised_stream() -> None:
+    flat = [5.0] * 2000 + [9.0] + [5.0] * 500
+    assert 2000 in alarms(flat)[0]
+    rng = random.Random(5)
+    quantised = [round(20 + rng.gauss(0, 0.3)) for _ in range(3000)]
+    quantised[2500] = 30
+    assert 2500 in alarms(quantised, resolutions={"x": 1.0})[0]
+
+
+def test_a_regime_change_alarms_then_is_re_baselined() -> None:
+    values = gaussian(3000, 6) + gaussian(6000, 7, mean=28.0)
+    opened, scores = alarms(values)
+    assert any(3000 <= i <= 3010 for i in opened)
+    # the new regime is the new normal well before the 15-minute re-baselining horizon ends
+    assert all(s < 1 for s in scores[3000 + 1800 :])
+
+
+def test_a_stuck_sensor_on_a_noisy_stream_alarms() -> None:
+    values = gaussian(3000, 8) + [20.0] * 400
+    opened, _ = alarms(values)
+    assert any(3000 < i < 3400 for i in opened)
+
+
+def test_a_counter_is_judged_as_a_rate_with_resets() -> None:
+    rng = random.Random(9)
+    values, total = [], 0.0
+    for i in range(6000):
+        total = 0.0 if i % 1500 == 0 else total + 3 + rng.choice([0, 1])  # sessions restart at 0
+        values.append(total)
+    assert alarms(values, counters=["x"])[0] == []
+    values[4000:] = [v + 500 for v in values[4000:]]  # a jump in the count: a burst of rate
+    assert any(3995 <= i <= 4005 for i in alarms(values, counters=["x"])[0])
+
+
+def test_a_hard_limit_raises_at_once_even_before_warm_up() -> None:
+    g = JointGuard(["temperature"], limits={"temperature": (2.0, 8.0)})
+    r = g.step({"temperature": 9.0}, 0)
+    assert (r.check, r.metrics) == ("limit", ["temperature"])
+    assert r.score == SCORE_CAP
+
+
+def test_values_past_a_hard_limit_are_not_learned() -> None:
+    g = JointGuard(["t"], limits={"t": (2.0, 8.0)})
+    rng = random.Random(10)
+    for i in range(600):
+        g.step({"t": 4.5 + rng.gauss(0, 0.08)}, i * 1000)
+    for i in range(600, 900):  # five minutes at 9 Cel
+        g.step({"t": 9.0}, i * 1000)
+    back = g.step({"t": 4.5}, 900_000)
+    assert back.score < 1, "the return to normal is not an anomaly"
+
+
+def test_the_responsible_metric_is_named() -> None:
+    g = JointGuard(["vibration", "temperature", "current"])
+    rng = random.Random(11)
+    for i in range(1000):
+        g.step({"vibration": 2 + rng.gauss(0, 0.05), "temperature": 55 + rng.gauss(0, 0.2),
+                "current": 12 + rng.gauss(0, 0.1)}, i * 1000)  # fmt: skip
+    r = g.step({"vibration": 2.0, "temperature": 55.0, "current": 15.0}, 1_000_000)
+    assert r.score >= 1
+    assert r.metrics[0] == "current"
+
+
+def test_metrics_moving_together_raise_the_joint_check() -> None:
+    g = JointGuard(["a", "b", "c", "d"])
+    rng = random.Random(12)
+    for i in range(2000):
+        g.step({m: rng.gauss(0, 1) for m in "abcd"}, i * 1000)
+    # each 3.8 sigma: no single check alarms at 1e-6, together they are far rarer
+    r = g.step({m: 3.8 for m in "abcd"}, 2_000_000)
+    parts = max(score(min(1.0, 5 * a.p), g.p_alarm()) for a in r.parts.values())
+    assert parts < 1 <= r.score
+    assert r.check == "joint"
+
+
+def test_scores_are_causal() -> None:
+    values = gaussian(1500, 13) + gaussian(500, 14, mean=25)
+    _, prefix = alarms(values[:1200])
+    _, full = alarms(values)
+    assert prefix == full[:1200]
+
+
+def test_state_survives_a_json_round_trip() -> None:
+    rng = random.Random(15)
+    rows = [{"a": rng.gauss(0, 1), "b": float(rng.choice([0, 0, 0, 1]))} for _ in range(3000)]
+    one = JointGuard(["a", "b"], limits={"a": (-10.0, None)}, counters=["b"])
+    for i, row in enumerate(rows[:2000]):
+        one.step(row, i * 1000)
+    two = JointGuard.from_state(json.loads(json.dumps(one.to_state())))
+    for i, row in enumerate(rows[2000:], start=2000):
+        assert one.step(row, i * 1000) == two.step(row, i * 1000)
+
+
+def test_sensitivity_is_a_false_alarm_rate() -> None:
+    assert alarm_probability(1.0, 1000) == pytest.approx(1000 / (7 * 86_400_000))
+    assert alarm_probability(7.0, 60_000) == pytest.approx(60_000 / 86_400_000)
+    rng = random.Random(16)
+    heavy = [rng.gauss(0, 1) * (5 if rng.random() < 0.01 else 1) for _ in range(20_000)]
+    counts = [len(alarms(heavy, per_week=rate)[0]) for rate in (0.01, 1.0, 10_000.0)]
+    assert counts[0] <= counts[1] <= counts[2]
+    assert counts[2] > counts[0]
+
+
+def test_the_calibrated_tail_follows_the_stream() -> None:
+    light, heavy = TailCalibrator(), TailCalibrator()
+    rng = random.Random(17)
+    for _ in range(20_000):
+        light.learn(abs(rng.gauss(0, 1)))
+        heavy.learn(abs(rng.gauss(0, 1)) * (6 if rng.random() < 0.05 else 1))
+    assert heavy.p(8.0) > 100 * light.p(8.0)
+    assert 0.02 < light.p(2.0) < 0.08
+
+
+def test_the_score_is_capped_and_one_at_the_alarm_point() -> None:
+    p = alarm_probability(1.0, 1000)
+    assert score(p, p) == pytest.approx(1.0)
+    assert score(0.0, p) == SCORE_CAP
+    assert math.isclose(score(1.0, p), 0.0, abs_tol=1e-12)
+
+
+def test_robust_stream_keeps_learning_through_anomalies() -> None:
+    s = RobustStream()
+    for i, x in enumerate(gaussian(3000, 18) + gaussian(3000, 19, mean=40)):
+        s.step(x, i * 1000)
+    assert abs(s.level - 40) < 1  # the model followed the new regime instead of starving
