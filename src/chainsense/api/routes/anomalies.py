@@ -44,7 +44,7 @@ class AnomalyPublic(BaseModel):
     expected: float
     low: float = Field(description="Lowest value expected at that time")
     high: float = Field(description="Highest value expected at that time")
-    check: str = Field(description="level, drift, stuck or noise")
+    check: str = Field(description="limit, level, shift, stuck or joint")
     detector: str
     explanation: str
     proof: str
@@ -78,8 +78,9 @@ def public(event: StoredAnomaly, platform: Platform) -> dict[str, Any]:
         schema = platform.schemas.by_id(event.schema)
         body["schema_name"] = schema.name
         unit = schema.metric(event.metric).unit
+        expected = "outside the hard limit" if event.check == "limit" else "expected"
         body["explanation"] = (
-            f"{event.metric} = {event.value:g} {unit}, expected {event.low:.4g} to "
+            f"{event.metric} = {event.value:g} {unit}, {expected} {event.low:.4g} to "
             f"{event.high:.4g} {unit} ({event.check})"
         )
     except (UnknownSchemaError, ValueError):
