@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test check lint types audit contracts bench install clean
+.PHONY: run test check lint types audit contracts bench bench-ai install clean
 
 ## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
 install: $(VENV)/.installed node_modules/.installed
@@ -55,6 +55,11 @@ audit: install
 ## bench: benchmarks that print ratios measured in one run
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## bench-ai: anomaly detection on SKAB (dev/test split, NAB and F1/FAR/MAR) and the synthetic suite
+bench-ai: install
+	$(PY) bench/skab.py
+	$(PY) bench/detect.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) node_modules .pytest_cache .mypy_cache .ruff_cache

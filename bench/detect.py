@@ -39,13 +39,29 @@ from chainsense.ai import (
     SeasonalEWMA,
     SensorGuard,
 )
+from chainsense.ai.joint import JointGuard
 from chainsense.ai.synthetic import KINDS, SENSORS, Stream, make_stream
+
+
+class JointStream:
+    """The default since issue 13: JointGuard on one metric. No AnomalyFilter (it learns every
+    point, robustly); its alarms clear below half the alarm point (hysteresis)."""
+
+    clear = 0.5
+
+    def __init__(self) -> None:
+        self.g = JointGuard(["x"])
+
+    def process(self, x: float, t: int) -> float:
+        return self.g.step({"x": x}, t).score
+
 
 DETECTORS: dict[str, Callable[[], Any]] = {
     "rolling_mad (baseline)": RollingMAD,
     "ewma_z": EWMAZ,
     "seasonal_ewma": SeasonalEWMA,
-    "sensor_guard (default)": SensorGuard,
+    "sensor_guard (old default)": SensorGuard,
+    "joint_guard (default)": JointStream,
 }
 PROFILES = {
     "balanced": (1.0, 0.11, 1.0),
@@ -68,9 +84,14 @@ def sigmoid(rel: float) -> float:
     return 2 / (1 + math.exp(5 * rel)) - 1
 
 
+def _guarded(factory: Callable[[], Any]) -> Any:
+    d = factory()
+    return d if hasattr(d, "process") else AnomalyFilter(d)
+
+
 def run(factory: Callable[[], Any], stream: Stream) -> StreamResult:
-    guarded = AnomalyFilter(factory())
-    gate = EventGate()
+    guarded = _guarded(factory)
+    gate = EventGate(clear=getattr(guarded, "clear", 1.0))
     events = []
     for i, (t, x) in enumerate(zip(stream.times, stream.values, strict=True)):
         if gate.update(guarded.process(x, t)):
@@ -125,8 +146,7 @@ def throughput(factory: Callable[[], Any], streams: list[Stream]) -> float:
     points = 0
     started = time.perf_counter()
     for stream in streams:
-        guarded = AnomalyFilter(factory())
-        process = guarded.process
+        process = _guarded(factory).process
         for t, x in zip(stream.times, stream.values, strict=True):
             process(x, t)
         points += len(stream.values)
