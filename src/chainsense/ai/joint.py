@@ -134,7 +134,8 @@ class JointGuard:
         """(low, high, expected) of ``metric`` at the alarm point, as the model stands."""
         s = self.streams[metric]
         half = s.half_width()
-        return s.level - half, s.level + half, s.level
+        mid = s.level + s.offset(s.last_t or 0)[1]
+        return mid - half, mid + half, mid
 
     def to_state(self) -> dict[str, Any]:
         return {

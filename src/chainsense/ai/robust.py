@@ -42,6 +42,8 @@ from typing import Any, ClassVar
 from chainsense.ai.base import Expected, register
 from chainsense.ai.calibrate import TailCalibrator, alarm_probability, score
 
+DAY_MS = 86_400_000
+
 __all__ = ["Assessment", "RobustStream"]
 
 _ABS_TO_SIGMA = 1.2533  # sqrt(pi/2): E|N(0, s)| times this is s
@@ -78,11 +80,12 @@ class RobustStream:
     kind: ClassVar[str] = "robust_stream"
     _PARAMS: ClassVar[tuple[str, ...]] = (
         "alpha", "beta", "huber", "shift_alpha", "ref_alpha", "floor_frac", "warmup",
-        "rebaseline_ms", "counter", "per_week",
+        "rebaseline_ms", "counter", "per_week", "bins", "gamma",
     )  # fmt: skip
     _STATE: ClassVar[tuple[str, ...]] = (
         "n", "level", "scale", "long_mean", "long_dev", "resolution", "last", "last_raw",
         "last_t", "interval", "run", "repeat", "ref", "recent", "shift_since", "changes",
+        "first_t", "season", "bin_n",
     )  # fmt: skip
 
     def __init__(
@@ -100,6 +103,8 @@ class RobustStream:
         per_week: float = 1.0,
         resolution: float = 0.0,
         calibrate_points: int = 200,
+        bins: int = 48,
+        gamma: float = 0.1,
     ) -> None:
         self.alpha = alpha
         self.beta = beta
@@ -111,6 +116,11 @@ class RobustStream:
         self.rebaseline_ms = rebaseline_ms
         self.counter = counter
         self.per_week = per_week
+        self.bins = bins
+        self.gamma = gamma
+        self.first_t: int | None = None
+        self.season = [0.0] * bins
+        self.bin_n = [0] * bins
         self.n = 0
         self.level = 0.0
         self.scale = 0.0
@@ -149,20 +159,29 @@ class RobustStream:
     def p_alarm(self) -> float:
         return alarm_probability(self.per_week, self.interval or 1000.0)
 
-    def _assess(self, v: float) -> tuple[Assessment, float, float, float]:
+    def offset(self, t: int) -> tuple[int, float]:
+        """The day bin of ``t`` and its seasonal offset (0 until the stream is a day old)."""
+        if not self.bins:
+            return 0, 0.0
+        b = (t % DAY_MS) * self.bins // DAY_MS
+        active = self.first_t is not None and t - self.first_t >= DAY_MS
+        return b, self.season[b] if active else 0.0
+
+    def _assess(self, x: float, off: float = 0.0) -> tuple[Assessment, float, float, float]:
+        v = x - off  # deseasonalised
         sigma = self._sigma()
         z = (v - self.level) / sigma
         recent = self.recent + self.shift_alpha * (v - self.recent)
         shift_z = (
             abs(recent - self.ref) / sigma / math.sqrt(self.shift_alpha / (2 - self.shift_alpha))
         )
-        run = self.run + 1 if v == self.last else 0
+        run = self.run + 1 if x == self.last else 0  # a stuck sensor repeats its raw value
         ready = self.n >= self.warmup
         stuck_stat = run * -math.log(min(max(self.repeat, 0.01), 0.999))
         p_stuck = self.cal_stuck.p(stuck_stat)
         a = Assessment(
-            value=v,
-            predicted=self.level,
+            value=x,
+            predicted=self.level + off,
             sigma=sigma,
             p_level=self.cal_level.p(abs(z)) if ready else 1.0,
             p_shift=self.cal_shift.p(shift_z) if ready else 1.0,
@@ -176,7 +195,7 @@ class RobustStream:
         v = self._value(x, t)
         if v is None:
             return Assessment(x, x, self._sigma(), 1.0, 1.0, 1.0, False)
-        return self._assess(v)[0]
+        return self._assess(v, self.offset(t)[1])[0]
 
     def see(self, x: float, t: int) -> Assessment:
         """Judge ``x`` without learning it (a value known to be bad); the clock moves on."""
@@ -193,19 +212,32 @@ class RobustStream:
                 dt if self.interval == 0 else self.interval + 0.05 * (dt - self.interval)
             )
         self.last_raw, self.last_t = x, t
+        if self.first_t is None:
+            self.first_t = t
         if v is None:
             return Assessment(x, x, self._sigma(), 1.0, 1.0, 1.0, False)
-        a, z, shift_z, stuck_stat = self._assess(v)
-        self._learn(v, t, a, z, shift_z, stuck_stat)
+        b, off = self.offset(t)
+        a, z, shift_z, stuck_stat = self._assess(v, off)
+        residual = v - off - self.level
+        self._learn(v - off, t, a, z, shift_z, stuck_stat)
+        if self.bins and self.n > 1:
+            # the time-of-day season learns what recurs at this time of day, at a pace of
+            # ``gamma`` per day whatever the sampling rate; it applies from the second day on
+            self.bin_n[b] += 1
+            g = max(1.0 / self.bin_n[b], self.gamma * max(self.interval, 1.0) * self.bins / DAY_MS)
+            if a.p_level < 1e-3:
+                h = self.huber * max(a.sigma, _ABS_TO_SIGMA * self.long_dev)
+                residual = max(-h, min(h, residual))
+            self.season[b] += min(g, 1.0) * (residual + off - self.season[b])
         return a
 
     def _learn(
         self, v: float, t: int, a: Assessment, z: float, shift_z: float, stuck_stat: float
     ) -> None:
         self.n += 1
-        repeated = 1.0 if v == self.last else 0.0
-        self.run = self.run + 1 if v == self.last else 0
-        self.last = v
+        repeated = 1.0 if a.value == self.last else 0.0
+        self.run = self.run + 1 if a.value == self.last else 0
+        self.last = a.value
         if self.n == 1:
             self.level = self.long_mean = self.recent = self.ref = v
             return

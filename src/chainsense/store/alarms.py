@@ -156,8 +156,8 @@ class AlarmRepository:
         limit: int = 100,
     ) -> list[Alarm]:
         """Alarms newest first; page on with ``before_id`` (the last id of the previous page)."""
-        if not 1 <= limit <= 1000:
-            raise ValueError(f"limit: expected 1..1000, got {limit}")
+        if not 1 <= limit <= 10_000:
+            raise ValueError(f"limit: expected 1..10000, got {limit}")
         where: list[ColumnElement[bool]] = []
         if state is not None:
             where.append(_C.state == state)
