@@ -233,7 +233,7 @@ def test_a_senml_value_past_decimals_range_is_refused(fuzz_api: Api, value: str)
         "/v1/readings", content=body, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 422, response.text
-    assert response.json()["field"] == "senml"
+    assert response.json()["field"] == "senml[0].v"
 
 
 @as_admin.parametrize()

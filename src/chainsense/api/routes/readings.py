@@ -9,14 +9,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 
+from chainsense.api.body import NO_BODY, json_body
 from chainsense.api.deps import PlatformDep, ReaderDep
-from chainsense.api.errors import PROBLEM_JSON
+from chainsense.api.errors import PROBLEM_JSON, AsciiJSONResponse, ProblemResponse
 from chainsense.api.params import CursorQuery, DeviceFilter, LimitQuery, SinceQuery, UntilQuery
 from chainsense.identity import Reading as DomainReading
 from chainsense.provenance.export import Pending, ReadingNotFoundError
 from chainsense.provenance.models import ProofPending, ProofPublic
 from chainsense.store import StoredReading
-from chainsense.telemetry.ingest import BodyError, IngestResult, Rejection, parse_body
+from chainsense.telemetry.ingest import BodyError, IngestResult, Rejection, split_body
 from chainsense.telemetry.models import (
     BatchAck,
     BatchIn,
@@ -48,24 +49,6 @@ _BODY_SCHEMA = {
         },
     }
 }
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyError(_too_large(limit))
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyError(_too_large(limit))
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(limit: int) -> Rejection:
-    return Rejection(413, "body-too-large", "Body too large", f"the limit is {limit} bytes")
 
 
 def _ack(result: IngestResult) -> dict[str, Any]:
@@ -105,24 +88,33 @@ def _ack(result: IngestResult) -> dict[str, Any]:
 )
 async def post_readings(request: Request, platform: PlatformDep) -> JSONResponse:
     settings = platform.settings
+    body = json_body(request)  # parsed by the strict JSON gate (api/body.py)
     try:
-        raw = await _read_body(request, settings.max_body_bytes)
-        items, is_batch = parse_body(raw, max_batch=settings.max_batch)
+        if body is NO_BODY:
+            raise BodyError(
+                Rejection(
+                    422,
+                    "invalid-body",
+                    "Invalid body",
+                    'the body is empty; send a reading or {"readings": [...]}',
+                )
+            )
+        items, is_batch = split_body(body, max_batch=settings.max_batch)
     except BodyError as exc:
-        return JSONResponse(exc.rejection.problem(), exc.rejection.status, media_type=PROBLEM_JSON)
+        return ProblemResponse(exc.rejection.problem(), exc.rejection.status)
     results = await platform.ingest.ingest(items)
     if is_batch:
         counts = Counter(r.status for r in results)
-        body = {  # the BatchAck schema
+        batch = {  # the BatchAck schema
             "stored": counts["stored"],
             "duplicates": counts["duplicate"],
             "rejected": counts["rejected"],
             "results": [_ack(r) for r in results],
         }
-        return JSONResponse(body, 200)
+        return AsciiJSONResponse(batch, 200)
     result = results[0]
     if result.error is not None:
-        return JSONResponse(result.error.problem(), result.error.status, media_type=PROBLEM_JSON)
+        return ProblemResponse(result.error.problem(), result.error.status)
     ack = _ack(result)
     del ack["error"]
     return JSONResponse(ack, 201 if result.status == "stored" else 200)
