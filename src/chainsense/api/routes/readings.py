@@ -72,7 +72,9 @@ def _ack(result: IngestResult) -> dict[str, Any]:
         "is checked (schema, EIP-712 signature, registry, seq) and durably stored before the "
         "answer is sent. One reading: 201 stored, 200 identical replay (same id), or a "
         "problem+json error. A batch: 200 with a result per reading; bad readings never drop "
-        "good ones. No API key: the signature authenticates the device."
+        "good ones. No API key: the signature authenticates the device. The format is strict "
+        "(docs/input.md): unknown fields, both `values` and `senml`, duplicate keys and "
+        "non-JSON bodies are refused."
     ),
     openapi_extra=_BODY_SCHEMA,
     responses={
