@@ -181,7 +181,10 @@ async def list_problems(request: Request) -> HTMLResponse | JSONResponse:
     summary="What one problem type means (the page a problem's `type` points at)",
     response_class=HTMLResponse,
     response_model=None,
-    responses={200: {"content": {"application/json": {}}}},
+    responses={
+        200: {"content": {"application/json": {}}},
+        404: {"description": "No such problem type"},
+    },
 )
 async def get_problem(
     code: Annotated[str, Path(pattern=r"^[a-z0-9-]{1,40}$")], request: Request
