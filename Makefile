@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test check lint types audit contracts bench bench-ai install clean
+.PHONY: run test check lint types audit contracts bench bench-ai fuzz install clean
 
 ## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
 install: $(VENV)/.installed node_modules/.installed
@@ -34,6 +34,14 @@ run: install
 ## test: the whole test suite (real Anvil; real PostgreSQL where marked)
 test: install
 	$(PY) -m pytest
+
+## fuzz: the long hostile-input runs (docs/input.md): atheris over body parsing and reading
+## validation for CHAINSENSE_FUZZ_SECONDS (600), then schemathesis against a real `chainsense
+## serve` process with CHAINSENSE_FUZZ_EXAMPLES (50) examples per operation
+fuzz: install
+	CHAINSENSE_FUZZ_SECONDS=$${CHAINSENSE_FUZZ_SECONDS:-600} \
+	CHAINSENSE_FUZZ_EXAMPLES=$${CHAINSENSE_FUZZ_EXAMPLES:-50} \
+	$(PY) -m pytest -s -p no:cacheprovider --timeout=7200 tests/fuzz tests/api/test_hostile_server.py
 
 ## contracts: compile contracts/ with solc-js into src/chainsense/contracts/artifacts
 contracts: node_modules/.installed

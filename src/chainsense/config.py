@@ -77,6 +77,15 @@ class Settings(BaseSettings):
         "revocation made directly on the chain takes to apply.",
     )
 
+    # --- input hardening (docs/input.md) ------------------------------------------------------
+    max_json_depth: int = Field(
+        default=32,
+        ge=2,
+        le=200,
+        description="Deepest nesting of arrays and objects accepted in a request body (checked "
+        "before parsing; a reading batch needs 4).",
+    )
+
     # --- provenance: Merkle batches and anchoring ----------------------------------------------
     anchoring: bool = Field(
         default=True,

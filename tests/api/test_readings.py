@@ -12,6 +12,8 @@ import pytest
 from chainsense.identity import DeviceKey
 from tests.api.conftest import COLD, Api
 
+JSON = {"Content-Type": "application/json"}
+
 pytestmark = pytest.mark.chain
 
 
@@ -109,7 +111,7 @@ def test_batch_gives_each_reading_its_own_status(api: Api, device: DeviceKey) ->
 
 def _bad(api: Api, body: object, status: int, field: str | None, code: str) -> None:
     before = api.count()
-    response = api.client.post("/v1/readings", content=json.dumps(body))
+    response = api.client.post("/v1/readings", content=json.dumps(body), headers=JSON)
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
@@ -122,7 +124,7 @@ def _bad(api: Api, body: object, status: int, field: str | None, code: str) -> N
 
 def test_malformed_json_is_400(api: Api) -> None:
     before = api.count()
-    response = api.client.post("/v1/readings", content=b'{"device": "0x12", ')
+    response = api.client.post("/v1/readings", content=b'{"device": "0x12", ', headers=JSON)
     assert response.status_code == 400
     assert response.json()["type"] == "/problems/malformed-json"
     assert api.count() == before
@@ -209,7 +211,7 @@ def test_oversized_batch_and_body(api: Api, device: DeviceKey) -> None:
     _bad(api, {"readings": [reading] * (limit + 1)}, 413, "readings", "batch-too-large")
     before = api.count()
     huge = b'{"readings": [' + b" " * api.platform.settings.max_body_bytes + b"]}"
-    response = api.client.post("/v1/readings", content=huge)
+    response = api.client.post("/v1/readings", content=huge, headers=JSON)
     assert response.status_code == 413
     assert response.json()["type"] == "/problems/body-too-large"
     assert api.count() == before
@@ -220,11 +222,11 @@ def test_senml_with_too_many_decimals_or_wrong_unit(api: Api, device: DeviceKey)
     base = {k: raw[k] for k in ("device", "seq", "timestamp", "signature")}
     base["schema"] = "chainsense.coldchain.v1"
     too_precise = base | {"senml": [{"n": "temperature", "v": 4.155}, {"n": "humidity", "v": 62}]}
-    _bad(api, too_precise, 422, "senml", "invalid-reading")
+    _bad(api, too_precise, 422, "senml[0].v", "invalid-reading")
     wrong_unit = base | {
         "senml": [{"n": "temperature", "u": "K", "v": 4.15}, {"n": "humidity", "v": 62}]
     }
-    _bad(api, wrong_unit, 422, "senml", "invalid-reading")
+    _bad(api, wrong_unit, 422, "senml[0].u", "invalid-reading")
     assert COLD.to_fixed("temperature", Decimal("4.15")) == 415
 
 

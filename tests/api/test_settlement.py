@@ -282,7 +282,7 @@ def test_refusals_are_problems(api: Api) -> None:
     bad = _problem(
         api.client.post("/v1/market/deposits", json={"account": 1, "amount": 5}, headers=op), 422
     )
-    assert bad["errors"][0]["field"] == "body.account"
+    assert bad["errors"][0]["field"] == "account"
     unknown = api.client.post("/v1/shipments/1/claims", json={"reading_id": 10**12}, headers=op)
     assert _problem(unknown, 404)["detail"].startswith("no reading")
 

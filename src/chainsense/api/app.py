@@ -11,7 +11,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from chainsense import __version__
+from chainsense.api.body import StrictJSONBody
 from chainsense.api.errors import PROBLEM_JSON, install_error_handlers
+from chainsense.api.problems import router as problems_router
 from chainsense.api.routes import probes, v1
 from chainsense.api.routes.readings import BODY_MODELS
 from chainsense.config import Settings
@@ -45,8 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(
+        StrictJSONBody, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
+    )
     app.include_router(probes)
     app.include_router(v1)
+    app.include_router(problems_router)
     mount_dashboard(app)
     _document_body_models(app)
     return app
@@ -83,13 +89,16 @@ _FASTAPI_422 = {
 
 def _document_problems(schema: dict[str, Any]) -> None:
     """Every error is problem+json (api/errors.py); a route that needs an API key answers 401
-    and 403 (api/deps.py); one with a JSON body answers 400 when it does not parse."""
+    and 403 (api/deps.py); one with a JSON body answers 400 when it does not parse, 413 when it
+    is too large and 415 when it is not JSON (api/body.py)."""
     problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     for path_item in schema["paths"].values():
         for operation in path_item.values():
             responses = operation["responses"]
-            if "requestBody" in operation:
+            if "requestBody" in operation:  # the body gate, api/body.py
                 responses.setdefault("400", {"description": "Malformed JSON"})
+                responses.setdefault("413", {"description": "Body too large"})
+                responses.setdefault("415", {"description": "Not a JSON body"})
             if operation.get("security"):
                 responses.setdefault("401", {"description": "No API key, or an unknown one"})
                 responses.setdefault("403", {"description": "The API key's scope is too low"})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -11,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chainsense.api.problems import PROBLEM_TYPES, code_for_status, type_uri
 from chainsense.errors import (
     ChainSenseError,
     ChainTimeoutError,
@@ -28,52 +31,83 @@ from chainsense.settlement.errors import (
     SettlementError,
 )
 
-__all__ = ["install_error_handlers", "problem"]
+__all__ = [
+    "AsciiJSONResponse",
+    "ProblemResponse",
+    "field_error",
+    "install_error_handlers",
+    "problem",
+    "problem_body",
+]
 
 PROBLEM_JSON = "application/problem+json"
 
 log = logging.getLogger(__name__)
 
 
-def problem(
-    status: int, title: str, detail: str | None = None, *, type_: str = "about:blank", **extra: Any
-) -> JSONResponse:
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
+class AsciiJSONResponse(JSONResponse):
+    """JSON rendered ASCII-only: whatever a message echoes, the answer always encodes."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+class ProblemResponse(AsciiJSONResponse):
+    media_type = PROBLEM_JSON
+
+
+def problem_body(
+    status: int, title: str, detail: str | None = None, *, code: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The one problem shape: ``type`` (a page under /problems), ``title``, ``status``, then
+    ``detail`` and extension members (``field``, ``errors``, ...)."""
+    body: dict[str, Any] = {
+        "type": type_uri(code or code_for_status(status)),
+        "title": title,
+        "status": status,
+    }
     if detail:
         body["detail"] = detail
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return body
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = problem_body(status, title, detail, code=code, **extra)
+    return ProblemResponse(body, status_code=status, headers=headers)
 
 
 #: A settlement contract's refusal, by kind. 402 for funds: the request is fine but the
 #: account lacks balance, allowance or an owed amount (a retry after funding succeeds).
-_SETTLEMENT_STATUS: tuple[tuple[type[SettlementError], int, str], ...] = (
-    (EvidenceRejectedError, 422, "Evidence rejected"),
-    (DeadlineError, 409, "Outside the allowed time"),
-    (NotAuthorizedError, 403, "Not authorized on-chain"),
-    (InsufficientFundsError, 402, "Insufficient funds"),
-    (SettlementError, 409, "Settlement state conflict"),
+_DOMAIN_CODES: tuple[tuple[type[ChainSenseError], str], ...] = (
+    (EvidenceRejectedError, "evidence-rejected"),
+    (DeadlineError, "settlement-deadline"),
+    (NotAuthorizedError, "not-authorized-onchain"),
+    (InsufficientFundsError, "insufficient-funds"),
+    (SettlementError, "settlement-conflict"),
+    (ProofFormatError, "invalid-proof"),
+    (NoMandateError, "no-mandate"),
+    (AgentNotAllowedError, "agent-not-allowed"),
+    (ChainUnavailableError, "chain-unavailable"),
+    (ChainTimeoutError, "chain-timeout"),
+    (TransactionRevertedError, "transaction-reverted"),
+    (TransactionRejectedError, "transaction-rejected"),
 )
 
 
-def _status_of(exc: ChainSenseError) -> tuple[int, str]:
-    if isinstance(exc, SettlementError):
-        return next((s, t) for cls, s, t in _SETTLEMENT_STATUS if isinstance(exc, cls))
-    if isinstance(exc, ProofFormatError):
-        return 422, "Invalid proof document"
-    if isinstance(exc, NoMandateError):
-        return 404, "No market mandate"
-    if isinstance(exc, AgentNotAllowedError):
-        return 409, "Agent not allowed on-chain"
-    if isinstance(exc, ChainUnavailableError):
-        return 503, "Chain unavailable"
-    if isinstance(exc, ChainTimeoutError):
-        return 504, "Chain timeout"
-    if isinstance(exc, TransactionRevertedError):
-        return 409, "Transaction reverted"
-    if isinstance(exc, TransactionRejectedError):
-        return 409, "Transaction rejected by the node"
-    return 500, "Internal error"
+def _status_of(exc: ChainSenseError) -> tuple[int, str, str]:
+    """Status, title and problem type code of a domain error."""
+    code = next((c for cls, c in _DOMAIN_CODES if isinstance(exc, cls)), "internal-error")
+    entry = PROBLEM_TYPES[code]
+    return entry.status, entry.title, code
 
 
 def _jsonable(value: Any) -> Any:
@@ -90,7 +124,10 @@ def _jsonable(value: Any) -> Any:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ChainSenseError)
     async def _domain(_: Request, exc: ChainSenseError) -> JSONResponse:
-        status, title = _status_of(exc)
+        status, title, code = _status_of(exc)
+        if status >= 500 and code == "internal-error":
+            log.exception("unhandled domain error", exc_info=exc)
+            return problem(500, title, "an unexpected error was logged by the server", code=code)
         extra: dict[str, Any] = {}
         if isinstance(exc, TransactionRevertedError | SettlementError):
             extra = {"error": exc.error_name, "arguments": _jsonable(exc.error_args)}
@@ -98,7 +135,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 extra["tx_hash"] = exc.tx_hash
         elif isinstance(exc, ProofFormatError):
             extra = {"field": exc.field}
-        return problem(status, title, str(exc), **extra)
+        return problem(status, title, str(exc), code=code, **extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -107,10 +144,7 @@ def install_error_handlers(app: FastAPI) -> None:
         except ValueError:
             title = "Error"
         detail = str(exc.detail) if exc.detail and exc.detail != title else None
-        response = problem(exc.status_code, title, detail)
-        if exc.headers:
-            response.headers.update(exc.headers)
-        return response
+        return problem(exc.status_code, title, detail, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -119,10 +153,79 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
-        ]
-        if any(e.get("type") == "json_invalid" for e in exc.errors()):
-            return problem(400, "Malformed JSON", "the request body is not valid JSON")
-        fields = ", ".join(e["field"] for e in errors)
-        return problem(422, "Invalid request", f"invalid fields: {fields}", errors=errors)
+        raw = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in raw):
+            return problem(
+                400, "Malformed JSON", "the request body is not valid JSON", code="malformed-json"
+            )
+        errors = [field_error(e) for e in raw]
+        fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
+        return problem(
+            422,
+            "Invalid request",
+            f"invalid fields: {fields}",
+            code="invalid-request",
+            field=errors[0]["field"] if errors else None,
+            errors=errors,
+        )
+
+
+_PLACES = {"body", "query", "path", "header", "cookie"}
+
+#: Pydantic error types, in the API's words.
+_MESSAGES = {
+    "missing": "required",
+    "extra_forbidden": "unknown field: this object does not take it",
+    "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+    "model_type": "must be a JSON object",
+    "list_type": "must be a JSON array",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer, without a fraction",
+    "int_parsing_size": "is too large a number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
+    "decimal_type": "must be a number",
+    "decimal_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "string_unicode": "must be a UTF-8 string",
+    "none_required": "must be null",
+    "union_tag_invalid": "has an unknown kind",
+    "json_type": "must be JSON",
+}
+
+
+def field_error(error: Mapping[str, Any]) -> dict[str, str]:
+    """One pydantic error as ``{"field", "in", "message"}``: the field as a path
+    (``loggers[2]``, ``senml[0].v``), the place it was read from, a message without Python."""
+    loc = [p for p in error.get("loc", ()) if not _is_model_name(p)]
+    place = str(loc.pop(0)) if loc and loc[0] in _PLACES else "body"
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    kind = str(error.get("type", ""))
+    message = _MESSAGES.get(kind) or _rephrase(str(error.get("msg", "is invalid")))
+    ctx = error.get("ctx") or {}
+    if kind == "string_pattern_mismatch" and "pattern" in ctx:
+        message = f"must match the pattern {ctx['pattern']}"
+    return {"field": path or "(body)", "in": place, "message": message}
+
+
+def _is_model_name(part: object) -> bool:
+    # Unions put the member's name in the path (e.g. "function-after[...]", "int", "str").
+    return isinstance(part, str) and ("[" in part or part in ("int", "str", "float", "bool"))
+
+
+def _rephrase(message: str) -> str:
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if message.startswith("Input should be "):
+        return "must be " + message.removeprefix("Input should be ")
+    if message.startswith("String should "):
+        return "must " + message.removeprefix("String should ")
+    if message.startswith("List should "):
+        return "must " + message.removeprefix("List should ")
+    return message[:1].lower() + message[1:]

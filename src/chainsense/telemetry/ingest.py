@@ -17,13 +17,15 @@ One bad reading in a batch never drops the good ones: every reading gets its own
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from chainsense import strictjson
 from chainsense.chain.registry import RegistryView
 from chainsense.identity import (
     InvalidReadingError,
@@ -32,10 +34,19 @@ from chainsense.identity import (
     ReadingVerifier,
     struct_hash,
 )
+from chainsense.identity.reading import INT64_MAX, INT64_MIN
 from chainsense.store import NewReading, Outcome, Store
-from chainsense.telemetry.schemas import SchemaRegistry, UnknownSchemaError, ValueScaleError
+from chainsense.strictjson import DEFAULT_MAX_DEPTH, quote
+from chainsense.telemetry.schemas import (
+    Schema,
+    SchemaRegistry,
+    UnknownSchemaError,
+    ValueScaleError,
+)
 
-__all__ = ["IngestPipeline", "IngestResult", "Rejection", "parse_body"]
+__all__ = ["BodyError", "IngestPipeline", "IngestResult", "Rejection", "parse_body", "split_body"]
+
+log = logging.getLogger(__name__)
 
 INT63_LIMIT = 2**63  # storage is signed 64-bit: seq and timestamp must stay below this
 _THREAD_MIN_BATCH = 32  # below this, a thread hop costs more than it frees
@@ -97,24 +108,56 @@ def _invalid(field: str | None, detail: str, code: str = "invalid-reading") -> _
     return _Refused(Rejection(422, code, "Invalid reading", detail, field))
 
 
-def parse_body(raw: bytes, *, max_batch: int) -> tuple[list[Any], bool]:
-    """Split a request body into reading objects; the flag says whether it was a batch."""
+def parse_body(
+    raw: bytes, *, max_batch: int, max_depth: int = DEFAULT_MAX_DEPTH
+) -> tuple[list[Any], bool]:
+    """Parse a request body (strict JSON, see :mod:`chainsense.strictjson`) and split it into
+    reading objects; the flag says whether it was a batch."""
     try:
-        body = json.loads(raw, parse_float=Decimal)
-    except (ValueError, RecursionError) as exc:
-        raise BodyError(Rejection(400, "malformed-json", "Malformed JSON", str(exc))) from None
+        body = strictjson.loads(raw, max_depth=max_depth)
+    except strictjson.JSONBodyError as exc:
+        raise BodyError(
+            Rejection(400, exc.code, _BODY_TITLES[exc.code], exc.detail, exc.field)
+        ) from None
+    return split_body(body, max_batch=max_batch)
+
+
+_BODY_TITLES = {
+    "malformed-json": "Malformed JSON",
+    "invalid-utf8": "Body is not UTF-8",
+    "too-deep": "Nested too deep",
+    "duplicate-key": "Duplicate key",
+    "lone-surrogate": "Lone surrogate",
+    "number-too-long": "Number too long",
+    "invalid-number": "Not a JSON number",
+}
+
+
+def _invalid_body(detail: str, field: str | None = None) -> BodyError:
+    return BodyError(Rejection(422, "invalid-body", "Invalid body", detail, field))
+
+
+def split_body(body: Any, *, max_batch: int) -> tuple[list[Any], bool]:
+    """Split a parsed body into reading objects: one reading object, or ``{"readings": [...]}``
+    with nothing else in it. The flag says whether it was a batch."""
     if isinstance(body, dict) and "readings" in body:
-        items = body["readings"]
-        if not isinstance(items, list):
+        extra = sorted(k for k in body if k != "readings")
+        if extra:
             raise BodyError(
                 Rejection(
-                    422, "invalid-body", "Invalid body", "readings must be a list", "readings"
+                    422,
+                    "unknown-field",
+                    "Unknown field",
+                    f"unknown field {quote(extra[0])} beside readings; a batch is "
+                    '{"readings": [...]} and nothing else',
+                    _shown_key(extra[0]),
                 )
             )
+        items = body["readings"]
+        if not isinstance(items, list):
+            raise _invalid_body(f"readings must be an array, got {_json_type(items)}", "readings")
         if not items:
-            raise BodyError(
-                Rejection(422, "invalid-body", "Invalid body", "readings is empty", "readings")
-            )
+            raise _invalid_body(f"readings is empty; send 1 to {max_batch} readings", "readings")
         if len(items) > max_batch:
             raise BodyError(
                 Rejection(
@@ -128,13 +171,8 @@ def parse_body(raw: bytes, *, max_batch: int) -> tuple[list[Any], bool]:
         return items, True
     if isinstance(body, dict):
         return [body], False
-    raise BodyError(
-        Rejection(
-            422,
-            "invalid-body",
-            "Invalid body",
-            'expected a reading object or {"readings": [...]}',
-        )
+    raise _invalid_body(
+        f'expected a reading object or {{"readings": [...]}}, got {_json_type(body)}'
     )
 
 
@@ -180,7 +218,10 @@ class IngestPipeline:
             if self.on_stored is not None:
                 new = [o.reading_id for o in stored if o.outcome is Outcome.STORED]
                 if new:
-                    self.on_stored(max(i for i in new if i is not None))
+                    try:  # the readings are committed: nothing after this may fail the request
+                        self.on_stored(max(i for i in new if i is not None))
+                    except Exception:
+                        log.exception("on_stored callback failed after the commit")
         return [r for r in results if r is not None]
 
     def _check_all(
@@ -202,6 +243,21 @@ class IngestPipeline:
                     error=refused.rejection,
                 )
                 continue
+            except Exception:  # a bug in a check: this reading is refused, the others go on
+                log.exception("checking reading %d failed", index)
+                results[index] = IngestResult(
+                    index,
+                    "rejected",
+                    device=_peek(item, "device"),
+                    seq=_peek_int(item, "seq"),
+                    error=Rejection(
+                        500,
+                        "internal-error",
+                        "Internal error",
+                        "checking this reading failed; the server logged it, nothing was stored",
+                    ),
+                )
+                continue
             rows.append(
                 NewReading(
                     device=reading.device,
@@ -221,11 +277,8 @@ class IngestPipeline:
     def _check(self, item: Any, now_ms: int) -> tuple[Reading, bytes, bytes]:
         if not isinstance(item, Mapping):
             raise _invalid(None, f"a reading must be a JSON object, got {_json_type(item)}")
+        _check_fields(item)
         reading = self._parse(item)
-        if reading.seq < 1 or reading.seq >= INT63_LIMIT:
-            raise _invalid("seq", f"seq must be in [1, 2^63-1], got {reading.seq}")
-        if reading.timestamp >= INT63_LIMIT:
-            raise _invalid("timestamp", "timestamp must be below 2^63 ms")
         if reading.timestamp > now_ms + self.max_future_ms:
             raise _invalid(
                 "timestamp",
@@ -277,70 +330,226 @@ class IngestPipeline:
         return reading, signature, digest
 
     def _parse(self, item: Mapping[str, Any]) -> Reading:
+        if "senml" in item:
+            schema = self._schema_of_senml(item.get("schema"))
+            values = self._senml_values(schema, item["senml"])
+        else:
+            schema_id = _hex32("schema", item["schema"])
+            try:
+                schema = self.schemas.by_id(schema_id)
+            except UnknownSchemaError as exc:
+                raise _invalid("schema", str(exc), "unknown-schema") from None
+            raw_values = item["values"]
+            if not isinstance(raw_values, list):
+                raise _invalid(
+                    "values", f"expected an array of integers, got {_json_type(raw_values)}"
+                )
+            if len(raw_values) != len(schema.metrics):
+                raise _invalid(
+                    "values",
+                    f"{schema.name} has {len(schema.metrics)} values "
+                    f"({', '.join(m.name for m in schema.metrics)}), got {len(raw_values)}",
+                )
+            values = [
+                _integer(f"values[{i}]", v, INT64_MIN, INT64_MAX, "-2^63", "2^63-1 (int64)")
+                for i, v in enumerate(raw_values)
+            ]
+        seq = _integer("seq", item["seq"], 1, INT63_LIMIT - 1, "1", SIGNED_MAX_TEXT)
+        timestamp = _integer(
+            "timestamp", item["timestamp"], 0, INT63_LIMIT - 1, "0", SIGNED_MAX_TEXT
+        )
         try:
-            if "senml" in item:
-                return self._parse_senml(item)
-            reading = Reading.from_json(item)
-        except InvalidReadingError as exc:
-            raise _invalid(exc.field, exc.reason) from None
-        try:
-            schema = self.schemas.by_id(reading.schema)
-        except UnknownSchemaError as exc:
-            raise _invalid("schema", str(exc), "unknown-schema") from None
-        if len(reading.values) != len(schema.metrics):
-            raise _invalid(
-                "values",
-                f"{schema.name} has {len(schema.metrics)} values "
-                f"({', '.join(m.name for m in schema.metrics)}), got {len(reading.values)}",
+            return Reading(
+                device=_address(item["device"]),
+                seq=seq,
+                timestamp=timestamp,
+                schema=schema.id,
+                values=tuple(values),
             )
-        return reading
+        except InvalidReadingError as exc:  # the device's EIP-55 checksum
+            raise _invalid(exc.field, exc.reason) from None
 
-    def _parse_senml(self, item: Mapping[str, Any]) -> Reading:
-        schema_key = item.get("schema")
+    def _schema_of_senml(self, schema_key: Any) -> Schema:
         if not isinstance(schema_key, str):
-            raise _invalid("schema", "expected a schema name or 0x-hex id")
+            raise _invalid(
+                "schema", f"expected a schema name or 0x-hex id, got {_json_type(schema_key)}"
+            )
         try:
-            schema = self.schemas.resolve(schema_key)
-        except UnknownSchemaError as exc:
-            raise _invalid("schema", str(exc), "unknown-schema") from None
-        records = item["senml"]
+            return self.schemas.resolve(schema_key)
+        except UnknownSchemaError:
+            raise _invalid(
+                "schema",
+                f"no schema {quote(schema_key)}; GET /v1/schemas lists them",
+                "unknown-schema",
+            ) from None
+
+    def _senml_values(self, schema: Schema, records: Any) -> list[int]:
         if not isinstance(records, list):
-            raise _invalid("senml", "expected a list of SenML records")
-        by_name: dict[str, Any] = {}
+            raise _invalid(
+                "senml", f"expected an array of SenML records, got {_json_type(records)}"
+            )
+        by_name: dict[str, tuple[int, Mapping[str, Any]]] = {}
         for i, record in enumerate(records):
-            if not isinstance(record, Mapping) or not isinstance(record.get("n"), str):
-                raise _invalid(f"senml[{i}]", 'expected {"n": name, "v": value}')
-            name = record["n"]
+            if not isinstance(record, Mapping):
+                raise _invalid(
+                    f"senml[{i}]", f'expected {{"n": name, "v": value}}, got {_json_type(record)}'
+                )
+            unknown = sorted(k for k in record if k not in _SENML_FIELDS)
+            if unknown:
+                raise _Refused(
+                    Rejection(
+                        422,
+                        "unknown-field",
+                        "Unknown field",
+                        f"unknown field {quote(unknown[0])} in a SenML record; a record has "
+                        "n, v and optionally u",
+                        f"senml[{i}].{_shown_key(unknown[0])}",
+                    )
+                )
+            name = record.get("n")
+            if not isinstance(name, str):
+                raise _invalid(f"senml[{i}].n", f"expected a metric name, got {_json_type(name)}")
             if name in by_name:
-                raise _invalid(f"senml[{i}].n", f"{name} appears twice")
-            by_name[name] = record
+                raise _invalid(f"senml[{i}].n", f"{quote(name)} appears twice")
+            by_name[name] = (i, record)
         values: list[int] = []
         for metric in schema.metrics:
-            record = by_name.pop(metric.name, None)
-            if record is None:
+            found = by_name.pop(metric.name, None)
+            if found is None:
                 raise _invalid("senml", f"{schema.name} needs {metric.name} ({metric.unit})")
+            i, record = found
             unit = record.get("u")
             if unit is not None and unit != metric.unit:
-                raise _invalid("senml", f"{metric.name} is in {metric.unit}, not {unit!r}")
+                shown = quote(unit) if isinstance(unit, str) else _json_type(unit)
+                raise _invalid(f"senml[{i}].u", f"{metric.name} is in {metric.unit}, not {shown}")
             value = record.get("v")
             if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
-                raise _invalid("senml", f"{metric.name}: v must be a number")
+                raise _invalid(
+                    f"senml[{i}].v", f"{metric.name}: v must be a number, got {_json_type(value)}"
+                )
             try:
                 values.append(metric.to_fixed(value))
             except ValueScaleError as exc:
-                raise _invalid("senml", str(exc)) from None
+                raise _invalid(f"senml[{i}].v", str(exc)) from None
         if by_name:
-            raise _invalid("senml", f"{schema.name} has no metric {', '.join(sorted(by_name))}")
-        raw = {k: item.get(k) for k in ("device", "seq", "timestamp")}
-        raw["schema"] = schema.id_hex
-        raw["values"] = values
-        return Reading.from_json(raw)
+            extra = sorted(by_name)[0]
+            raise _invalid(
+                f"senml[{by_name[extra][0]}].n", f"{schema.name} has no metric {quote(extra)}"
+            )
+        return values
+
+
+#: The strict reading format (docs/input.md): these fields and no others.
+_COMMON_FIELDS = ("device", "seq", "timestamp", "schema", "signature")
+_RAW_FIELDS = frozenset((*_COMMON_FIELDS, "values"))
+_SENML_FORM_FIELDS = frozenset((*_COMMON_FIELDS, "senml"))
+_SENML_FIELDS = frozenset(("n", "u", "v"))
+_UINT_DIGITS = 40  # more digits than any accepted integer has: refused before converting
+_DECIMAL_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+SIGNED_MAX_TEXT = "9223372036854775807 (2^63-1)"
+
+
+def _check_fields(item: Mapping[str, Any]) -> None:
+    """Exactly one of ``values`` and ``senml``, every required field, and nothing unknown."""
+    if "values" in item and "senml" in item:
+        raise _Refused(
+            Rejection(
+                422,
+                "ambiguous-reading",
+                "Ambiguous reading",
+                "a reading has either values (fixed-point integers) or senml (named values), "
+                "not both",
+                "senml",
+            )
+        )
+    allowed = _SENML_FORM_FIELDS if "senml" in item else _RAW_FIELDS
+    unknown = sorted(k for k in item if k not in allowed)
+    if unknown:
+        raise _Refused(
+            Rejection(
+                422,
+                "unknown-field",
+                "Unknown field",
+                f"unknown field {quote(unknown[0])}; a reading has exactly "
+                "device, seq, timestamp, schema, values or senml, and signature",
+                _shown_key(unknown[0]),
+            )
+        )
+    for name in ("device", "seq", "timestamp", "schema", "values", "signature"):
+        if name == "values" and "senml" in item:
+            continue
+        if name not in item:
+            what = "values (or senml)" if name == "values" else name
+            raise _invalid(name, f"{what} is required")
+
+
+def _shown_key(key: str) -> str:
+    return key if len(key) <= 64 and key.isprintable() else quote(key)
+
+
+def _integer(field: str, value: Any, low: int, high: int, low_text: str, high_text: str) -> int:
+    """A JSON integer (a number, or a decimal string for numbers past 2^53) within
+    [low, high], or a refusal that says the range actually accepted."""
+    accepted = f"{field} must be an integer from {low_text} to {high_text}"
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        got = (
+            "a number with a fraction or an exponent"
+            if isinstance(value, Decimal)
+            else (_json_type(value))
+        )
+        raise _invalid(field, f"{accepted} (a JSON number or a decimal string), got {got}")
+    if isinstance(value, str):
+        if not _DECIMAL_INTEGER.fullmatch(value):
+            raise _invalid(
+                field,
+                f"{accepted}; the string {quote(value)} is not a decimal integer (digits only, "
+                "an optional leading -, no leading zeros)",
+            )
+        if len(value) > _UINT_DIGITS:
+            raise _invalid(field, f"{accepted}, got a {len(value.lstrip('-'))}-digit number")
+    number: int = int(value)
+    if not low <= number <= high:
+        text = str(number)
+        shown = text if len(text) <= _UINT_DIGITS else f"a {len(text.lstrip('-'))}-digit number"
+        raise _invalid(field, f"{accepted}, got {shown}")
+    return number
+
+
+def _hex32(field: str, value: Any) -> bytes:
+    if not isinstance(value, str) or len(value) != 66 or value[:2] != "0x":
+        got = f"a {len(value)}-character string" if isinstance(value, str) else _json_type(value)
+        raise _invalid(field, f"expected 0x followed by 64 hex digits, got {got}")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise _invalid(field, "expected 0x followed by 64 hex digits (0-9, a-f)") from None
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
+        got = quote(value) if isinstance(value, str) else _json_type(value)
+        raise _invalid("device", f"expected 0x followed by 40 hex digits, got {got}")
+    return value
+
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 def _signature(value: Any) -> bytes:
     if not isinstance(value, str):
-        raise _invalid("signature", "expected 0x-hex of 65 bytes (r, s, v)", "invalid-signature")
-    text = value[2:] if value[:2] in ("0x", "0X") else value
+        raise _invalid(
+            "signature",
+            f"expected 0x-hex of 65 bytes (r, s, v), got {_json_type(value)}",
+            "invalid-signature",
+        )
+    text = value[2:] if value[:2] == "0x" else value
+    if len(text) != 130 or not _HEX.fullmatch(text):
+        raise _invalid(
+            "signature",
+            f"expected 0x followed by 130 hex digits (65 bytes: r, s, v), got "
+            f"{len(value)} characters",
+            "invalid-signature",
+        )
     try:
         signature = bytes.fromhex(text)
     except ValueError:
@@ -350,6 +559,9 @@ def _signature(value: Any) -> bytes:
             "signature", f"expected 65 bytes (r, s, v), got {len(signature)}", "invalid-signature"
         )
     return signature
+
+
+_HEX = re.compile(r"[0-9a-fA-F]*")
 
 
 def _result(index: int, row: NewReading, outcome: Outcome, reading_id: int | None) -> IngestResult:
@@ -393,10 +605,11 @@ def _json_type(value: Any) -> str:
 
 
 def _peek(item: Any, key: str) -> str | None:
+    """The device of a refused reading, for its result: only a well-formed address is echoed."""
     value = item.get(key) if isinstance(item, Mapping) else None
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and _ADDRESS.fullmatch(value) else None
 
 
 def _peek_int(item: Any, key: str) -> int | None:
     value = item.get(key) if isinstance(item, Mapping) else None
-    return value if type(value) is int else None
+    return value if type(value) is int and 0 <= value < INT63_LIMIT else None

@@ -34,6 +34,7 @@ class ReadingIn(BaseModel):
     """A signed reading in the raw typed form (the signed struct, as ARCHITECTURE.md defines)."""
 
     model_config = ConfigDict(
+        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
@@ -45,12 +46,18 @@ class ReadingIn(BaseModel):
                     "signature": "0x" + "11" * 65,
                 }
             ]
-        }
+        },
     )
 
     device: str = _ADDRESS
-    seq: _UINT = Field(description="Per-device counter from 1, strictly increasing (< 2^63)")
-    timestamp: _UINT = Field(description="Device clock, ms since the Unix epoch")
+    seq: _UINT = Field(
+        description="Per-device counter, strictly increasing: an integer from 1 to "
+        "9223372036854775807 (2^63-1), as a JSON number or a decimal string (docs/input.md)"
+    )
+    timestamp: _UINT = Field(
+        description="Device clock, ms since the Unix epoch: 0 to 2^63-1, at most "
+        "CHAINSENSE_MAX_FUTURE_MS ahead of the server clock"
+    )
     schema_: str = Field(
         alias="schema",
         pattern=r"^0x[0-9a-fA-F]{64}$",
@@ -61,7 +68,9 @@ class ReadingIn(BaseModel):
 
 
 class SenMLRecord(BaseModel):
-    """One named value (RFC 8428 names: n = name, u = unit, v = value)."""
+    """One named value (RFC 8428 names: n = name, u = unit, v = value); no other field."""
+
+    model_config = ConfigDict(extra="forbid")
 
     n: str = Field(examples=["temperature"])
     u: str | None = Field(default=None, examples=["Cel"])
@@ -72,7 +81,10 @@ class SenMLRecord(BaseModel):
 
 class ReadingSenMLIn(BaseModel):
     """A signed reading with SenML-style named values. The platform converts them to the schema's
-    fixed-point integers; the device must have signed exactly those integers."""
+    fixed-point integers; the device must have signed exactly those integers. A reading has
+    ``senml`` or ``values``, never both."""
+
+    model_config = ConfigDict(extra="forbid")
 
     device: str = _ADDRESS
     seq: _UINT
@@ -83,6 +95,8 @@ class ReadingSenMLIn(BaseModel):
 
 
 class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     readings: list[ReadingIn | ReadingSenMLIn] = Field(min_length=1)
 
 
@@ -96,7 +110,11 @@ class Problem(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str
+    type: str = Field(
+        description="`/problems/{code}`: GET it (relative to this server) for a page describing "
+        "the problem; GET /problems lists every type",
+        examples=["/problems/invalid-reading"],
+    )
     title: str
     status: int
     detail: str | None = None

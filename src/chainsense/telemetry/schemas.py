@@ -24,6 +24,7 @@ from eth_utils.crypto import keccak
 
 from chainsense.errors import ChainSenseError
 from chainsense.identity.reading import INT64_MAX, INT64_MIN
+from chainsense.strictjson import quote
 
 __all__ = [
     "BUILTIN_SCHEMAS",
@@ -67,9 +68,9 @@ class Metric:
         try:
             number = Decimal(value)
         except (InvalidOperation, ValueError) as exc:
-            raise ValueScaleError(self.name, f"{value!r} is not a number") from exc
+            raise ValueScaleError(self.name, f"{_shown(value)} is not a number") from exc
         if not number.is_finite():
-            raise ValueScaleError(self.name, f"{value!r} is not a finite number")
+            raise ValueScaleError(self.name, f"{_shown(value)} is not a finite number")
         # Exact and context-free, on the digits and the exponent: Decimal arithmetic rounds to
         # 28 digits, raises Overflow past 1e999999, underflows to 0, and int() of 1e500000
         # takes seconds of CPU.
@@ -79,18 +80,32 @@ class Metric:
         if shift < 0:
             if any(digits[shift:]):
                 raise ValueScaleError(
-                    self.name, f"{value} has more decimals than the schema's scale ({self.scale})"
+                    self.name,
+                    f"{_shown(value)} has more decimals than the schema's scale ({self.scale})",
                 )
             digits, shift = digits[:shift], 0
         if not any(digits):
             return 0
         if len(digits) + shift > 19:
-            raise ValueScaleError(self.name, f"{value} is outside the int64 fixed-point range")
+            raise ValueScaleError(
+                self.name, f"{_shown(value)} is outside the int64 fixed-point range"
+            )
         magnitude = int("".join(map(str, digits)) + "0" * shift)
         fixed = -magnitude if sign else magnitude
         if not INT64_MIN <= fixed <= INT64_MAX:
-            raise ValueScaleError(self.name, f"{value} is outside the int64 fixed-point range")
+            raise ValueScaleError(
+                self.name, f"{_shown(value)} is outside the int64 fixed-point range"
+            )
         return fixed
+
+
+def _shown(value: Decimal | int | str) -> str:
+    """A value for a message: a string quoted and escaped, a number as JSON writes it, both
+    cut short."""
+    if isinstance(value, str):
+        return quote(value)
+    text = str(value)
+    return text if len(text) <= 40 else text[:40] + "\u2026"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from fastapi import HTTPException
 from pydantic import BaseModel, Field
 
 from chainsense.api.errors import PROBLEM_JSON
+from chainsense.api.inputs import InputModel
 from chainsense.chain.client import Signer
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
 from chainsense.platform import Platform
@@ -75,7 +76,7 @@ class TxPublic(BaseModel):
     gas_used: int
 
 
-class ReadingRef(BaseModel):
+class ReadingRef(InputModel):
     reading_id: int = Field(
         ge=1, lt=2**63, description="A stored reading whose batch is anchored (its proof exists)"
     )

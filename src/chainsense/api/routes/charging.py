@@ -11,6 +11,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from chainsense.api.deps import OperatorDep, PlatformDep, ReaderDep
+from chainsense.api.inputs import InputModel
 from chainsense.api.routes._settlement import (
     MAX_AMOUNT,
     PROBLEMS,
@@ -34,12 +35,12 @@ ChargerPath = Annotated[
 ]
 
 
-class PriceIn(BaseModel):
+class PriceIn(InputModel):
     account: DevAccount
     price_per_wh: int = Field(ge=0, le=MAX_AMOUNT, description="Token units per Wh")
 
 
-class SessionOpen(BaseModel):
+class SessionOpen(InputModel):
     account: DevAccount
     charger: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     deposit: int = Field(gt=0, le=MAX_AMOUNT, description="Token units; the most the session costs")

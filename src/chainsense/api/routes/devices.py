@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from chainsense.api.deps import OperatorDep, PlatformDep, ReaderDep
+from chainsense.api.inputs import InputModel
 from chainsense.identity import did_pkh
 from chainsense.platform import Platform
 from chainsense.store import DeviceRecord
@@ -21,7 +22,7 @@ _ZERO32 = "0x" + "00" * 32
 AddressPath = Annotated[str, Path(pattern=_ADDRESS, description="Device key address")]
 
 
-class DeviceIn(BaseModel):
+class DeviceIn(InputModel):
     address: str = Field(
         pattern=_ADDRESS,
         description="The device's key address (its identity)",

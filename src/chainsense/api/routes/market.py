@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field, model_validator
 
 from chainsense.api.deps import OperatorDep, PlatformDep, ReaderDep
+from chainsense.api.inputs import InputModel
 from chainsense.api.routes._settlement import (
     MAX_AMOUNT,
     PROBLEMS,
@@ -54,7 +55,7 @@ class IntervalPublic(BaseModel):
     delivered_wh: int = Field(description="Wh proven delivered by anchored meter readings")
 
 
-class Deposit(BaseModel):
+class Deposit(InputModel):
     account: DevAccount
     amount: int = Field(gt=0, le=MAX_AMOUNT)
 
@@ -70,7 +71,7 @@ class Side(enum.StrEnum):
     ask = "ask"
 
 
-class OrderIn(BaseModel):
+class OrderIn(InputModel):
     account: DevAccount
     side: Side
     interval: int = Field(ge=0, lt=2**63)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from chainsense.api.deps import OperatorDep, PlatformDep, ReaderDep
+from chainsense.api.inputs import InputModel
 from chainsense.api.routes._settlement import (
     PROBLEMS,
     Address,
@@ -38,7 +39,7 @@ MAX_NUMBER = 10**15
 Price = Annotated[int, Field(gt=0, le=MAX_NUMBER, description="Token units per Wh")]
 
 
-class MandateIn(BaseModel):
+class MandateIn(InputModel):
     """What the agent may do for the participant."""
 
     meter: Address = Field(description="The participant's meter (owner in the DeviceRegistry)")
@@ -94,7 +95,7 @@ class AgentsPublic(BaseModel):
     mandates: list[MandatePublic]
 
 
-class PlaceIn(BaseModel):
+class PlaceIn(InputModel):
     interval: int | None = Field(
         default=None, ge=0, le=MAX_NUMBER, description="Default: the next interval taking orders"
     )

@@ -12,6 +12,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from chainsense.api.deps import OperatorDep, PlatformDep, ReaderDep
+from chainsense.api.inputs import InputModel
 from chainsense.api.routes._settlement import (
     PROBLEMS,
     DevAccount,
@@ -43,7 +44,7 @@ class Contract(enum.StrEnum):
     charging = "charging"
 
 
-class WithdrawalIn(BaseModel):
+class WithdrawalIn(InputModel):
     account: DevAccount
     contract: Contract
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, Field, model_validator
 
 from chainsense.api.deps import OperatorDep, PlatformDep, ReaderDep
+from chainsense.api.inputs import InputModel
 from chainsense.api.routes._settlement import (
     MAX_AMOUNT,
     PROBLEMS,
@@ -34,7 +35,7 @@ ShipmentId = Annotated[int, Path(ge=1, lt=2**63, description="The shipment id")]
 Hex32 = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{64}$")]
 
 
-class ShipmentOpen(BaseModel):
+class ShipmentOpen(InputModel):
     """A shipper's terms. Values are in the schema's fixed-point scale (chainsense.coldchain.v1:
     centi-degrees Celsius at index 0); the window is in device time, ms; amounts in token
     units."""
@@ -81,7 +82,7 @@ class ShipmentPublic(BaseModel):
     penalty: int = Field(description="What the shipper gets back if it settled now")
 
 
-class DeliveryReport(BaseModel):
+class DeliveryReport(InputModel):
     """Empty: the platform computes the result from its stored readings (see `GET
     /v1/shipments/{id}/compliance`). Both fields: the operator's own result."""
 
