@@ -16,6 +16,7 @@ from chainsense.api.routes import probes, v1
 from chainsense.api.routes.readings import BODY_MODELS
 from chainsense.config import Settings
 from chainsense.platform import open_platform
+from chainsense.redact import install_log_redaction, settings_secrets
 from chainsense.web import mount_dashboard
 
 __all__ = ["create_app"]
@@ -23,6 +24,7 @@ __all__ = ["create_app"]
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    install_log_redaction(settings_secrets(settings))  # docs/security.md
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
