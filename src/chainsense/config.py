@@ -180,25 +180,25 @@ class Settings(BaseSettings):
         default=True, description="Answer 429 when a key, a device or an address is over its rate."
     )
     rate_limit_key_rate: float = Field(
-        default=50.0, gt=0, description="Requests per second an API key may make, sustained."
+        default=100.0, gt=0, description="Requests per second an API key may make, sustained."
     )
     rate_limit_key_burst: int = Field(
-        default=100, ge=1, description="Requests an API key may make at once (the bucket size)."
+        default=200, ge=1, description="Requests an API key may make at once (the bucket size)."
     )
     rate_limit_device_rate: float = Field(
-        default=10.0,
+        default=20.0,
         gt=0,
         description="Requests per second carrying a device's readings, counted once per device "
         "per request and only after its signature is verified.",
     )
-    rate_limit_device_burst: int = Field(default=50, ge=1, description="...and at once.")
+    rate_limit_device_burst: int = Field(default=100, ge=1, description="...and at once.")
     rate_limit_address_rate: float = Field(
-        default=50.0,
+        default=100.0,
         gt=0,
         description="Requests per second from one client address without a valid API key "
         "(devices posting readings included: raise it when many devices share one address).",
     )
-    rate_limit_address_burst: int = Field(default=100, ge=1, description="...and at once.")
+    rate_limit_address_burst: int = Field(default=200, ge=1, description="...and at once.")
     redis_url: str | None = Field(
         default=None,
         description="Redis for rate-limit counters shared by every process (redis://host:6379/0)."

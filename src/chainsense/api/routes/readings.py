@@ -122,7 +122,11 @@ async def post_readings(request: Request, platform: PlatformDep) -> JSONResponse
         return JSONResponse(body, 200)
     result = results[0]
     if result.error is not None:
-        return JSONResponse(result.error.problem(), result.error.status, media_type=PROBLEM_JSON)
+        wait = result.error.retry_after
+        headers = {"Retry-After": str(math.ceil(wait))} if wait is not None else None
+        return JSONResponse(
+            result.error.problem(), result.error.status, headers=headers, media_type=PROBLEM_JSON
+        )
     ack = _ack(result)
     del ack["error"]
     return JSONResponse(ack, 201 if result.status == "stored" else 200)
