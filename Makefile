@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test check lint types audit contracts bench install clean
+.PHONY: run test check lint types audit contracts bench install clean test-security
 
 ## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
 install: $(VENV)/.installed node_modules/.installed
@@ -34,6 +34,12 @@ run: install
 ## test: the whole test suite (real Anvil; real PostgreSQL where marked)
 test: install
 	$(PY) -m pytest
+
+## test-security: secrets, rate limits, shedding, headers (docs/security.md); -s prints the
+## figures the rate-limit runs measured
+test-security: install
+	$(PY) -m pytest -q -s tests/test_redact.py tests/limits tests/api/test_protections.py \
+		tests/e2e/test_limits.py tests/e2e/test_secret_leak.py
 
 ## contracts: compile contracts/ with solc-js into src/chainsense/contracts/artifacts
 contracts: node_modules/.installed
