@@ -67,3 +67,16 @@ def test_log_records_are_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
     assert "TOPSECRET" not in text
     assert "plain *** and" in text
     assert "boom ***" in text
+
+
+def test_an_uncaught_exception_is_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    install_log_redaction(["UNCAUGHT-secret-1"])
+    try:
+        raise ValueError("bad URL http://u:UNCAUGHT-secret-1@host/")
+    except ValueError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    err = capsys.readouterr().err
+    assert "ValueError: bad URL http://u:***@host/" in err
+    assert "UNCAUGHT" not in err

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
+import traceback
 from collections.abc import Iterable, Mapping
+from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
@@ -143,7 +146,8 @@ _SECRETS = _Secrets()
 
 def install_log_redaction(secrets: Iterable[str]) -> None:
     """Scrub ``secrets`` from every log record made from now on in this process: its message,
-    its arguments and its traceback text (whatever logger, handler or formatter handles it).
+    its arguments and its traceback text (whatever logger, handler or formatter handles it);
+    and from the traceback of an uncaught exception (``sys.excepthook``).
 
     Installed once as a log record factory; later calls add secrets."""
     with _SECRETS.lock:
@@ -181,6 +185,13 @@ def install_log_redaction(secrets: Iterable[str]) -> None:
         return record
 
     logging.setLogRecordFactory(factory)
+
+    def excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        # An uncaught exception's traceback goes to stderr without logging: scrub it too.
+        text = "".join(traceback.format_exception(kind, exc, tb))
+        sys.stderr.write(scrub(text, _SECRETS.values))
+
+    sys.excepthook = excepthook
 
 
 _SECRET_SUFFIXES = ("_KEY", "_PASSPHRASE", "_PASSWORD", "_TOKEN", "_SECRET")
