@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test check lint types audit contracts bench bench-ai fuzz install clean
+.PHONY: run test check lint types audit contracts bench bench-ai fuzz install clean test-security
 
 ## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
 install: $(VENV)/.installed node_modules/.installed
@@ -42,6 +42,12 @@ fuzz: install
 	CHAINSENSE_FUZZ_SECONDS=$${CHAINSENSE_FUZZ_SECONDS:-600} \
 	CHAINSENSE_FUZZ_EXAMPLES=$${CHAINSENSE_FUZZ_EXAMPLES:-50} \
 	$(PY) -m pytest -s -p no:cacheprovider --timeout=7200 tests/fuzz tests/api/test_hostile_server.py
+
+## test-security: secrets, rate limits, shedding, headers (docs/security.md); -s prints the
+## figures the rate-limit runs measured
+test-security: install
+	$(PY) -m pytest -q -s tests/test_redact.py tests/limits tests/api/test_protections.py \
+		tests/e2e/test_limits.py tests/e2e/test_secret_leak.py
 
 ## contracts: compile contracts/ with solc-js into src/chainsense/contracts/artifacts
 contracts: node_modules/.installed

@@ -77,8 +77,17 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 def _settings(rpc: str | None = None) -> Settings:
     settings = Settings()
     if rpc is not None:
+        from chainsense.redact import install_log_redaction, url_secrets
+
+        install_log_redaction(url_secrets(rpc))
         settings = settings.model_copy(update={"rpc_url": rpc})
     return settings
+
+
+def redact_url(url: str) -> str:
+    from chainsense.redact import redact_url as redact
+
+    return redact(url)
 
 
 def _dev_rpc_url(settings: Settings) -> str:
@@ -89,6 +98,12 @@ def _dev_rpc_url(settings: Settings) -> str:
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
 ) -> None:
+    import os
+
+    from chainsense.redact import env_secrets, install_log_redaction
+
+    # Whatever a library logs (a URL with its credentials, a key), it is scrubbed first.
+    install_log_redaction(env_secrets(os.environ))
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -157,7 +172,7 @@ def chain_status(rpc: RpcOption = None) -> None:
         url = _dev_rpc_url(settings)
         async with await ChainClient.connect(url, timeout=settings.rpc_timeout, retries=1) as c:
             chain_id = await c.chain_id()
-            typer.echo(f"rpc:         {url}")
+            typer.echo(f"rpc:         {redact_url(url)}")
             typer.echo(f"chain id:    {chain_id}")
             typer.echo(f"head block:  {await c.block_number()}")
             store = DeploymentStore(settings.deployments_dir)
@@ -225,7 +240,9 @@ def contracts_deploy(
                     f"{store.path(chain_id)}; pass --force to deploy a new one"
                 )
             deployer = Signer(client, keys.deployer)
-            typer.echo(f"deploying to chain {chain_id} at {url} from {deployer.address} …")
+            typer.echo(
+                f"deploying to chain {chain_id} at {redact_url(url)} from {deployer.address} …"
+            )
             operator_address = operator or Account.from_key(keys.operator).address
             core = await deploy_core(
                 client,

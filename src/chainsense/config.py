@@ -6,6 +6,7 @@ Read once, by the app factory or the CLI, and passed down; nothing reads the env
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -204,6 +205,66 @@ class Settings(BaseSettings):
         description="Stream the demo fleet (trucks, homes, charger, machine) into this platform: "
         "one signed reading per device per second. `make run` turns it on.",
     )
+
+    # --- hardening: rate limits, load shedding, CORS (docs/security.md) ------------------------
+    rate_limit_enabled: bool = Field(
+        default=True, description="Answer 429 when a key, a device or an address is over its rate."
+    )
+    rate_limit_key_rate: float = Field(
+        default=100.0, gt=0, description="Requests per second an API key may make, sustained."
+    )
+    rate_limit_key_burst: int = Field(
+        default=200, ge=1, description="Requests an API key may make at once (the bucket size)."
+    )
+    rate_limit_device_rate: float = Field(
+        default=20.0,
+        gt=0,
+        description="Requests per second carrying a device's readings, counted once per device "
+        "per request and only after its signature is verified.",
+    )
+    rate_limit_device_burst: int = Field(default=100, ge=1, description="...and at once.")
+    rate_limit_address_rate: float = Field(
+        default=100.0,
+        gt=0,
+        description="Requests per second from one client address without a valid API key "
+        "(devices posting readings included: raise it when many devices share one address).",
+    )
+    rate_limit_address_burst: int = Field(default=200, ge=1, description="...and at once.")
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for rate-limit counters shared by every process (redis://host:6379/0)."
+        " Unset: counters live in this process.",
+    )
+    shed_max_in_flight: int = Field(
+        default=256,
+        ge=1,
+        description="Requests handled at once; more wait (see shed_queue_timeout) or get 503.",
+    )
+    shed_max_queue: int = Field(
+        default=1024, ge=0, description="Requests waiting for a slot; more get 503 at once."
+    )
+    shed_queue_timeout: float = Field(
+        default=2.0, ge=0, description="Seconds a request waits for a slot before 503."
+    )
+    shed_retry_after: int = Field(
+        default=1, ge=1, description="Retry-After (seconds) of a 503 from load shedding."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins allowed to call the API from a browser (["https://ops.example"]); '
+        "empty: CORS off (no Access-Control-* headers).",
+    )
+
+    def __repr_args__(self) -> Any:
+        # A URL may carry credentials: the repr of the settings (in a traceback, a debugger)
+        # shows them redacted.
+        from chainsense.redact import redact_url
+
+        for name, value in super().__repr_args__():
+            if name is not None and name.endswith("_url") and isinstance(value, str):
+                yield name, redact_url(value, keep_user=name == "database_url")
+            else:
+                yield name, value
 
     @property
     def uses_dev_chain(self) -> bool:

@@ -55,6 +55,10 @@ class ChainUnavailableError(ChainError):
     """The RPC endpoint did not answer, after retries."""
 
     def __init__(self, url: str, reason: str) -> None:
+        from chainsense.redact import redact_url, scrub, url_secrets
+
+        # The URL may carry credentials (user:password@, ?apikey=, /v3/<key>): never keep them.
+        url, reason = redact_url(url), scrub(reason, url_secrets(url))
         super().__init__(f"chain RPC at {url} is unreachable: {reason}")
         self.url = url
         self.reason = reason

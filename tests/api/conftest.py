@@ -78,6 +78,9 @@ def _create_key(client: TestClient, platform: Platform, scope: str) -> str:
 
 
 def make_api(data_dir: Path, database_url: str | None = None, **overrides: Any) -> Iterator[Api]:
+    # Rate limits have their own tests (tests/api/test_limits.py, tests/e2e/test_limits.py);
+    # here one shared app takes each module's bursts, which they would turn into 429s.
+    overrides.setdefault("rate_limit_enabled", False)
     settings = Settings(
         data_dir=data_dir,
         anvil_port=free_port(),

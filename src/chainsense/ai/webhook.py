@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from chainsense.redact import redact_url, scrub, url_secrets
 from chainsense.store import StoredAnomaly
 
 __all__ = ["WebhookSender", "event_json"]
@@ -102,4 +103,9 @@ class WebhookSender:
                 await asyncio.sleep(delay)
                 delay *= 2
         self.failed += 1
-        log.warning("webhook %s gave up on anomaly %s: %s", self.url, body["id"], reason)
+        log.warning(
+            "webhook %s gave up on anomaly %s: %s",
+            redact_url(self.url),
+            body["id"],
+            scrub(reason, url_secrets(self.url)),
+        )

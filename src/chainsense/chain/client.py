@@ -41,6 +41,7 @@ from chainsense.errors import (
     TransactionRejectedError,
     TransactionRevertedError,
 )
+from chainsense.redact import redact_url, scrub, url_secrets
 
 __all__ = ["ChainClient", "Signer"]
 
@@ -71,7 +72,7 @@ class ChainClient:
         backoff: float = 0.25,
         decoder: ErrorDecoder | None = None,
     ) -> None:
-        self.rpc_url = rpc_url
+        self._url = rpc_url
         self.timeout = timeout
         provider = AsyncHTTPProvider(
             rpc_url,
@@ -94,6 +95,12 @@ class ChainClient:
             await client.close()
             raise
         return client
+
+    @property
+    def rpc_url(self) -> str:
+        """The endpoint, safe to show: credentials, query values and key segments are ``***``
+        (:func:`chainsense.redact.redact_url`). The client keeps the real URL to itself."""
+        return redact_url(self._url)
 
     async def close(self) -> None:
         await self.w3.provider.disconnect()
@@ -137,7 +144,7 @@ class ChainClient:
         except ContractLogicError as exc:
             raise self._reverted(exc, function=function) from exc
         except _NETWORK_ERRORS as exc:
-            raise ChainUnavailableError(self.rpc_url, _describe(exc)) from exc
+            raise ChainUnavailableError(self._url, _describe(exc)) from exc
 
     def _reverted(
         self, exc: ContractLogicError, *, function: str | None, tx_hash: str | None = None
@@ -247,7 +254,8 @@ class Signer:
                     function=_label(fn),
                 )
             except Web3RPCError as exc:
-                raise TransactionRejectedError(f"{_label(fn)}: the node refused it: {exc}") from exc
+                why = scrub(str(exc), url_secrets(self.client._url))
+                raise TransactionRejectedError(f"{_label(fn)}: the node refused it: {why}") from exc
         return tx_hash.to_0x_hex(), tx
 
     async def transact(

@@ -21,6 +21,7 @@ from chainsense.chain.devchain import DevChain
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
 from chainsense.config import Settings
 from chainsense.errors import ConfigError
+from chainsense.redact import redact_url
 
 __all__ = ["ChainContext", "RoleKeys", "open_chain", "role_keys", "settlement_params"]
 
@@ -135,7 +136,7 @@ async def open_chain(settings: Settings) -> AsyncIterator[ChainContext]:
             if found is None:
                 raise ConfigError(
                     f"no deployment recorded for chain {chain_id} in {settings.deployments_dir}; "
-                    f"run `chainsense contracts deploy --rpc {rpc_url}` first"
+                    f"run `chainsense contracts deploy --rpc {redact_url(rpc_url)}` first"
                 )
             deployment, deployed_now = found, False
         if deployed_now:

@@ -46,6 +46,9 @@ class PlatformUnreachableError(DeviceError):
     """The platform did not answer (connection refused, timeout, 5xx) after the retries."""
 
     def __init__(self, url: str, reason: str) -> None:
+        from chainsense.redact import redact_url, scrub, url_secrets
+
+        url, reason = redact_url(url), scrub(reason, url_secrets(url))
         super().__init__(f"platform at {url} is unreachable: {reason}")
         self.url = url
         self.reason = reason
@@ -56,6 +59,9 @@ class PlatformResponseError(DeviceError):
     follow the API; ``status`` is the HTTP status and ``problem`` the RFC 9457 body, if any."""
 
     def __init__(self, url: str, status: int, detail: str, problem: object = None) -> None:
+        from chainsense.redact import redact_url
+
+        url = redact_url(url)
         super().__init__(f"platform at {url} answered {status}: {detail}")
         self.url = url
         self.status = status

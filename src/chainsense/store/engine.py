@@ -32,6 +32,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from chainsense.redact import redact_url, scrub, url_secrets
 from chainsense.store.errors import StoreError, StoreUnavailableError
 
 __all__ = ["Database", "default_url", "mask_url", "parse_url"]
@@ -57,12 +58,13 @@ def default_url(data_dir: Path | str) -> str:
 
 
 def mask_url(url: str | URL) -> str:
-    """The URL with its password replaced by ``***`` (safe to log or show)."""
+    """The URL with its password and query values replaced by ``***`` (safe to log or show;
+    :func:`chainsense.redact.redact_url`)."""
     try:
         parsed = make_url(url) if isinstance(url, str) else url
     except ArgumentError:
         return "<unparseable database URL>"
-    return parsed.render_as_string(hide_password=True)
+    return redact_url(parsed.render_as_string(hide_password=False), keep_user=True)
 
 
 def parse_url(url: str | URL) -> URL:
@@ -118,6 +120,7 @@ class Database:
     def __init__(self, url: URL) -> None:
         self.url = url
         self.masked_url = mask_url(url)
+        self._secrets = url_secrets(url.render_as_string(hide_password=False))
         self.dialect: str = _ALIASES[url.drivername]
         kwargs: dict[str, Any] = {
             "json_serializer": functools.partial(json.dumps, separators=(",", ":")),
@@ -140,6 +143,10 @@ class Database:
         else:
             self._writer = self.engine
 
+    def _reason(self, exc: BaseException) -> str:
+        """What went wrong, without the URL's secrets (a driver may quote its DSN)."""
+        return scrub(_reason(exc), self._secrets)
+
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
@@ -152,13 +159,13 @@ class Database:
         except StoreError:
             raise
         except _UNAVAILABLE as exc:
-            raise StoreUnavailableError(self.masked_url, _reason(exc)) from exc
+            raise StoreUnavailableError(self.masked_url, self._reason(exc)) from exc
         except DBAPIError as exc:
             if exc.connection_invalidated:
-                raise StoreUnavailableError(self.masked_url, _reason(exc)) from exc
-            raise StoreError(f"database error at {self.masked_url}: {_reason(exc)}") from exc
+                raise StoreUnavailableError(self.masked_url, self._reason(exc)) from exc
+            raise StoreError(f"database error at {self.masked_url}: {self._reason(exc)}") from exc
         except SQLAlchemyError as exc:
-            raise StoreError(f"database error at {self.masked_url}: {_reason(exc)}") from exc
+            raise StoreError(f"database error at {self.masked_url}: {self._reason(exc)}") from exc
 
     async def _connect(self, engine: AsyncEngine) -> AsyncConnection:
         """A pooled connection; any failure to get one means the database is unavailable."""
@@ -168,7 +175,7 @@ class Database:
         except StoreError:
             raise
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
-            raise StoreUnavailableError(self.masked_url, _reason(exc)) from exc
+            raise StoreUnavailableError(self.masked_url, self._reason(exc)) from exc
         return conn
 
     @asynccontextmanager

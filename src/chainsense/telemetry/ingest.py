@@ -20,7 +20,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -61,6 +61,8 @@ class Rejection:
     title: str
     detail: str
     field: str | None = None
+    retry_after: float | None = None
+    """Seconds after which a retry can succeed (a rate limit): the Retry-After header."""
 
     def problem(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -199,6 +201,9 @@ class IngestPipeline:
         self.on_stored = on_stored
         """Called with the largest new reading id after each durable commit (the AI worker's
         wake-up); it must only set a flag or put_nowait, never block."""
+        self.admit: Callable[[Sequence[str]], Awaitable[dict[str, float]]] | None = None
+        """The per-device rate limit (set by the API): given the devices whose readings passed
+        the checks (signature verified), the refused ones and their retry-after in seconds."""
 
     async def ingest(self, items: Sequence[Any]) -> list[IngestResult]:
         """Check every item, store the good ones in one transaction, and return a result per
@@ -211,6 +216,8 @@ class IngestPipeline:
             results, rows, row_index = await asyncio.to_thread(self._check_all, items, now_ms)
         else:
             results, rows, row_index = self._check_all(items, now_ms)
+        if rows and self.admit is not None:
+            rows, row_index = await self._admit(results, rows, row_index)
         if rows:
             stored = await self.store.readings.insert_batch(rows)
             for index, row, outcome in zip(row_index, rows, stored, strict=True):
@@ -223,6 +230,27 @@ class IngestPipeline:
                     except Exception:
                         log.exception("on_stored callback failed after the commit")
         return [r for r in results if r is not None]
+
+    async def _admit(
+        self, results: list[IngestResult | None], rows: list[NewReading], row_index: list[int]
+    ) -> tuple[list[NewReading], list[int]]:
+        """Refuse (429) the readings of devices over their rate limit; keep the others."""
+        assert self.admit is not None
+        refused = await self.admit(sorted({row.device for row in rows}))
+        if not refused:
+            return rows, row_index
+        kept: tuple[list[NewReading], list[int]] = ([], [])
+        for index, row in zip(row_index, rows, strict=True):
+            wait = refused.get(row.device)
+            if wait is None:
+                kept[0].append(row)
+                kept[1].append(index)
+                continue
+            results[index] = IngestResult(index, "rejected", device=row.device, seq=row.seq,
+                error=Rejection(429, "rate-limited", "Too many requests",
+                    f"the device {row.device} is over its rate limit; retry after {wait:g} s",
+                    "device", retry_after=wait))  # fmt: skip
+        return kept
 
     def _check_all(
         self, items: Sequence[Any], now_ms: int

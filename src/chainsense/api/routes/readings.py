@@ -116,7 +116,9 @@ async def post_readings(request: Request, platform: PlatformDep) -> JSONResponse
         return AsciiJSONResponse(batch, 200)
     result = results[0]
     if result.error is not None:
-        return ProblemResponse(result.error.problem(), result.error.status)
+        wait = result.error.retry_after
+        headers = {"Retry-After": str(math.ceil(wait))} if wait is not None else None
+        return ProblemResponse(result.error.problem(), result.error.status, headers=headers)
     ack = _ack(result)
     del ack["error"]
     return JSONResponse(ack, 201 if result.status == "stored" else 200)
