@@ -33,6 +33,7 @@ from chainsense.identity import (
     struct_hash,
 )
 from chainsense.store import NewReading, Outcome, Store
+from chainsense.telemetry.committer import GroupCommitter
 from chainsense.telemetry.schemas import SchemaRegistry, UnknownSchemaError, ValueScaleError
 
 __all__ = ["IngestPipeline", "IngestResult", "Rejection", "parse_body"]
@@ -151,8 +152,11 @@ class IngestPipeline:
         max_future_ms: int = 300_000,
         clock: Callable[[], float] = time.time,
         on_stored: Callable[[int], None] | None = None,
+        committer: GroupCommitter | None = None,
     ) -> None:
         self.store = store
+        self.committer = committer or GroupCommitter(store.readings.insert_batch)
+        """The one writer path: concurrent requests' rows are committed together."""
         self.verifier = verifier
         self.registry = registry
         self.schemas = schemas
@@ -163,8 +167,9 @@ class IngestPipeline:
         wake-up); it must only set a flag or put_nowait, never block."""
 
     async def ingest(self, items: Sequence[Any]) -> list[IngestResult]:
-        """Check every item, store the good ones in one transaction, and return a result per
-        item. Returns only after the commit: a ``stored`` result is durable."""
+        """Check every item, store the good ones in one transaction (shared with concurrent
+        requests: see telemetry/committer.py), and return a result per item. Returns only after
+        the commit: a ``stored`` result is durable."""
         now_ms = int(self._clock() * 1000)
         if len(items) >= _THREAD_MIN_BATCH:
             # libsecp256k1 releases the GIL, so checking a batch in a worker thread lets one
@@ -174,7 +179,7 @@ class IngestPipeline:
         else:
             results, rows, row_index = self._check_all(items, now_ms)
         if rows:
-            stored = await self.store.readings.insert_batch(rows)
+            stored = await self.committer.submit(rows)
             for index, row, outcome in zip(row_index, rows, stored, strict=True):
                 results[index] = _result(index, row, outcome.outcome, outcome.reading_id)
             if self.on_stored is not None:
