@@ -109,7 +109,16 @@ def serve(
     typer.echo(f"ChainSense on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     if settings.uses_dev_chain:
         typer.echo(f"dev chain: Anvil on {_dev_rpc_url(settings)}, state in {settings.chain_dir}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    from chainsense.observability.logs import UVICORN_LOG_CONFIG, configure_logging
+
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        log_config=UVICORN_LOG_CONFIG,
+    )
 
 
 # --- chain ---------------------------------------------------------------------------------

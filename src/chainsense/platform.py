@@ -20,12 +20,15 @@ from chainsense.chain.registry import DeviceState, RegistryView
 from chainsense.chain.runtime import ChainContext, open_chain
 from chainsense.config import Settings
 from chainsense.identity import ReadingVerifier
+from chainsense.observability.metrics import metrics
+from chainsense.observability.sampler import sample_gauges
 from chainsense.provenance.anchorer import Anchorer, AnchorPolicy
 from chainsense.provenance.export import ProofService
 from chainsense.provenance.proof import DomainRef
 from chainsense.settlement import open_settlement
 from chainsense.settlement.agent import MarketAgent
 from chainsense.store import DeviceRecord, DeviceStatus, Store
+from chainsense.telemetry.committer import GroupCommitter
 from chainsense.telemetry.ingest import IngestPipeline
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS, SchemaRegistry
 
@@ -101,6 +104,11 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             registry=registry,
             schemas=schemas,
             max_future_ms=settings.max_future_ms,
+            committer=GroupCommitter(
+                store.readings.insert_batch,
+                max_rows=settings.commit_max_readings,
+                window_s=settings.commit_window_ms / 1000,
+            ),
         )
         ai: AIService | None = None
         if settings.ai_enabled:
@@ -118,7 +126,12 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             ingest.on_stored = ai.notify
             await ai.start()
             stack.push_async_callback(ai.stop)
-        log.info("platform ready: store %s, chain %s", store.url, chain.deployment.chain_id)
+        log.info(
+            "platform ready: store %s, chain %s (contracts %s)",
+            store.url,
+            chain.deployment.chain_id,
+            "deployed now" if chain.deployed_now else "found",
+        )
         proofs = ProofService(
             store=store,
             schemas=schemas,
@@ -142,6 +155,16 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             from chainsense.demo.live import stream_fleet
 
             await _start(stack, stream_fleet(platform), "demo-fleet")
+        roles = {
+            "registry-sync": True,
+            "anchorer": settings.anchoring,
+            "ai": ai is not None,
+            "market-agent": settings.market_agent,
+            "demo-fleet": settings.demo_fleet,
+        }
+        for role, held in roles.items():
+            metrics().leader.labels(role=role).set(1 if held else 0)
+        await _start(stack, sample_gauges(platform), "metrics-sampler")
         yield platform
 
 

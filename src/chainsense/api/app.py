@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from chainsense import __version__
 from chainsense.api.errors import PROBLEM_JSON, install_error_handlers
+from chainsense.api.observability import RequestObservabilityMiddleware
+from chainsense.api.observability import router as metrics_router
 from chainsense.api.routes import probes, v1
 from chainsense.api.routes.readings import BODY_MODELS
 from chainsense.config import Settings
@@ -45,7 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(RequestObservabilityMiddleware)
     app.include_router(probes)
+    app.include_router(metrics_router)
     app.include_router(v1)
     mount_dashboard(app)
     _document_body_models(app)

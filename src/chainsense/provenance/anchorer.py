@@ -43,6 +43,7 @@ from web3.contract import AsyncContract
 
 from chainsense.chain.client import ChainClient, Signer
 from chainsense.errors import ChainError, ChainSenseError, TransactionRevertedError
+from chainsense.observability.metrics import metrics
 from chainsense.provenance.merkle import MerkleTree
 from chainsense.store import Backlog, BatchRecord, BatchState, PendingReading, Store
 
@@ -159,6 +160,8 @@ class Anchorer:
                     self._sealed.set()
             except ChainSenseError as exc:  # the store is down: ingestion fails too; retry
                 log.warning("sealing failed: %s", exc)
+                self.state.last_error = f"sealing failed: {exc}"
+                self.state.last_error_at = self._clock()
             await _wait(self._wake, self.policy.poll_interval)
 
     async def _anchor_loop(self) -> None:
@@ -170,14 +173,18 @@ class Anchorer:
                     next_check = time.monotonic() + self.policy.reorg_check_interval
                 await self.anchor_sealed()
                 self._succeeded()
-                delay = self.policy.poll_interval
             except ChainSenseError as exc:
-                delay = self._failed(exc)
-            await _wait(self._sealed, delay)
+                # a failing chain waits its whole backoff: newly sealed batches do not cut it
+                await asyncio.sleep(self._failed(exc))
+                continue
+            await _wait(self._sealed, self.policy.poll_interval)
 
     def _succeeded(self) -> None:
+        if not self.state.chain_ok:
+            log.info("anchoring recovered after %d failures", self.state.consecutive_failures)
         self.state.chain_ok = True
         self.state.consecutive_failures = 0
+        self.state.last_error = None
 
     def _failed(self, exc: BaseException) -> float:
         self.state.chain_ok = False
@@ -236,6 +243,7 @@ class Anchorer:
             sealed_at=self._clock(),
         )
         self.state.batches_sealed += 1
+        metrics().batches_sealed.inc()
         log.info("sealed batch %d: %d readings, root 0x%s", batch.id, len(values), tree.root.hex())
         self._crashpoint("after-seal")
         return batch
@@ -253,6 +261,7 @@ class Anchorer:
             if isinstance(result, ChainSenseError):
                 errors.append(result)
                 await self.store.batches.record_failure(batch.id, str(result))
+                metrics().anchor_transactions.labels(result="failed").inc()
             elif isinstance(result, BaseException):
                 raise result
             elif result is not None:
@@ -274,12 +283,15 @@ class Anchorer:
                 self._crashpoint("after-send")
                 # A reverted receipt is judged below: the root may have been anchored by an
                 # earlier attempt whose transaction was still pending when this one was sent.
-                await self.client.wait_for_receipt(
+                receipt = await self.client.wait_for_receipt(
                     tx_hash, timeout=self.policy.tx_timeout, confirmations=1
                 )
+                metrics().anchor_gas_used.inc(int(receipt.get("gasUsed", 0)))
+                metrics().anchor_transactions.labels(result="anchored").inc()
             except TransactionRevertedError as exc:
                 if exc.error_name != "ReadingAnchorRootAlreadyAnchored":
                     raise
+                metrics().anchor_transactions.labels(result="already_anchored").inc()
                 log.info("batch %d: root already anchored; recording that anchor", batch.id)
             self._crashpoint("after-receipt")
             found = await self.find_anchor(batch.root)
@@ -301,6 +313,7 @@ class Anchorer:
         self.state.last_anchored_batch = batch.id
         delay = (self._clock() - batch.sealed_at).total_seconds()
         self.state.recent_delays = [*self.state.recent_delays[-31:], delay]
+        metrics().anchor_confirmation.observe(delay)
         log.info("anchored batch %d in block %d", batch.id, found.block_number)
         return await self.store.batches.get(batch.id)
 

@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from chainsense.observability.metrics import metrics
 from chainsense.store import InsertResult, NewReading
 
 __all__ = ["CommitStats", "GroupCommitter"]
@@ -143,6 +144,10 @@ class GroupCommitter:
         stats.rows += len(rows)
         stats.requests += len(group)
         stats.last_group_rows = len(rows)
+        m = metrics()
+        m.commit_duration.observe(elapsed)
+        m.commit_batch_readings.observe(len(rows))
+        m.commit_batch_requests.observe(len(group))
         for observe in stats.observers:
             observe(len(group), len(rows), elapsed)
 

@@ -32,6 +32,7 @@ from chainsense.identity import (
     ReadingVerifier,
     struct_hash,
 )
+from chainsense.observability.metrics import metrics
 from chainsense.store import NewReading, Outcome, Store
 from chainsense.telemetry.committer import GroupCommitter
 from chainsense.telemetry.schemas import SchemaRegistry, UnknownSchemaError, ValueScaleError
@@ -166,10 +167,11 @@ class IngestPipeline:
         """Called with the largest new reading id after each durable commit (the AI worker's
         wake-up); it must only set a flag or put_nowait, never block."""
 
-    async def ingest(self, items: Sequence[Any]) -> list[IngestResult]:
+    async def ingest(self, items: Sequence[Any], *, transport: str = "http") -> list[IngestResult]:
         """Check every item, store the good ones in one transaction (shared with concurrent
         requests: see telemetry/committer.py), and return a result per item. Returns only after
         the commit: a ``stored`` result is durable."""
+        started = time.perf_counter()
         now_ms = int(self._clock() * 1000)
         if len(items) >= _THREAD_MIN_BATCH:
             # libsecp256k1 releases the GIL, so checking a batch in a worker thread lets one
@@ -178,6 +180,8 @@ class IngestPipeline:
             results, rows, row_index = await asyncio.to_thread(self._check_all, items, now_ms)
         else:
             results, rows, row_index = self._check_all(items, now_ms)
+        m = metrics()
+        m.verification_duration.observe(time.perf_counter() - started)
         if rows:
             stored = await self.committer.submit(rows)
             for index, row, outcome in zip(row_index, rows, stored, strict=True):
@@ -186,7 +190,10 @@ class IngestPipeline:
                 new = [o.reading_id for o in stored if o.outcome is Outcome.STORED]
                 if new:
                     self.on_stored(max(i for i in new if i is not None))
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        _count(m, transport, done)
+        m.ack_latency.labels(transport=transport).observe(time.perf_counter() - started)
+        return done
 
     def _check_all(
         self, items: Sequence[Any], now_ms: int
@@ -389,6 +396,14 @@ def _result(index: int, row: NewReading, outcome: Outcome, reading_id: int | Non
         ),
     }[outcome]
     return IngestResult(index, "rejected", reading_id, row.device, row.seq, rejection)
+
+
+def _count(m: Any, transport: str, results: list[IngestResult]) -> None:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    for status, n in counts.items():
+        m.readings_ingested.labels(transport=transport, result=status).inc(n)
 
 
 def _json_type(value: Any) -> str:
