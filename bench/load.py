@@ -64,6 +64,7 @@ class Result:
     ceiling_all: float = 0.0
     offered_rate: float | None = None
     exhausted: bool = False
+    explain: str = ""
 
     @property
     def rate(self) -> float:
@@ -252,6 +253,50 @@ def _ceiling(signed: list[tuple[base.Reading, bytes]], domain: base.Domain) -> f
     return base._ceiling_all_cores(signed[:CEILING_SAMPLE], domain)
 
 
+_SCRAPED = (
+    "chainsense_commit_duration_seconds",
+    "chainsense_commit_batch_readings",
+    "chainsense_commit_batch_requests",
+    "chainsense_signature_verification_duration_seconds",
+    "chainsense_ingest_ack_latency_seconds",
+)
+
+
+def _scrape(base_url: str) -> dict[str, float]:
+    """``<histogram>_sum`` and ``_count`` of the ingest histograms, from /metrics."""
+    import httpx
+
+    out: dict[str, float] = {}
+    text = httpx.get(base_url + "/metrics", timeout=30).text
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        base_name = name.split("{", 1)[0]
+        if base_name.endswith(("_sum", "_count")) and base_name.rsplit("_", 1)[0] in _SCRAPED:
+            out[base_name] = out.get(base_name, 0.0) + float(value)
+    return out
+
+
+def _explain(before: dict[str, float], after: dict[str, float]) -> str:
+    """Mean figures over a scenario from the server's own histograms."""
+
+    def mean(name: str) -> float:
+        n = after.get(name + "_count", 0) - before.get(name + "_count", 0)
+        s = after.get(name + "_sum", 0) - before.get(name + "_sum", 0)
+        return s / n if n else float("nan")
+
+    commits = after.get("chainsense_commit_duration_seconds_count", 0) - before.get(
+        "chainsense_commit_duration_seconds_count", 0
+    )
+    return (
+        f"server: {commits:.0f} group commits, mean "
+        f"{mean('chainsense_commit_duration_seconds') * 1000:.1f} ms, "
+        f"{mean('chainsense_commit_batch_readings'):.1f} readings / "
+        f"{mean('chainsense_commit_batch_requests'):.1f} requests each; checks "
+        f"{mean('chainsense_signature_verification_duration_seconds') * 1000:.2f} ms per request; "
+        f"pipeline ack {mean('chainsense_ingest_ack_latency_seconds') * 1000:.1f} ms"
+    )
+
+
 def _measure(
     server: base.Server,
     name: str,
@@ -261,9 +306,11 @@ def _measure(
     res: Result,
 ) -> Result:
     before = _ceiling(sample, domain)
+    scraped = _scrape(server.base_url)
     cpu0 = base._process_cpu_s(server.process.pid)
     asyncio.run(run)
     cpu1 = base._process_cpu_s(server.process.pid)
+    res.explain = _explain(scraped, _scrape(server.base_url))
     after = _ceiling(sample, domain)
     res.ceiling_all = max(before, after)
     if cpu0 is not None and cpu1 is not None:
@@ -283,6 +330,8 @@ def _print_row(r: Result) -> None:
         + (f"; FAILED {dict(r.failed)}" if r.failed else "")
         + ("; (ran out of pre-signed readings: raise --per-device)" if r.exhausted else "")
     )
+    if r.explain:
+        base._log(f"{r.scenario}: {r.explain}")
 
 
 def _run_backend(backend: str, args: argparse.Namespace) -> list[Result]:

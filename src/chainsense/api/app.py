@@ -20,7 +20,17 @@ from chainsense.config import Settings
 from chainsense.platform import open_platform
 from chainsense.web import mount_dashboard
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_worker_app"]
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one ``serve --workers N`` process: settings from the environment, and this
+    process's logging set up the same way as the parent's."""
+    from chainsense.observability.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

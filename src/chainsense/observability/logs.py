@@ -54,6 +54,13 @@ def _add_ids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutab
     return event
 
 
+def _drop_color(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    event.pop("color_message", None)  # uvicorn's ANSI copy of the message
+    return event
+
+
 def configure_logging(*, fmt: str = "console", level: str = "INFO") -> None:
     """Route all standard-library logging through structlog. Idempotent."""
     level_no = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
@@ -70,7 +77,7 @@ def configure_logging(*, fmt: str = "console", level: str = "INFO") -> None:
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _drop_color, *shared],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info if fmt == "json" else _identity,

@@ -32,7 +32,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -46,6 +46,7 @@ from chainsense.errors import ChainError, ChainSenseError, TransactionRevertedEr
 from chainsense.observability.metrics import metrics
 from chainsense.provenance.merkle import MerkleTree
 from chainsense.store import Backlog, BatchRecord, BatchState, PendingReading, Store
+from chainsense.store.leader import NotLeaderError
 
 __all__ = ["AnchorPolicy", "Anchorer", "AnchorerStatus", "OnChainAnchor"]
 
@@ -125,8 +126,12 @@ class Anchorer:
         policy: AnchorPolicy | None = None,
         crash_at: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fence: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
+        self.fence = fence
+        """Called before each write (seal, send, record); raises when this process is no
+        longer the anchorer's leader (store/leader.py)."""
         self.client = client
         self.signer = signer
         self.policy = policy or AnchorPolicy()
@@ -138,6 +143,10 @@ class Anchorer:
         self._sealed = asyncio.Event()
 
     # --- running ---------------------------------------------------------------------------
+
+    async def _fenced(self) -> None:
+        if self.fence is not None:
+            await self.fence()
 
     def notify(self) -> None:
         """New readings were stored: check the size trigger now rather than at the next poll."""
@@ -235,6 +244,7 @@ class Anchorer:
             tree = await asyncio.to_thread(MerkleTree, values)
         else:
             tree = MerkleTree(values)
+        await self._fenced()
         batch = await self.store.batches.seal(
             [p.id for p in pending],
             root=tree.root,
@@ -258,6 +268,8 @@ class Anchorer:
         anchored: list[BatchRecord] = []
         errors: list[ChainSenseError] = []
         for batch, result in zip(batches, results, strict=True):
+            if isinstance(result, NotLeaderError):
+                raise result  # not ours to record any more
             if isinstance(result, ChainSenseError):
                 errors.append(result)
                 await self.store.batches.record_failure(batch.id, str(result))
@@ -279,6 +291,7 @@ class Anchorer:
                 batch.root, batch.reading_count, batch.id.to_bytes(32, "big")
             )
             try:
+                await self._fenced()
                 tx_hash = await self.signer.send(fn)
                 self._crashpoint("after-send")
                 # A reverted receipt is judged below: the root may have been anchored by an
@@ -299,6 +312,7 @@ class Anchorer:
                 raise ChainError(f"batch {batch.id}: the anchor transaction left no anchor")
         if not await self._confirmed(found):
             return None
+        await self._fenced()
         await self.store.batches.mark_anchored(
             batch.id,
             chain_id=await self.client.chain_id(),
