@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test check lint types audit contracts bench install clean
+.PHONY: run test check lint types audit contracts bench load install clean
 
 ## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
 install: $(VENV)/.installed node_modules/.installed
@@ -54,7 +54,11 @@ audit: install
 
 ## bench: benchmarks that print ratios measured in one run
 bench: install
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(filter-out bench/load.py,$(wildcard bench/*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## load: many concurrent devices against `chainsense serve` (SQLite and PostgreSQL), ~5 min
+load: install
+	$(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) node_modules .pytest_cache .mypy_cache .ruff_cache

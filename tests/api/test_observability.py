@@ -121,3 +121,29 @@ def test_console_logs_are_readable_lines() -> None:
     assert "sealed batch 7" in out
     assert "request_id=req-42" in out
     assert "[info" in out
+
+
+def test_an_unavailable_store_is_503_with_retry_after() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from chainsense.api.errors import install_error_handlers
+    from chainsense.store import StoreUnavailableError
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise StoreUnavailableError("sqlite:///x", "OperationalError: database or disk is full")
+
+    response = TestClient(app).get("/boom")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert "disk is full" in response.json()["detail"]
+
+
+def test_readyz_answers_quickly(api: Api) -> None:
+    body = api.client.get("/readyz").json()
+    assert body["status"] == "ready"
+    assert body["checks"]["chain"].startswith("ok")

@@ -27,6 +27,7 @@ from chainsense.settlement.errors import (
     NotAuthorizedError,
     SettlementError,
 )
+from chainsense.store.errors import StoreUnavailableError
 
 __all__ = ["install_error_handlers", "problem"]
 
@@ -56,6 +57,10 @@ _SETTLEMENT_STATUS: tuple[tuple[type[SettlementError], int, str], ...] = (
 )
 
 
+RETRY_AFTER_S = 2
+"""Seconds a client is asked to wait after a 503 (store or chain unavailable)."""
+
+
 def _status_of(exc: ChainSenseError) -> tuple[int, str]:
     if isinstance(exc, SettlementError):
         return next((s, t) for cls, s, t in _SETTLEMENT_STATUS if isinstance(exc, cls))
@@ -67,6 +72,8 @@ def _status_of(exc: ChainSenseError) -> tuple[int, str]:
         return 409, "Agent not allowed on-chain"
     if isinstance(exc, ChainUnavailableError):
         return 503, "Chain unavailable"
+    if isinstance(exc, StoreUnavailableError):  # down, locked, or its disk is full
+        return 503, "Store unavailable"
     if isinstance(exc, ChainTimeoutError):
         return 504, "Chain timeout"
     if isinstance(exc, TransactionRevertedError):
@@ -98,7 +105,10 @@ def install_error_handlers(app: FastAPI) -> None:
                 extra["tx_hash"] = exc.tx_hash
         elif isinstance(exc, ProofFormatError):
             extra = {"field": exc.field}
-        return problem(status, title, str(exc), **extra)
+        response = problem(status, title, str(exc), **extra)
+        if status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
