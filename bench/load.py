@@ -390,7 +390,8 @@ def _run_backend(backend: str, args: argparse.Namespace) -> list[Result]:
         if "batch" in args.scenarios:
             for size in args.batches:
                 senders = min(args.connections, n)
-                per_device = max(size, args.batch_readings // n)
+                # enough for a few requests per sender, whatever the batch size
+                per_device = -(-max(args.batch_readings, size * senders * 3) // n)
                 base._log(f"{backend}: signing {per_device * n:,} readings for batches of {size}")
                 taken = [signer.take(i, per_device) for i in range(n)]
                 sample = [(r, s) for rows in taken for r, s, _ in rows[:30]]
