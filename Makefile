@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test check lint types audit contracts bench bench-ai fuzz install clean test-security
+.PHONY: run test check lint types audit contracts bench bench-ai fuzz load install clean test-security
 
 ## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
 install: $(VENV)/.installed node_modules/.installed
@@ -68,7 +68,11 @@ audit: install
 
 ## bench: benchmarks that print ratios measured in one run
 bench: install
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(filter-out bench/load.py,$(wildcard bench/*.py)); do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## load: many concurrent devices against `chainsense serve` (SQLite and PostgreSQL), ~5 min
+load: install
+	$(PY) bench/load.py
 
 ## bench-ai: anomaly detection on SKAB (dev/test split, NAB and F1/FAR/MAR) and the synthetic suite
 bench-ai: install

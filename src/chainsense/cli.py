@@ -114,19 +114,18 @@ def _main(
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes (default: every core on PostgreSQL; SQLite serves from one).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API and the dashboard (starting the dev chain when no RPC URL is set)."""
-    import uvicorn
+    from chainsense.serve_cli import serve_command
 
-    from chainsense.api import create_app
-
-    settings = Settings()
-    host = host or settings.host
-    port = port or settings.port
-    typer.echo(f"ChainSense on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    if settings.uses_dev_chain:
-        typer.echo(f"dev chain: Anvil on {_dev_rpc_url(settings)}, state in {settings.chain_dir}")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    serve_command(host, port, workers)
 
 
 # --- chain ---------------------------------------------------------------------------------

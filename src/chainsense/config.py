@@ -266,6 +266,33 @@ class Settings(BaseSettings):
             else:
                 yield name, value
 
+    # --- runtime: ingest group commit, logs, traces ---------------------------------------------
+    commit_window_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="Hold a group commit of readings this long to gather more requests (0: only "
+        "what arrived while the previous commit ran, which adds no delay when idle).",
+    )
+    commit_max_readings: int = Field(
+        default=10_000, ge=1, description="At most this many readings in one group commit."
+    )
+    log_format: str = Field(
+        default="console",
+        pattern="^(console|json)$",
+        description="Log lines as readable key=value text (console) or one JSON object (json).",
+    )
+    log_level: str = Field(
+        default="INFO",
+        pattern="^(?i:debug|info|warning|error)$",
+        description="Lowest level logged; DEBUG adds per-request RPC chatter.",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318) to export traces to; unset: "
+        "tracing is off.",
+    )
+
     @property
     def uses_dev_chain(self) -> bool:
         """True when ChainSense runs its own local Anvil chain."""

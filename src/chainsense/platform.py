@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +20,17 @@ from chainsense.chain.registry import DeviceState, RegistryView
 from chainsense.chain.runtime import ChainContext, open_chain
 from chainsense.config import Settings
 from chainsense.identity import ReadingVerifier
+from chainsense.observability.metrics import metrics
+from chainsense.observability.sampler import sample_gauges
 from chainsense.provenance.anchorer import Anchorer, AnchorPolicy
 from chainsense.provenance.export import ProofService
 from chainsense.provenance.proof import DomainRef
 from chainsense.settlement import open_settlement
 from chainsense.settlement.agent import MarketAgent
 from chainsense.store import DeviceRecord, DeviceStatus, Store
+from chainsense.store.engine import parse_url
+from chainsense.store.leader import Leadership
+from chainsense.telemetry.committer import GroupCommitter
 from chainsense.telemetry.ingest import IngestPipeline
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS, SchemaRegistry
 
@@ -83,6 +88,11 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
         )
         await registry.sync()
         await _start(stack, registry.run(), "registry-sync")
+        # Singletons run once across every process on this database: one leader per role
+        # (store/leader.py; PostgreSQL advisory locks; SQLite is one process anyway).
+        leaders = _Leaders(store, settings)
+        stack.push_async_callback(leaders.close)
+        anchor_lead = leaders.role("anchorer")
         anchorer = Anchorer(
             store=store,
             client=chain.client,
@@ -90,9 +100,10 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             contract=chain.deployment.contracts["ReadingAnchor"].address,
             policy=anchor_policy(settings),
             crash_at=settings.crash_at,
+            fence=anchor_lead.fence,
         )
         if settings.anchoring:
-            await _start(stack, anchorer.run(), "anchorer")
+            await _start(stack, anchor_lead.hold(anchorer.run), "anchorer")
         verifier = ReadingVerifier(chain.deployment.chain_id, registry_deployment.address)
         schemas = BUILTIN_SCHEMAS
         ingest = IngestPipeline(
@@ -101,6 +112,11 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             registry=registry,
             schemas=schemas,
             max_future_ms=settings.max_future_ms,
+            committer=GroupCommitter(
+                store.readings.insert_batch,
+                max_rows=settings.commit_max_readings,
+                window_s=settings.commit_window_ms / 1000,
+            ),
         )
         ai: AIService | None = None
         if settings.ai_enabled:
@@ -120,9 +136,17 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
                 publish=await _webhook(stack, settings),
             )
             ingest.on_stored = ai.notify
-            await ai.start()
-            stack.push_async_callback(ai.stop)
-        log.info("platform ready: store %s, chain %s", store.url, chain.deployment.chain_id)
+            if leaders.url is None:
+                await ai.start()
+                stack.push_async_callback(ai.stop)
+            else:
+                await _start(stack, leaders.role("ai").hold(_service_job(ai)), "ai")
+        log.info(
+            "platform ready: store %s, chain %s (contracts %s)",
+            store.url,
+            chain.deployment.chain_id,
+            "deployed now" if chain.deployed_now else "found",
+        )
         proofs = ProofService(
             store=store,
             schemas=schemas,
@@ -137,7 +161,7 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             poll_interval=settings.market_agent_poll_interval,
         )
         if settings.market_agent:
-            await _start(stack, market_agent.run(), "market-agent")
+            await _start(stack, leaders.role("market-agent").hold(market_agent.run), "market-agent")
         platform = Platform(
             settings, store, chain, registry, schemas, verifier, ingest, anchorer, proofs,
             market_agent, ai,
@@ -145,8 +169,44 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
         if settings.demo_fleet:
             from chainsense.demo.live import stream_fleet
 
-            await _start(stack, stream_fleet(platform), "demo-fleet")
+            fleet = leaders.role("demo-fleet")
+            await _start(stack, fleet.hold(lambda: stream_fleet(platform)), "demo-fleet")
+        metrics().leader.labels(role="registry-sync").set(1)  # every process keeps its view
+        await _start(stack, sample_gauges(platform), "metrics-sampler")
         yield platform
+
+
+class _Leaders:
+    """The elections of this process, one per singleton role."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.url = None if store.dialect == "sqlite" else parse_url(settings.store_url)
+        self._roles: dict[str, Leadership] = {}
+
+    def role(self, name: str) -> Leadership:
+        if name not in self._roles:
+            metrics().leader.labels(role=name).set(0)
+            self._roles[name] = Leadership(name, self.url, on_change=_leader_gauge)
+        return self._roles[name]
+
+    async def close(self) -> None:
+        for leadership in self._roles.values():
+            await leadership.close()
+
+
+def _leader_gauge(role: str, leader: bool) -> None:
+    metrics().leader.labels(role=role).set(1 if leader else 0)
+
+
+def _service_job(service: AIService) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def job() -> None:
+        await service.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await service.stop()
+
+    return job
 
 
 def anchor_policy(settings: Settings) -> AnchorPolicy:

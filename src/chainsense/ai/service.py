@@ -23,6 +23,7 @@ from chainsense.ai.forecast import SeasonalProfile
 from chainsense.ai.maintenance import DegradationTrend, RemainingLife
 from chainsense.ai.monitor import AnomalyEvent, Rules, Sensitivity, StreamMonitor, Thresholds
 from chainsense.errors import ChainSenseError
+from chainsense.observability.metrics import metrics
 from chainsense.store import Alarm, AlarmChange, NewAnomaly, Store, StoredAnomaly, StoredReading
 from chainsense.telemetry.schemas import SchemaRegistry, UnknownSchemaError
 
@@ -189,6 +190,9 @@ class AIService:
             self.newest = max(self.newest, self.cursor)
             self.processed += len(rows)
             self.events += len(stored)
+            if stored:
+                metrics().anomalies_raised.inc(len(stored))
+                log.info("anomalies raised: %d (reading ids up to %d)", len(stored), self.cursor)
             elapsed = time.perf_counter() - started
             points = sum(len(r.values) for r in rows)
             self._rate = points / elapsed if elapsed > 0 else self._rate

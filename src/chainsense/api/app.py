@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from chainsense import __version__
 from chainsense.api.body import StrictJSONBody
 from chainsense.api.errors import PROBLEM_JSON, install_error_handlers
+from chainsense.api.observability import RequestObservabilityMiddleware
+from chainsense.api.observability import router as metrics_router
 from chainsense.api.problems import router as problems_router
 from chainsense.api.routes import probes, v1
 from chainsense.api.routes.readings import BODY_MODELS
@@ -22,7 +24,17 @@ from chainsense.platform import Platform, open_platform
 from chainsense.redact import install_log_redaction, settings_secrets
 from chainsense.web import mount_dashboard
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_worker_app"]
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one ``serve --workers N`` process: settings from the environment, and this
+    process's logging set up the same way as the parent's."""
+    from chainsense.observability.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -58,7 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         StrictJSONBody, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
     )
     _install_protections(app, settings)
+    app.add_middleware(RequestObservabilityMiddleware)
     app.include_router(probes)
+    app.include_router(metrics_router)
     app.include_router(v1)
     app.include_router(problems_router)
     mount_dashboard(app)

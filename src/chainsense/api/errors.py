@@ -30,6 +30,7 @@ from chainsense.settlement.errors import (
     NotAuthorizedError,
     SettlementError,
 )
+from chainsense.store.errors import StoreUnavailableError
 
 __all__ = [
     "AsciiJSONResponse",
@@ -97,10 +98,15 @@ _DOMAIN_CODES: tuple[tuple[type[ChainSenseError], str], ...] = (
     (NoMandateError, "no-mandate"),
     (AgentNotAllowedError, "agent-not-allowed"),
     (ChainUnavailableError, "chain-unavailable"),
+    (StoreUnavailableError, "store-unavailable"),
     (ChainTimeoutError, "chain-timeout"),
     (TransactionRevertedError, "transaction-reverted"),
     (TransactionRejectedError, "transaction-rejected"),
 )
+
+
+RETRY_AFTER_S = 2
+"""Seconds a client is asked to wait after a 503 (store or chain unavailable)."""
 
 
 def _status_of(exc: ChainSenseError) -> tuple[int, str, str]:
@@ -135,7 +141,10 @@ def install_error_handlers(app: FastAPI) -> None:
                 extra["tx_hash"] = exc.tx_hash
         elif isinstance(exc, ProofFormatError):
             extra = {"field": exc.field}
-        return problem(status, title, str(exc), code=code, **extra)
+        response = problem(status, title, str(exc), code=code, **extra)
+        if status == 503:
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -103,6 +103,13 @@ PROBLEM_TYPES = _types(
     # --- chain, proofs, settlement ------------------------------------------------------------
     ("invalid-proof", 422, "Invalid proof document", "Not a proof document; `field` names why."),
     ("chain-unavailable", 503, "Chain unavailable", "The chain's RPC endpoint does not answer."),
+    (
+        "store-unavailable",
+        503,
+        "Store unavailable",
+        "The database is down, locked or its disk is full; nothing was stored. Retry after the "
+        "Retry-After header's seconds.",
+    ),
     ("chain-timeout", 504, "Chain timeout", "The chain did not answer in time."),
     ("transaction-reverted", 409, "Transaction reverted",
      "The contract refused the transaction; `error` and `arguments` are its custom error."),

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import gzip
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -198,11 +199,10 @@ class DevChain:
 
         Returns False when the state has not changed since the last dump (nothing written).
         """
-        hex_state = await self._rpc("anvil_dumpState")
-        raw = bytes.fromhex(hex_state.removeprefix("0x"))
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        digest = hashlib.sha256(raw).digest()
+        # The state is megabytes of hex: decoding, unzipping and hashing it happen in a worker
+        # thread, so a dump never stalls the event loop that answers devices.
+        hex_state = await self._rpc("anvil_dumpState", raw=True)
+        raw, digest = await asyncio.to_thread(_decode_state, hex_state)
         if digest == self._last_digest:
             return False
         await asyncio.to_thread(_atomic_write, self.state_file, raw)
@@ -235,18 +235,30 @@ class DevChain:
             return False
         return True
 
-    async def _rpc(self, method: str, params: list[object] | None = None) -> str:
+    async def _rpc(
+        self, method: str, params: list[object] | None = None, *, raw: bool = False
+    ) -> str:
         assert self._http is not None
         body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
         try:
             response = await self._http.post(self.rpc_url, json=body)
-            data = response.json()
+            content = response.content
+            # a large answer is parsed off the event loop
+            data = await asyncio.to_thread(json.loads, content) if raw else response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise DevChainError(f"{method} on {self.rpc_url} failed: {exc}") from exc
         if "error" in data:
             raise DevChainError(f"{method} on {self.rpc_url} failed: {data['error']}")
         result: str = data["result"]
         return result
+
+
+def _decode_state(hex_state: str) -> tuple[bytes, bytes]:
+    """Anvil's dumped state as bytes (gunzipped), and its sha256."""
+    raw = bytes.fromhex(hex_state.removeprefix("0x"))
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw, hashlib.sha256(raw).digest()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -32,7 +32,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,8 +43,10 @@ from web3.contract import AsyncContract
 
 from chainsense.chain.client import ChainClient, Signer
 from chainsense.errors import ChainError, ChainSenseError, TransactionRevertedError
+from chainsense.observability.metrics import metrics
 from chainsense.provenance.merkle import MerkleTree
 from chainsense.store import Backlog, BatchRecord, BatchState, PendingReading, Store
+from chainsense.store.leader import NotLeaderError
 
 __all__ = ["AnchorPolicy", "Anchorer", "AnchorerStatus", "OnChainAnchor"]
 
@@ -124,8 +126,12 @@ class Anchorer:
         policy: AnchorPolicy | None = None,
         crash_at: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fence: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
+        self.fence = fence
+        """Called before each write (seal, send, record); raises when this process is no
+        longer the anchorer's leader (store/leader.py)."""
         self.client = client
         self.signer = signer
         self.policy = policy or AnchorPolicy()
@@ -137,6 +143,10 @@ class Anchorer:
         self._sealed = asyncio.Event()
 
     # --- running ---------------------------------------------------------------------------
+
+    async def _fenced(self) -> None:
+        if self.fence is not None:
+            await self.fence()
 
     def notify(self) -> None:
         """New readings were stored: check the size trigger now rather than at the next poll."""
@@ -159,6 +169,8 @@ class Anchorer:
                     self._sealed.set()
             except ChainSenseError as exc:  # the store is down: ingestion fails too; retry
                 log.warning("sealing failed: %s", exc)
+                self.state.last_error = f"sealing failed: {exc}"
+                self.state.last_error_at = self._clock()
             await _wait(self._wake, self.policy.poll_interval)
 
     async def _anchor_loop(self) -> None:
@@ -170,14 +182,18 @@ class Anchorer:
                     next_check = time.monotonic() + self.policy.reorg_check_interval
                 await self.anchor_sealed()
                 self._succeeded()
-                delay = self.policy.poll_interval
             except ChainSenseError as exc:
-                delay = self._failed(exc)
-            await _wait(self._sealed, delay)
+                # a failing chain waits its whole backoff: newly sealed batches do not cut it
+                await asyncio.sleep(self._failed(exc))
+                continue
+            await _wait(self._sealed, self.policy.poll_interval)
 
     def _succeeded(self) -> None:
+        if not self.state.chain_ok:
+            log.info("anchoring recovered after %d failures", self.state.consecutive_failures)
         self.state.chain_ok = True
         self.state.consecutive_failures = 0
+        self.state.last_error = None
 
     def _failed(self, exc: BaseException) -> float:
         self.state.chain_ok = False
@@ -228,6 +244,7 @@ class Anchorer:
             tree = await asyncio.to_thread(MerkleTree, values)
         else:
             tree = MerkleTree(values)
+        await self._fenced()
         batch = await self.store.batches.seal(
             [p.id for p in pending],
             root=tree.root,
@@ -236,6 +253,7 @@ class Anchorer:
             sealed_at=self._clock(),
         )
         self.state.batches_sealed += 1
+        metrics().batches_sealed.inc()
         log.info("sealed batch %d: %d readings, root 0x%s", batch.id, len(values), tree.root.hex())
         self._crashpoint("after-seal")
         return batch
@@ -250,9 +268,12 @@ class Anchorer:
         anchored: list[BatchRecord] = []
         errors: list[ChainSenseError] = []
         for batch, result in zip(batches, results, strict=True):
+            if isinstance(result, NotLeaderError):
+                raise result  # not ours to record any more
             if isinstance(result, ChainSenseError):
                 errors.append(result)
                 await self.store.batches.record_failure(batch.id, str(result))
+                metrics().anchor_transactions.labels(result="failed").inc()
             elif isinstance(result, BaseException):
                 raise result
             elif result is not None:
@@ -270,16 +291,20 @@ class Anchorer:
                 batch.root, batch.reading_count, batch.id.to_bytes(32, "big")
             )
             try:
+                await self._fenced()
                 tx_hash = await self.signer.send(fn)
                 self._crashpoint("after-send")
                 # A reverted receipt is judged below: the root may have been anchored by an
                 # earlier attempt whose transaction was still pending when this one was sent.
-                await self.client.wait_for_receipt(
+                receipt = await self.client.wait_for_receipt(
                     tx_hash, timeout=self.policy.tx_timeout, confirmations=1
                 )
+                metrics().anchor_gas_used.inc(int(receipt.get("gasUsed", 0)))
+                metrics().anchor_transactions.labels(result="anchored").inc()
             except TransactionRevertedError as exc:
                 if exc.error_name != "ReadingAnchorRootAlreadyAnchored":
                     raise
+                metrics().anchor_transactions.labels(result="already_anchored").inc()
                 log.info("batch %d: root already anchored; recording that anchor", batch.id)
             self._crashpoint("after-receipt")
             found = await self.find_anchor(batch.root)
@@ -287,6 +312,7 @@ class Anchorer:
                 raise ChainError(f"batch {batch.id}: the anchor transaction left no anchor")
         if not await self._confirmed(found):
             return None
+        await self._fenced()
         await self.store.batches.mark_anchored(
             batch.id,
             chain_id=await self.client.chain_id(),
@@ -301,6 +327,7 @@ class Anchorer:
         self.state.last_anchored_batch = batch.id
         delay = (self._clock() - batch.sealed_at).total_seconds()
         self.state.recent_delays = [*self.state.recent_delays[-31:], delay]
+        metrics().anchor_confirmation.observe(delay)
         log.info("anchored batch %d in block %d", batch.id, found.block_number)
         return await self.store.batches.get(batch.id)
 

@@ -35,8 +35,10 @@ from chainsense.identity import (
     struct_hash,
 )
 from chainsense.identity.reading import INT64_MAX, INT64_MIN
+from chainsense.observability.metrics import metrics
 from chainsense.store import NewReading, Outcome, Store
 from chainsense.strictjson import DEFAULT_MAX_DEPTH, quote
+from chainsense.telemetry.committer import GroupCommitter
 from chainsense.telemetry.schemas import (
     Schema,
     SchemaRegistry,
@@ -191,8 +193,11 @@ class IngestPipeline:
         max_future_ms: int = 300_000,
         clock: Callable[[], float] = time.time,
         on_stored: Callable[[int], None] | None = None,
+        committer: GroupCommitter | None = None,
     ) -> None:
         self.store = store
+        self.committer = committer or GroupCommitter(store.readings.insert_batch)
+        """The one writer path: concurrent requests' rows are committed together."""
         self.verifier = verifier
         self.registry = registry
         self.schemas = schemas
@@ -205,9 +210,11 @@ class IngestPipeline:
         """The per-device rate limit (set by the API): given the devices whose readings passed
         the checks (signature verified), the refused ones and their retry-after in seconds."""
 
-    async def ingest(self, items: Sequence[Any]) -> list[IngestResult]:
-        """Check every item, store the good ones in one transaction, and return a result per
-        item. Returns only after the commit: a ``stored`` result is durable."""
+    async def ingest(self, items: Sequence[Any], *, transport: str = "http") -> list[IngestResult]:
+        """Check every item, store the good ones in one transaction (shared with concurrent
+        requests: see telemetry/committer.py), and return a result per item. Returns only after
+        the commit: a ``stored`` result is durable."""
+        started = time.perf_counter()
         now_ms = int(self._clock() * 1000)
         if len(items) >= _THREAD_MIN_BATCH:
             # libsecp256k1 releases the GIL, so checking a batch in a worker thread lets one
@@ -216,10 +223,12 @@ class IngestPipeline:
             results, rows, row_index = await asyncio.to_thread(self._check_all, items, now_ms)
         else:
             results, rows, row_index = self._check_all(items, now_ms)
+        m = metrics()
+        m.verification_duration.observe(time.perf_counter() - started)
         if rows and self.admit is not None:
             rows, row_index = await self._admit(results, rows, row_index)
         if rows:
-            stored = await self.store.readings.insert_batch(rows)
+            stored = await self.committer.submit(rows)
             for index, row, outcome in zip(row_index, rows, stored, strict=True):
                 results[index] = _result(index, row, outcome.outcome, outcome.reading_id)
             if self.on_stored is not None:
@@ -229,7 +238,10 @@ class IngestPipeline:
                         self.on_stored(max(i for i in new if i is not None))
                     except Exception:
                         log.exception("on_stored callback failed after the commit")
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        _count(m, transport, done)
+        m.ack_latency.labels(transport=transport).observe(time.perf_counter() - started)
+        return done
 
     async def _admit(
         self, results: list[IngestResult | None], rows: list[NewReading], row_index: list[int]
@@ -624,6 +636,14 @@ def _result(index: int, row: NewReading, outcome: Outcome, reading_id: int | Non
         ),
     }[outcome]
     return IngestResult(index, "rejected", reading_id, row.device, row.seq, rejection)
+
+
+def _count(m: Any, transport: str, results: list[IngestResult]) -> None:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    for status, n in counts.items():
+        m.readings_ingested.labels(transport=transport, result=status).inc(n)
 
 
 def _json_type(value: Any) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from chainsense.api.deps import PlatformDep
 from chainsense.errors import ChainSenseError
+from chainsense.platform import Platform
 
 router = APIRouter(tags=["probes"])
 
@@ -19,6 +22,27 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str
     checks: dict[str, str]
+
+
+PROBE_TIMEOUT_S = 1.5
+
+
+async def _database(platform: Platform) -> str:
+    try:
+        await platform.store.ping(timeout=PROBE_TIMEOUT_S)
+    except ChainSenseError as exc:
+        return f"failing: {exc}"
+    return f"ok ({platform.store.dialect})"
+
+
+async def _chain(platform: Platform) -> str:
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            return f"ok (block {await platform.chain.client.block_number()})"
+    except TimeoutError:
+        return f"failing: the chain RPC did not answer within {PROBE_TIMEOUT_S:g} s"
+    except ChainSenseError as exc:
+        return f"failing: {exc}"
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")
@@ -33,16 +57,10 @@ async def healthz() -> Health:
     responses={503: {"model": Readiness, "description": "A dependency does not answer"}},
 )
 async def readyz(platform: PlatformDep) -> Readiness | JSONResponse:
-    checks: dict[str, str] = {}
-    try:
-        await platform.store.ping()
-        checks["database"] = f"ok ({platform.store.dialect})"
-    except ChainSenseError as exc:
-        checks["database"] = f"failing: {exc}"
-    try:
-        checks["chain"] = f"ok (block {await platform.chain.client.block_number()})"
-    except ChainSenseError as exc:
-        checks["chain"] = f"failing: {exc}"
+    # Both probes run at once, each bounded: a black-holed RPC or a hung database makes the
+    # platform "not ready" within PROBE_TIMEOUT_S, never a probe that hangs.
+    database, chain = await asyncio.gather(_database(platform), _chain(platform))
+    checks: dict[str, str] = {"database": database, "chain": chain}
     ready = all(v.startswith("ok") for v in checks.values())
     body = Readiness(status="ready" if ready else "not ready", checks=checks)
     if ready:

@@ -1,0 +1,229 @@
+"""Every Prometheus metric of ChainSense, defined in one place.
+
+Naming follows Prometheus practice: a ``chainsense_`` prefix, base units (seconds, wei), counters
+ending in ``_total``, and no device addresses (or any other unbounded value) as labels. Nothing is
+built at import time: :func:`metrics` builds the set once per process, on first use.
+
+With several worker processes, set ``PROMETHEUS_MULTIPROC_DIR`` (``chainsense serve --workers``
+does) so that every process writes its samples there and ``/metrics`` aggregates them; gauges
+then say how they combine across processes (``multiprocess_mode``).
+
+Other code records through the attributes of :func:`metrics` or the helpers below; for example the
+rate limiter calls :func:`record_rate_limited`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "Metrics",
+    "exposition",
+    "metrics",
+    "record_rate_limited",
+]
+
+_FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_SLOW = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    registry: CollectorRegistry
+    # HTTP
+    http_requests: Counter
+    http_request_duration: Histogram
+    rate_limited: Counter
+    # ingest
+    readings_ingested: Counter
+    ack_latency: Histogram
+    verification_duration: Histogram
+    commit_duration: Histogram
+    commit_batch_readings: Histogram
+    commit_batch_requests: Histogram
+    # provenance
+    unsealed_readings: Gauge
+    oldest_unsealed_age: Gauge
+    batches_sealed: Counter
+    anchor_transactions: Counter
+    pending_anchors: Gauge
+    oldest_pending_anchor_age: Gauge
+    anchor_confirmation: Histogram
+    anchor_gas_used: Counter
+    # chain
+    chain_head_block: Gauge
+    chain_rpc_up: Gauge
+    anchorer_balance: Gauge
+    # AI
+    ai_lag_readings: Gauge
+    anomalies_raised: Counter
+    # runtime
+    leader: Gauge
+    build_info: Gauge
+
+
+def _build() -> Metrics:
+    multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    registry = CollectorRegistry(auto_describe=True)
+
+    def gauge(name: str, doc: str, labels: tuple[str, ...] = (), mode: str = "max") -> Gauge:
+        kwargs = {"multiprocess_mode": "live" + mode} if multiprocess else {}
+        return Gauge(name, doc, labels, registry=registry, **kwargs)  # type: ignore[arg-type]
+
+    m = Metrics(
+        registry=registry,
+        http_requests=Counter(
+            "chainsense_http_requests_total",
+            "HTTP requests answered, by method, route template and status code.",
+            ("method", "route", "status"),
+            registry=registry,
+        ),
+        http_request_duration=Histogram(
+            "chainsense_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route template.",
+            ("method", "route"),
+            buckets=_FAST,
+            registry=registry,
+        ),
+        rate_limited=Counter(
+            "chainsense_rate_limited_requests_total",
+            "Requests refused by a rate limit, by route template.",
+            ("route",),
+            registry=registry,
+        ),
+        readings_ingested=Counter(
+            "chainsense_readings_ingested_total",
+            "Readings received, by transport (http, mqtt) and result (stored, duplicate, "
+            "rejected).",
+            ("transport", "result"),
+            registry=registry,
+        ),
+        ack_latency=Histogram(
+            "chainsense_ingest_ack_latency_seconds",
+            "From a request's readings entering the pipeline to their durable acknowledgement.",
+            ("transport",),
+            buckets=_FAST,
+            registry=registry,
+        ),
+        verification_duration=Histogram(
+            "chainsense_signature_verification_duration_seconds",
+            "Time to check one request's readings (parse, schema, EIP-712 recovery, registry).",
+            buckets=_FAST,
+            registry=registry,
+        ),
+        commit_duration=Histogram(
+            "chainsense_commit_duration_seconds",
+            "Time of one group commit of readings (one database transaction).",
+            buckets=_FAST,
+            registry=registry,
+        ),
+        commit_batch_readings=Histogram(
+            "chainsense_commit_batch_readings",
+            "Readings per group commit.",
+            buckets=_SIZES,
+            registry=registry,
+        ),
+        commit_batch_requests=Histogram(
+            "chainsense_commit_batch_requests",
+            "Requests per group commit.",
+            buckets=_SIZES,
+            registry=registry,
+        ),
+        unsealed_readings=gauge(
+            "chainsense_unsealed_readings", "Stored readings not yet sealed into a batch."
+        ),
+        oldest_unsealed_age=gauge(
+            "chainsense_oldest_unanchored_reading_age_seconds",
+            "Age of the oldest stored reading not yet anchored (0 when none waits).",
+        ),
+        batches_sealed=Counter(
+            "chainsense_batches_sealed_total", "Merkle batches sealed.", registry=registry
+        ),
+        anchor_transactions=Counter(
+            "chainsense_anchor_transactions_total",
+            "Anchoring attempts by result (anchored, already_anchored, failed).",
+            ("result",),
+            registry=registry,
+        ),
+        pending_anchors=gauge(
+            "chainsense_pending_anchors", "Sealed batches whose root is not anchored yet."
+        ),
+        oldest_pending_anchor_age=gauge(
+            "chainsense_oldest_pending_anchor_age_seconds",
+            "Age of the oldest sealed batch not anchored yet (0 when none waits).",
+        ),
+        anchor_confirmation=Histogram(
+            "chainsense_anchor_confirmation_seconds",
+            "From a batch's sealing to its anchor being recorded with enough confirmations.",
+            buckets=_SLOW,
+            registry=registry,
+        ),
+        anchor_gas_used=Counter(
+            "chainsense_anchor_gas_used_total",
+            "Gas used by anchor transactions this process sent.",
+            registry=registry,
+        ),
+        chain_head_block=gauge("chainsense_chain_head_block", "The chain's latest block number."),
+        chain_rpc_up=gauge(
+            "chainsense_chain_rpc_up", "1 when the chain RPC answered the last probe, else 0."
+        ),
+        anchorer_balance=gauge(
+            "chainsense_anchorer_balance_wei", "Balance of the anchorer account, in wei."
+        ),
+        ai_lag_readings=gauge(
+            "chainsense_ai_lag_readings", "Stored readings the AI worker has not scored yet."
+        ),
+        anomalies_raised=Counter(
+            "chainsense_anomalies_raised_total", "Anomaly events raised.", registry=registry
+        ),
+        leader=gauge(
+            "chainsense_leader",
+            "1 when this process holds the role's leadership (anchorer, ai, ...), else 0.",
+            ("role",),
+        ),
+        build_info=gauge(
+            "chainsense_build_info", "Always 1; the labels say which build runs.", ("version",)
+        ),
+    )
+    from chainsense import __version__
+
+    m.build_info.labels(version=__version__).set(1)
+    return m
+
+
+@functools.cache
+def metrics() -> Metrics:
+    """This process's metrics (built on first use)."""
+    return _build()
+
+
+def record_rate_limited(route: str) -> None:
+    """Count one request a rate limit refused (``route``: the route template, never a path
+    holding an address)."""
+    metrics().rate_limited.labels(route=route).inc()
+
+
+def exposition() -> tuple[bytes, str]:
+    """The Prometheus text exposition of every metric (all processes' in multiprocess mode),
+    and its content type."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(metrics().registry), CONTENT_TYPE_LATEST
