@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from chainsense.api.routes import (
     anomalies,
+    api_keys,
     batches,
     chain,
     charging,
@@ -40,3 +41,4 @@ v1.include_router(market.router)
 v1.include_router(market_agents.router)
 v1.include_router(charging.router)
 v1.include_router(settlement.router)
+v1.include_router(api_keys.router)
