@@ -86,3 +86,20 @@ def test_an_external_chain_without_keys_or_unreachable_is_one_line(tmp_path: Pat
     line = _error_line(down)
     assert line.startswith("error: startup failed: chain RPC at")
     assert url in line
+
+
+def test_make_run_passes_args_to_serve(taken_port: int, tmp_path: Path) -> None:
+    """`make run ARGS="--port N"` reaches `chainsense serve` (shown by its error for a taken N)."""
+    root = Path(__file__).parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINSENSE_")}
+    env.update({"CHAINSENSE_DATA_DIR": str(tmp_path), "CHAINSENSE_ANVIL_PORT": str(free_port())})
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(root), "run", f"ARGS=--port {taken_port}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert f"the API port {taken_port} on 127.0.0.1 is taken" in done.stderr, done.stderr
+    assert not (tmp_path / "deployments").exists()

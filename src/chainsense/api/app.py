@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from chainsense import __version__
+from chainsense.api.docs import install_api_docs
 from chainsense.api.errors import PROBLEM_JSON, install_error_handlers
 from chainsense.api.routes import probes, v1
 from chainsense.api.routes.readings import BODY_MODELS
@@ -42,11 +43,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="A trust layer for IoT data: signed readings anchored on an EVM chain.",
         lifespan=lifespan,
+        docs_url=None,  # served from bundled assets by install_api_docs (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(probes)
     app.include_router(v1)
+    install_api_docs(app)
     mount_dashboard(app)
     _document_body_models(app)
     return app

@@ -196,12 +196,27 @@ def shipment_open(
 
 
 @shipment_app.command("status")
-def shipment_status(ctx: typer.Context, shipment: int) -> None:
+def shipment_status(
+    ctx: typer.Context,
+    shipment: int,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """Show a shipment and the penalty if it settled now."""
 
     async def show(c: _Ctx) -> None:
         state = await c.s.escrow.shipment(shipment)
         breaches, penalty = await c.s.escrow.penalty(shipment)
+        if as_json:
+            from chainsense.cli._common import echo_json
+
+            echo_json({
+                "shipment": shipment, "status": state.status.name.lower(),
+                "shipper": state.shipper, "carrier": state.carrier, "payment": state.payment,
+                "reported_breaches": state.reported_breaches,
+                "proven_breaches": state.proven_breaches, "penalty_now": penalty,
+                "breaches_counted": breaches, "claim_deadline": state.claim_deadline,
+            })  # fmt: skip
+            return
         typer.echo(
             f"shipment {shipment}: {state.status.name.lower()}, shipper {state.shipper}, carrier "
             f"{state.carrier}, payment {state.payment}, breaches reported "
