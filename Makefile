@@ -50,7 +50,7 @@ api-docs-assets: node_modules/.installed
 
 ## docs: the documentation site (mkdocs-material, strict: a broken link fails) into build/site
 docs: install
-	$(VENV)/bin/mkdocs build --strict --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 ## check: lint, strict types, Slither
 check: lint types audit
