@@ -202,6 +202,8 @@ def api_request(
     detail = problem_text(response)
     if response.status_code == 401:
         detail += f" (set {API_KEY_ENV} to a valid key of this platform)"
+    elif response.status_code == 403:
+        detail += f" (set {API_KEY_ENV} to a key with that scope)"
     raise PlatformError(response.status_code, f"{method} {base}{path}: {detail}")
 
 

@@ -47,6 +47,18 @@ def _use_local(local: bool) -> bool:
     return local or api_key(required=False) is None
 
 
+def _through_api(settings: Settings, method: str, path: str, **kwargs: Any) -> Any:
+    """One /v1/api-keys request; a refusal says how else to manage keys."""
+    from chainsense.cli._common import PlatformError
+
+    try:
+        return api_request(settings, method, path, **kwargs)
+    except PlatformError as exc:
+        if exc.status == 403:
+            raise PlatformError(403, f"{exc}; or pass --local on the server's machine") from None
+        raise
+
+
 def _record_json(k: ApiKeyRecord) -> dict[str, Any]:
     return {
         "id": k.id,
@@ -94,7 +106,7 @@ def apikey_create(
         where = f"in the local database ({settings.store_url.split('///')[-1]})"
     else:
         body = {"name": name, "scope": scope}
-        created = call(lambda: api_request(settings, "POST", "/v1/api-keys", json=body)).json()
+        created = call(lambda: _through_api(settings, "POST", "/v1/api-keys", json=body)).json()
         where = f"through {settings.client_api_url}"
     typer.echo(
         f"created {created['scope']} key #{created['id']} {created['name']!r} "
@@ -116,7 +128,7 @@ def apikey_list(
     if _use_local(local):
         keys = _run(_local(settings, "list"))
     else:
-        keys = call(lambda: api_request(settings, "GET", "/v1/api-keys")).json()["items"]
+        keys = call(lambda: _through_api(settings, "GET", "/v1/api-keys")).json()["items"]
     if as_json:
         echo_json(keys)
         return
@@ -137,5 +149,5 @@ def apikey_revoke(
         if not _run(_local(settings, "revoke", key_id=key_id)):
             fail(f"no active key #{key_id}", 1)
     else:
-        call(lambda: api_request(settings, "POST", f"/v1/api-keys/{key_id}/revoke"))
+        call(lambda: _through_api(settings, "POST", f"/v1/api-keys/{key_id}/revoke"))
     typer.echo(f"revoked key #{key_id}")
