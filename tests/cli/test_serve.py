@@ -3,10 +3,13 @@ the documented exit code, and nothing deployed first. Ports are taken by real so
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +106,46 @@ def test_make_run_passes_args_to_serve(taken_port: int, tmp_path: Path) -> None:
     assert done.returncode != 0
     assert f"the API port {taken_port} on 127.0.0.1 is taken" in done.stderr, done.stderr
     assert not (tmp_path / "deployments").exists()
+
+
+@pytest.mark.chain
+@pytest.mark.slow
+def test_commands_follow_a_server_started_on_another_port(tmp_path: Path) -> None:
+    """`serve --port P` records its URL in the data dir; `device list` (no port setting) finds it,
+    and a SIGTERM removes the record."""
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CHAINSENSE_")}
+    env = {**base, "CHAINSENSE_DATA_DIR": str(tmp_path), "CHAINSENSE_DEMO_FLEET": "false",
+           "CHAINSENSE_ANVIL_PORT": str(free_port())}  # fmt: skip
+    log = (tmp_path.parent / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chainsense", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        record = tmp_path / "server.json"
+        key = subprocess.run(
+            [sys.executable, "-m", "chainsense", "apikey", "create", "--name", "t"],
+            env=env, capture_output=True, text=True, timeout=120, check=True,
+        ).stdout.strip()  # fmt: skip
+        deadline = time.monotonic() + 180
+        while True:
+            listed = subprocess.run(
+                [sys.executable, "-m", "chainsense", "device", "list", "--json"],
+                env={**env, "CHAINSENSE_API_KEY": key}, capture_output=True, text=True,
+                timeout=120,
+            )  # fmt: skip
+            if listed.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout) == []
+        assert json.loads(record.read_text())["url"] == f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        log.close()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert not record.exists()

@@ -18,7 +18,9 @@ import errno
 import json
 import logging
 import os
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -148,6 +150,9 @@ def serve(
     record = settings.data_dir / SERVER_RECORD
     config = uvicorn.Config(app, log_level="info", lifespan="on")
     server = uvicorn.Server(config)
+    # uvicorn re-raises the SIGTERM it stopped on once it is done: exit through Python then, so
+    # the record below is removed (the default action would end the process on the spot).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n")

@@ -126,13 +126,11 @@ class _Ctx:
 @asynccontextmanager
 async def _open(rpc: str | None) -> AsyncIterator[_Ctx]:
     from chainsense.chain import ChainClient, DeploymentStore
-    from chainsense.config import Settings
+    from chainsense.cli._common import settings as load_settings
     from chainsense.settlement import open_settlement
 
-    settings = Settings()
-    if rpc is not None:
-        settings = settings.model_copy(update={"rpc_url": rpc})
-    url = settings.rpc_url or f"http://{settings.anvil_host}:{settings.anvil_port}"
+    settings = load_settings(rpc)
+    url = settings.dev_rpc_url
     async with await ChainClient.connect(url, timeout=settings.rpc_timeout) as client:
         chain_id = await client.chain_id()
         records = DeploymentStore(settings.deployments_dir)
