@@ -70,3 +70,10 @@ def test_version_and_clean_metavars() -> None:
     assert "--count INTEGER" in send
     assert re.search(r"<(str|bool|int|list\[str\])>", send) is None
     assert re.search(r"^  --help +Show", send, re.MULTILINE)
+
+
+def test_a_bad_setting_is_one_line_naming_it() -> None:
+    result = CliRunner().invoke(app, ["device", "list"], env={"CHAINSENSE_PORT": "abc"})
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: CHAINSENSE_PORT: ")
