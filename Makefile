@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test check lint types audit contracts bench bench-ai fuzz load install clean test-security
+.PHONY: run test check lint types audit contracts bench bench-ai fuzz load install clean test-security web api-docs-assets docs
 
 ## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
 install: $(VENV)/.installed node_modules/.installed
@@ -27,9 +27,10 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 ## run: ChainSense on its embedded defaults (SQLite + a local Anvil it starts itself), with the
-## demo fleet streaming signed readings live until stopped (CHAINSENSE_DEMO_FLEET=false: without)
+## demo fleet streaming signed readings live until stopped (CHAINSENSE_DEMO_FLEET=false: without).
+## Options of `chainsense serve` go in ARGS: make run ARGS="--port 8080" (or CHAINSENSE_PORT=8080)
 run: install
-	CHAINSENSE_DEMO_FLEET=$${CHAINSENSE_DEMO_FLEET:-true} $(VENV)/bin/chainsense serve
+	CHAINSENSE_DEMO_FLEET=$${CHAINSENSE_DEMO_FLEET:-true} $(VENV)/bin/chainsense serve $(ARGS)
 
 ## test: the whole test suite (real Anvil; real PostgreSQL where marked)
 test: install
@@ -53,12 +54,24 @@ test-security: install
 contracts: node_modules/.installed
 	node contracts/build.mjs
 
+## web: the web assets the API serves, built from node_modules (the results are committed, so a
+## Python-only user needs no Node.js)
+web: api-docs-assets
+
+## api-docs-assets: Swagger UI and Redoc bundles for /docs and /redoc (no CDN)
+api-docs-assets: node_modules/.installed
+	node tools/vendor_api_docs.mjs
+
+## docs: the documentation site (mkdocs-material, strict: a broken link fails) into build/site
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
+
 ## check: lint, strict types, Slither
 check: lint types audit
 
 lint: install
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 
 types: install
 	$(VENV)/bin/mypy

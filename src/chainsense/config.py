@@ -123,6 +123,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # --- command line: where the CLI finds the platform (cli-docs) ----------------------------
+    api_url: str | None = Field(
+        default=None,
+        description="The platform's base URL for the CLI's commands. Unset: derived from "
+        "CHAINSENSE_HOST and CHAINSENSE_PORT, the address `chainsense serve` listens on.",
+    )
+
     # --- AI --------------------------------------------------------------------------------
     ai_enabled: bool = Field(default=True, description="Run the AI worker beside ingestion.")
     ai_threshold: float = Field(
@@ -304,6 +311,22 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'chainsense.db').resolve()}"
+
+    @property
+    def client_api_url(self) -> str:
+        """The URL the CLI talks to: CHAINSENSE_API_URL, else the server's own host and port
+        (a wildcard bind address is reached on the loopback)."""
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def dev_rpc_url(self) -> str:
+        """The chain's JSON-RPC URL: CHAINSENSE_RPC_URL, else the dev chain's."""
+        return self.rpc_url or f"http://{self.anvil_host}:{self.anvil_port}"
 
     @property
     def chain_dir(self) -> Path:

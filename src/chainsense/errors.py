@@ -1,7 +1,8 @@
 """The exception root of ChainSense.
 
 Every error the platform raises on purpose derives from :class:`ChainSenseError`; only
-``chainsense.api.errors`` maps them to HTTP, and only ``chainsense.cli`` maps them to exit codes.
+``chainsense.api.errors`` maps them to HTTP, and only ``chainsense.cli._common`` maps them to exit
+codes.
 
 ::
 

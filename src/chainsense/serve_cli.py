@@ -22,7 +22,7 @@ import typer
 
 from chainsense.config import Settings
 
-__all__ = ["serve_command", "worker_count"]
+__all__ = ["serve_workers", "worker_count"]
 
 _CHAIN_UP_TIMEOUT_S = 180.0
 
@@ -40,35 +40,12 @@ def worker_count(settings: Settings, asked: int | None) -> tuple[int, str | None
     return (asked if asked is not None else (os.cpu_count() or 1)), None
 
 
-def serve_command(host: str | None, port: int | None, workers: int | None) -> None:
+def serve_workers(settings: Settings, host: str, port: int, count: int) -> None:
+    """Serve with ``count`` worker processes (PostgreSQL): uvicorn's process manager."""
     import uvicorn
 
-    from chainsense.observability.logs import UVICORN_LOG_CONFIG, configure_logging
+    from chainsense.observability.logs import UVICORN_LOG_CONFIG
 
-    settings = Settings()
-    host = host or settings.host
-    port = port or settings.port
-    configure_logging(fmt=settings.log_format, level=settings.log_level)
-    count, message = worker_count(settings, workers)
-    if message:
-        typer.secho(message, fg="yellow", err=True)
-    typer.echo(f"ChainSense on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    if count == 1:
-        from chainsense.api import create_app
-
-        if settings.uses_dev_chain:
-            typer.echo(
-                f"dev chain: Anvil on {settings.anvil_host}:{settings.anvil_port}, "
-                f"state in {settings.chain_dir}"
-            )
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_level=settings.log_level.lower(),
-            log_config=UVICORN_LOG_CONFIG,
-        )
-        return
     typer.echo(f"{count} worker processes (PostgreSQL); singletons elected per role")
     with _multiprocess_metrics(settings), _shared_dev_chain(settings):
         uvicorn.run(

@@ -1,32 +1,42 @@
-"""`chainsense proof get` and `chainsense export` against a running platform's data dir."""
+"""`chainsense proof get` and `chainsense export` through a running platform's API (the app's
+TestClient stands in for the network through the CLI's ``open_http`` seam)."""
 
 from __future__ import annotations
 
 import json
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from chainsense.cli import app
+from chainsense.cli import _common, app
 from chainsense.identity import DeviceKey
 from chainsense.provenance import ProofDocument, verify_proof
+from tests.support import free_port
 
 from .conftest import Api, make_api
 from .test_proofs import _post, _wait_for_proof
 
 
 def _env(api: Api) -> dict[str, str]:
-    settings = api.platform.settings
-    env = {"CHAINSENSE_DATA_DIR": str(settings.data_dir)}
-    if settings.database_url:
-        env["CHAINSENSE_DATABASE_URL"] = settings.database_url
-    return env
+    return {"CHAINSENSE_API_KEY": api.keys["reader"]}
 
 
-def test_proof_get_prints_the_document_and_export_writes_a_bundle(api: Api, tmp_path: Path) -> None:
+def _through(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    @contextmanager
+    def client(base_url: str, timeout: float) -> Iterator[object]:
+        yield api.client
+
+    monkeypatch.setattr(_common, "open_http", client)
+
+
+def test_proof_get_prints_the_document_and_export_writes_a_bundle(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _through(api, monkeypatch)
     key = DeviceKey.generate()
     api.register(key)
     ids = _post(api, key, range(1, 4))
@@ -69,7 +79,10 @@ def idle_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     yield from make_api(tmp_path_factory.mktemp("idle"), anchoring=False)
 
 
-def test_a_reading_not_anchored_yet_is_pending_in_the_api_and_the_cli(idle_api: Api) -> None:
+def test_a_reading_not_anchored_yet_is_pending_in_the_api_and_the_cli(
+    idle_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _through(idle_api, monkeypatch)
     key = DeviceKey.generate()
     idle_api.register(key)
     (reading_id,) = _post(idle_api, key, range(1, 2))
@@ -100,8 +113,15 @@ def test_a_reading_not_anchored_yet_is_pending_in_the_api_and_the_cli(idle_api: 
     assert status["lag_seconds"] >= 0
 
 
-def test_commands_without_a_database_are_clear_errors(tmp_path: Path) -> None:
-    runner = CliRunner()
-    got = runner.invoke(app, ["proof", "get", "1"], env={"CHAINSENSE_DATA_DIR": str(tmp_path)})
-    assert got.exit_code == 2
-    assert "no database at" in got.stderr
+def test_without_a_platform_the_error_names_the_url_and_the_settings(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"CHAINSENSE_DATA_DIR": str(tmp_path), "CHAINSENSE_PORT": str(port),
+           "CHAINSENSE_API_KEY": "cs_000000000000_" + "x" * 43}  # fmt: skip
+    got = CliRunner().invoke(app, ["proof", "get", "1"], env=env)
+    assert got.exit_code == 3
+    (line,) = got.stderr.splitlines()
+    assert f"the platform at http://127.0.0.1:{port} is unreachable" in line
+    assert "CHAINSENSE_API_URL" in line
+    no_key = CliRunner().invoke(app, ["proof", "get", "1"], env={**env, "CHAINSENSE_API_KEY": ""})
+    assert no_key.exit_code == 2
+    assert "set CHAINSENSE_API_KEY" in no_key.stderr

@@ -4,6 +4,7 @@ deposit and order, and the refusals (exit 1 for a contract's refusal, 2 for usag
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -105,6 +106,8 @@ def test_shipment_breach_claimed_by_reading_id_then_settled(api: Api) -> None:
     _warp(api, 3_601)
     _cli(api, "shipment", "settle", shipment)
     assert "settled" in _cli(api, "shipment", "status", shipment)
+    state = json.loads(_cli(api, "shipment", "status", shipment, "--json"))
+    assert (state["status"], state["proven_breaches"]) == ("settled", 1)
     _cli(api, "shipment", "withdraw", "--account", "6")
     assert "NothingToWithdraw" in _cli(api, "shipment", "withdraw", "--account", "6", code=1)
 

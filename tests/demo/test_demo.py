@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chainsense.demo_cli import demo_settings, run_demo
+from chainsense.cli.demo import demo_settings, run_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.chain]
 

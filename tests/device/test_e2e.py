@@ -14,8 +14,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from chainsense.cli.device import device_app
 from chainsense.device import DeviceClient, OfflineBuffer
-from chainsense.device.cli import device_app
 from chainsense.identity import DeviceKey
 from tests.device.conftest import LiveServer
 

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from chainsense import __version__
 from chainsense.api.body import StrictJSONBody
+from chainsense.api.docs import install_api_docs
 from chainsense.api.errors import PROBLEM_JSON, install_error_handlers
 from chainsense.api.observability import RequestObservabilityMiddleware
 from chainsense.api.observability import router as metrics_router
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="A trust layer for IoT data: signed readings anchored on an EVM chain.",
         lifespan=lifespan,
+        docs_url=None,  # served from bundled assets by install_api_docs (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.limiter = None
@@ -75,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     app.include_router(v1)
     app.include_router(problems_router)
+    install_api_docs(app)
     mount_dashboard(app)
     _document_body_models(app)
     return app

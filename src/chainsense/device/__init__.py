@@ -7,7 +7,7 @@
   known), ``flush`` (deliver in seq order, in batches, with retries), ``send`` (both).
 - :class:`Uplink`: the delivery half alone, which needs no key (``chainsense device flush``).
 
-The ``chainsense device`` commands live in :mod:`chainsense.device.cli`.
+The ``chainsense device`` commands live in :mod:`chainsense.cli.device`.
 """
 
 from chainsense.device.buffer import (

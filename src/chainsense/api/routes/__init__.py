@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from chainsense.api.routes import (
     alarms,
     anomalies,
+    api_keys,
     batches,
     chain,
     charging,
@@ -42,3 +43,4 @@ v1.include_router(market.router)
 v1.include_router(market_agents.router)
 v1.include_router(charging.router)
 v1.include_router(settlement.router)
+v1.include_router(api_keys.router)

@@ -16,23 +16,28 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from eth_utils.address import to_checksum_address
 
-from chainsense.chain import ChainClient, DeploymentStore, Signer
-from chainsense.chain.devkeys import ANVIL_DEV_KEYS
-from chainsense.chain.runtime import role_keys
-from chainsense.config import Settings
 from chainsense.errors import ChainSenseError, ConfigError
-from chainsense.identity import schema_id
-from chainsense.provenance.export import Pending
-from chainsense.settlement import Evidence, Settlement, ShipmentTerms, TxResult, open_settlement
+
+if TYPE_CHECKING:
+    from chainsense.chain import ChainClient, Signer
+    from chainsense.config import Settings
+    from chainsense.provenance.export import Pending
+    from chainsense.settlement import Evidence, Settlement, TxResult
 
 __all__ = ["charging_app", "market_app", "shipment_app"]
 
 T = TypeVar("T")
+
+
+def to_checksum_address(address: str) -> str:
+    from eth_utils.address import to_checksum_address as checksum
+
+    return checksum(address)
+
 
 shipment_app = typer.Typer(help="Cold-chain escrow shipments.", no_args_is_help=True)
 market_app = typer.Typer(help="The peer-to-peer energy market.", no_args_is_help=True)
@@ -80,6 +85,9 @@ class _Ctx:
         self.s = settlement
 
     def user(self, account: int | None) -> Signer:
+        from chainsense.chain import Signer
+        from chainsense.chain.devkeys import ANVIL_DEV_KEYS
+
         if account is not None:
             if not self.settings.uses_dev_chain:
                 raise ConfigError("--account uses a public Anvil dev key: dev chain only; set "
@@ -93,12 +101,17 @@ class _Ctx:
         return Signer(self.client, key)
 
     def operator(self, account: int | None = None) -> Signer:
+        from chainsense.chain import Signer
+        from chainsense.chain.runtime import role_keys
+
         if account is not None:
             return self.user(account)
         return Signer(self.client, role_keys(self.settings).operator)
 
     async def evidence(self, reading_id: int) -> Evidence:
-        from chainsense.proof_cli import _service
+        from chainsense.cli.proof import _service
+        from chainsense.provenance.export import Pending
+        from chainsense.settlement import Evidence
 
         store, service = await _service(self.settings)
         try:
@@ -112,10 +125,12 @@ class _Ctx:
 
 @asynccontextmanager
 async def _open(rpc: str | None) -> AsyncIterator[_Ctx]:
-    settings = Settings()
-    if rpc is not None:
-        settings = settings.model_copy(update={"rpc_url": rpc})
-    url = settings.rpc_url or f"http://{settings.anvil_host}:{settings.anvil_port}"
+    from chainsense.chain import ChainClient, DeploymentStore
+    from chainsense.cli._common import settings as load_settings
+    from chainsense.settlement import open_settlement
+
+    settings = load_settings(rpc)
+    url = settings.dev_rpc_url
     async with await ChainClient.connect(url, timeout=settings.rpc_timeout) as client:
         chain_id = await client.chain_id()
         records = DeploymentStore(settings.deployments_dir)
@@ -127,7 +142,7 @@ async def _open(rpc: str | None) -> AsyncIterator[_Ctx]:
 
 
 def _go(ctx: typer.Context, action: Callable[[_Ctx], Awaitable[T]]) -> T:
-    from chainsense.cli import _run
+    from chainsense.cli._common import run as _run
 
     async def run() -> T:
         async with _open(ctx.obj) as c:
@@ -165,6 +180,9 @@ def shipment_open(
     account: Account = None,
 ) -> None:
     """Open a shipment as the shipper, depositing the payment."""
+    from chainsense.identity import schema_id
+    from chainsense.settlement import ShipmentTerms
+
     terms = ShipmentTerms(
         carrier=to_checksum_address(carrier), loggers=[to_checksum_address(a) for a in logger],
         schema=schema_id(schema), value_index=value_index, min_value=min_value,
@@ -176,12 +194,27 @@ def shipment_open(
 
 
 @shipment_app.command("status")
-def shipment_status(ctx: typer.Context, shipment: int) -> None:
+def shipment_status(
+    ctx: typer.Context,
+    shipment: int,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """Show a shipment and the penalty if it settled now."""
 
     async def show(c: _Ctx) -> None:
         state = await c.s.escrow.shipment(shipment)
         breaches, penalty = await c.s.escrow.penalty(shipment)
+        if as_json:
+            from chainsense.cli._common import echo_json
+
+            echo_json({
+                "shipment": shipment, "status": state.status.name.lower(),
+                "shipper": state.shipper, "carrier": state.carrier, "payment": state.payment,
+                "reported_breaches": state.reported_breaches,
+                "proven_breaches": state.proven_breaches, "penalty_now": penalty,
+                "breaches_counted": breaches, "claim_deadline": state.claim_deadline,
+            })  # fmt: skip
+            return
         typer.echo(
             f"shipment {shipment}: {state.status.name.lower()}, shipper {state.shipper}, carrier "
             f"{state.carrier}, payment {state.payment}, breaches reported "
@@ -210,7 +243,7 @@ def shipment_report(
         if breaches is not None and root is not None:
             return await c.s.escrow.report_delivery(c.operator(), shipment, breaches=breaches,
                 evidence_root=bytes.fromhex(root.removeprefix("0x")))  # fmt: skip
-        from chainsense.proof_cli import _service
+        from chainsense.cli.proof import _service
         from chainsense.settlement.oracle import assess
 
         store, _ = await _service(c.settings)

@@ -8,10 +8,10 @@ import os
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import httpx
 import typer
 
-from chainsense.errors import ConfigError
+from chainsense.cli._common import ApiOption, fail
+from chainsense.cli._common import settings as _settings
 
 __all__ = ["anomalies"]
 
@@ -32,15 +32,15 @@ def anomalies(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Events to list.")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Then stream new events.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    api: Annotated[
-        str, typer.Option(envvar="CHAINSENSE_API_URL", help="The platform's base URL.")
-    ] = "http://127.0.0.1:8000",
+    api: ApiOption = None,
 ) -> None:
     """List anomaly events (oldest first); with --follow keep printing new ones."""
+    import httpx
+
     key = os.environ.get(API_KEY_ENV)
     if not key:
-        typer.secho(f"error: {ConfigError(f'set {API_KEY_ENV} to an API key')}", err=True)
-        raise typer.Exit(2)
+        fail(f"set {API_KEY_ENV} to an API key (`chainsense apikey create`)", 2)
+    api = _settings(api=api).client_api_url
     params: dict[str, Any] = {"limit": limit}
     if device:
         params["device"] = device
@@ -52,8 +52,10 @@ def anomalies(
         with httpx.Client(base_url=api, headers=headers, timeout=30.0) as http:
             response = http.get("/v1/anomalies", params=params)
             if not response.is_success:
-                typer.secho(f"error: {response.status_code} {response.text}", err=True)
-                raise typer.Exit(1)
+                fail(
+                    f"{response.status_code} {response.text}",
+                    2 if response.status_code in (401, 403) else 1,
+                )
             items = response.json()["items"]
             for e in items:
                 typer.echo(show(e))
@@ -62,11 +64,16 @@ def anomalies(
                 params["after"] = items[-1]["id"] if items else 0
                 asyncio.run(_follow(api, headers, params, show))
     except httpx.TransportError as exc:
-        typer.secho(f"error: the platform at {api} is unreachable: {exc}", err=True)
-        raise typer.Exit(3) from exc
+        fail(
+            f"the platform at {api} is unreachable ({exc}); start it with `chainsense serve`, "
+            "or point CHAINSENSE_API_URL (or CHAINSENSE_HOST/CHAINSENSE_PORT) at it",
+            3,
+        )
 
 
 async def _follow(api: str, headers: dict[str, str], params: dict[str, Any], show: Any) -> None:
+    import httpx
+
     async with (
         httpx.AsyncClient(base_url=api, headers=headers, timeout=None) as http,
         http.stream("GET", "/v1/stream", params=params) as response,

@@ -2,7 +2,9 @@
 
 Secrets never travel as arguments: the keystore passphrase comes from
 ``CHAINSENSE_DEVICE_PASSPHRASE`` (or a prompt on a terminal), the operator API key from
-``CHAINSENSE_API_KEY``. The API root is ``--api`` or ``CHAINSENSE_API_URL``.
+``CHAINSENSE_API_KEY``. The API root is ``--api``, else ``CHAINSENSE_API_URL``, else
+``CHAINSENSE_HOST``/``CHAINSENSE_PORT`` (the server's own settings), else the URL a running
+``chainsense serve`` recorded in ``CHAINSENSE_DATA_DIR``.
 
 Exit codes, as for the rest of the CLI: 0 success (readings buffered while the platform is down
 count: they are safe), 1 the platform refused something (a reading, a registration), 2 a usage or
@@ -21,22 +23,17 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import httpx
 import typer
 
-from chainsense.device.buffer import OfflineBuffer
-from chainsense.device.client import DeviceClient
-from chainsense.device.errors import (
-    OfflineBufferError,
-    PlatformResponseError,
-    PlatformUnreachableError,
-)
-from chainsense.device.uplink import FlushReport, Uplink, problem_text
+from chainsense.cli._common import JsonOption, echo_json
+from chainsense.cli._common import settings as _settings
 from chainsense.errors import ChainSenseError, ConfigError
-from chainsense.identity import DeviceKey, KeystoreError
-from chainsense.telemetry.schemas import BUILTIN_SCHEMAS, UnknownSchemaError, ValueScaleError
+
+if TYPE_CHECKING:
+    from chainsense.device.uplink import FlushReport
+    from chainsense.identity import DeviceKey
 
 __all__ = ["device_app"]
 
@@ -45,7 +42,6 @@ T = TypeVar("T")
 PASSPHRASE_ENV = "CHAINSENSE_DEVICE_PASSPHRASE"
 API_KEY_ENV = "CHAINSENSE_API_KEY"
 DEFAULT_KEYSTORE = Path("device-key.json")
-DEFAULT_API = "http://127.0.0.1:8000"
 
 device_app = typer.Typer(
     help="Device keys, registration, and signed readings (buffered while the platform is down).",
@@ -66,7 +62,12 @@ BufferOption = Annotated[
     typer.Option(help="The device's offline buffer (default: <keystore>.buffer.sqlite)."),
 ]
 ApiOption = Annotated[
-    str, typer.Option("--api", envvar="CHAINSENSE_API_URL", help="The platform's API root.")
+    str | None,
+    typer.Option(
+        "--api",
+        help="The platform's base URL (default: CHAINSENSE_API_URL, else "
+        "http://CHAINSENSE_HOST:CHAINSENSE_PORT, where `chainsense serve` listens).",
+    ),
 ]
 
 
@@ -77,6 +78,14 @@ def _fail(message: str, code: int) -> typer.Exit:
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; turn ChainSense errors into a one-line message and an exit code."""
+    from chainsense.device.errors import (
+        OfflineBufferError,
+        PlatformResponseError,
+        PlatformUnreachableError,
+    )
+    from chainsense.identity import KeystoreError
+    from chainsense.telemetry.schemas import UnknownSchemaError, ValueScaleError
+
     try:
         return asyncio.run(coro)
     except (ConfigError, KeystoreError, OfflineBufferError) as exc:
@@ -84,7 +93,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     except (UnknownSchemaError, ValueScaleError) as exc:
         raise _fail(str(exc), 2) from exc
     except PlatformUnreachableError as exc:
-        raise _fail(str(exc), 3) from exc
+        message = f"{exc}; start it with `chainsense serve`, or set CHAINSENSE_API_URL"
+        raise _fail(message, 3) from exc
     except PlatformResponseError as exc:
         raise _fail(str(exc), 2 if exc.status in (401, 403) else 1) from exc
     except ChainSenseError as exc:
@@ -115,8 +125,15 @@ def _api_key() -> str:
     return value
 
 
+def _api_root(api: str | None) -> str:
+    """The platform's base URL: ``--api``, else the settings (see the module docstring)."""
+    return _settings(api=api).client_api_url
+
+
 def _keystore_address(path: Path) -> str:
     """The address a V3 keystore declares in clear (no passphrase needed)."""
+    from chainsense.identity import KeystoreError
+
     try:
         declared = json.loads(path.read_text(encoding="utf-8")).get("address")
     except OSError as exc:
@@ -132,9 +149,15 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
-async def _api(method: str, api: str, path: str, **kwargs: Any) -> Any:
+async def _api(method: str, api: str | None, path: str, **kwargs: Any) -> Any:
     """One operator request to the platform; the answer's JSON, or a device error."""
-    url = f"{api.rstrip('/')}{path}"
+    import httpx
+
+    from chainsense.device.errors import PlatformResponseError, PlatformUnreachableError
+    from chainsense.device.uplink import problem_text
+
+    api = _api_root(api)
+    url = f"{api}{path}"
     headers = {"Authorization": f"Bearer {_api_key()}"}
     # Registering and revoking send a chain transaction and wait for it.
     async with httpx.AsyncClient(timeout=180.0, headers=headers) as http:
@@ -155,6 +178,7 @@ async def _api(method: str, api: str, path: str, **kwargs: Any) -> Any:
 @device_app.command("new")
 def new(keystore: KeystoreOption = DEFAULT_KEYSTORE) -> None:
     """Make a new device key and save it encrypted (passphrase: CHAINSENSE_DEVICE_PASSPHRASE)."""
+    from chainsense.identity import DeviceKey
 
     async def make() -> DeviceKey:
         key = DeviceKey.generate()
@@ -180,7 +204,7 @@ def register(
     metadata_hash: Annotated[
         str | None, typer.Option(help="0x + 64 hex: hash of off-chain metadata.")
     ] = None,
-    api: ApiOption = DEFAULT_API,
+    api: ApiOption = None,
 ) -> None:
     """Register a device in the DeviceRegistry, through the API (key: CHAINSENSE_API_KEY)."""
 
@@ -204,7 +228,8 @@ def list_devices(
     status: Annotated[
         str | None, typer.Option(help="Only devices in this state: active, revoked, rotated.")
     ] = None,
-    api: ApiOption = DEFAULT_API,
+    api: ApiOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List registered devices (any API key: CHAINSENSE_API_KEY)."""
 
@@ -224,6 +249,9 @@ def list_devices(
                 return items
 
     devices = _run(go())
+    if as_json:
+        echo_json(devices)
+        return
     if not devices:
         typer.echo("no devices")
         return
@@ -234,7 +262,7 @@ def list_devices(
 
 
 @device_app.command("revoke")
-def revoke(address: str, api: ApiOption = DEFAULT_API) -> None:
+def revoke(address: str, api: ApiOption = None) -> None:
     """Revoke a device: its new readings are refused, its old ones stay verifiable."""
     device = _run(_api("POST", api, f"/v1/devices/{address}/revoke"))
     typer.echo(f"revoked {device['address']} (tx {device.get('tx_hash')})")
@@ -281,10 +309,15 @@ def send(
     buffer: BufferOption = None,
     count: Annotated[int, typer.Option(min=1, help="How many readings to take.")] = 1,
     interval: Annotated[float, typer.Option(min=0, help="Seconds between readings.")] = 1.0,
-    api: ApiOption = DEFAULT_API,
+    api: ApiOption = None,
 ) -> None:
     """Sign readings, keep them in the buffer, and deliver them (with what was buffered
     before). When the platform is down the readings stay buffered, and the command exits 0."""
+    from chainsense.device.buffer import OfflineBuffer
+    from chainsense.device.client import DeviceClient
+    from chainsense.identity import DeviceKey
+    from chainsense.telemetry.schemas import BUILTIN_SCHEMAS, UnknownSchemaError
+
     try:
         values = _parse_values(value)
     except ConfigError as exc:
@@ -295,12 +328,13 @@ def send(
         known = ", ".join(s.name for s in BUILTIN_SCHEMAS)
         raise _fail(f"{exc} (known: {known})", 2) from exc
     buffer_path = _buffer_path(keystore, buffer)
+    api_root = _api_root(api)
 
     async def go() -> bool:
         key = await asyncio.to_thread(DeviceKey.load, keystore, _passphrase())
         failed = False
         with OfflineBuffer(buffer_path) as store:
-            async with DeviceClient(api, key, store) as device:
+            async with DeviceClient(api_root, key, store) as device:
                 retries = device.uplink.retries
                 start = time.monotonic()
                 for i in range(count):
@@ -327,10 +361,13 @@ def flush(
     retry_rejected: Annotated[
         bool, typer.Option(help="Put rejected readings back in the queue first.")
     ] = False,
-    api: ApiOption = DEFAULT_API,
+    api: ApiOption = None,
 ) -> None:
     """Deliver the buffered readings (no passphrase needed: they are signed already).
     Exits 3 when the platform is unreachable (the readings stay buffered)."""
+    from chainsense.device.buffer import OfflineBuffer
+    from chainsense.device.uplink import Uplink
+
     buffer_path = _buffer_path(keystore, buffer)
     if not buffer_path.exists():
         typer.echo(f"nothing to flush: no buffer at {buffer_path}")
@@ -340,7 +377,7 @@ def flush(
         with OfflineBuffer(buffer_path) as store:
             if retry_rejected:
                 typer.echo(f"requeued {store.requeue_rejected()} rejected readings")
-            async with Uplink(api, store) as uplink:
+            async with Uplink(_api_root(api), store) as uplink:
                 return await uplink.flush()
 
     report = _run(go())
@@ -354,11 +391,21 @@ def flush(
 
 
 @device_app.command("status")
-def status(keystore: KeystoreOption = DEFAULT_KEYSTORE, buffer: BufferOption = None) -> None:
+def status(
+    keystore: KeystoreOption = DEFAULT_KEYSTORE,
+    buffer: BufferOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Show the buffer: next seq, readings waiting, readings refused (no network needed)."""
+    from chainsense.device.buffer import OfflineBuffer
+    from chainsense.device.errors import OfflineBufferError
+
     buffer_path = _buffer_path(keystore, buffer)
     if not buffer_path.exists():
-        typer.echo(f"no buffer at {buffer_path}: nothing recorded yet")
+        if as_json:
+            echo_json({"buffer": str(buffer_path), "exists": False})
+        else:
+            typer.echo(f"no buffer at {buffer_path}: nothing recorded yet")
         return
 
     def read() -> tuple[Any, list[Any]]:
@@ -369,10 +416,33 @@ def status(keystore: KeystoreOption = DEFAULT_KEYSTORE, buffer: BufferOption = N
         stats, rejected = read()
     except OfflineBufferError as exc:
         raise _fail(str(exc), 2) from exc
+    oldest = stats.oldest_pending
+    if as_json:
+        domain = stats.domain
+        echo_json(
+            {
+                "buffer": str(buffer_path),
+                "exists": True,
+                "device": stats.device,
+                "next_seq": stats.next_seq,
+                "pending": stats.pending,
+                "oldest_pending": {"seq": oldest.seq, "timestamp_ms": oldest.reading.timestamp}
+                if oldest
+                else None,
+                "rejected": stats.rejected,
+                "rejected_recent": [{"seq": r.seq, "summary": r.summary} for r in rejected],
+                "domain": {
+                    "chain_id": domain.chain_id,
+                    "verifying_contract": domain.verifying_contract,
+                }
+                if domain is not None
+                else None,
+            }
+        )
+        return
     typer.echo(f"buffer:    {buffer_path}")
     typer.echo(f"device:    {stats.device or '(none yet)'}")
     typer.echo(f"next seq:  {stats.next_seq}")
-    oldest = stats.oldest_pending
     since = f" (oldest: seq {oldest.seq}, {_iso(oldest.reading.timestamp)})" if oldest else ""
     typer.echo(f"pending:   {stats.pending}{since}")
     typer.echo(f"rejected:  {stats.rejected}")

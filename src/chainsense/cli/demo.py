@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 
-from chainsense.config import Settings
-from chainsense.demo import DemoResult, run_scenario
 from chainsense.errors import ChainSenseError
+
+if TYPE_CHECKING:
+    from chainsense.config import Settings
+    from chainsense.demo import DemoResult
 
 __all__ = ["demo_command", "run_demo"]
 
@@ -24,6 +25,7 @@ devices stamp readings with the chain's clock, so the server accepts timestamps 
 def demo_settings(data_dir: Path) -> Settings:
     """Embedded defaults in ``data_dir``, on a dev chain of its own (free port)."""
     from chainsense.api.embedded import _free_port
+    from chainsense.config import Settings
 
     return Settings(
         data_dir=data_dir,
@@ -37,7 +39,10 @@ def demo_settings(data_dir: Path) -> Settings:
 
 
 async def run_demo(settings: Settings) -> DemoResult:
+    import httpx
+
     from chainsense.api.embedded import serve_embedded
+    from chainsense.demo import run_scenario
 
     def echo(line: str) -> None:
         typer.echo(line)

@@ -13,15 +13,16 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from eth_utils.address import to_checksum_address
 
+from chainsense.cli.settlement import Account, _Ctx, _go, _tx, to_checksum_address
 from chainsense.errors import ConfigError
-from chainsense.settlement.agent import MarketAgent
-from chainsense.settlement_cli import Account, _Ctx, _go, _tx
-from chainsense.store import AgentOrder, Mandate
+
+if TYPE_CHECKING:
+    from chainsense.settlement.agent import MarketAgent
+    from chainsense.store import AgentOrder, Mandate
 
 __all__ = ["agent_app"]
 
@@ -40,7 +41,8 @@ Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 @asynccontextmanager
 async def _open_agent(c: _Ctx) -> AsyncIterator[MarketAgent]:
-    from chainsense.proof_cli import _service
+    from chainsense.cli.proof import _service
+    from chainsense.settlement.agent import MarketAgent
 
     store, _ = await _service(c.settings)  # the platform's database, or a clear error
     try:
@@ -85,6 +87,7 @@ def enable(
     account: Account = None,
 ) -> None:
     """Opt in: allow the agent on-chain (setAgent) and save your mandate."""
+    from chainsense.store import Mandate
 
     async def run(c: _Ctx, agent: MarketAgent) -> None:
         signer = c.user(account)

@@ -11,12 +11,13 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from chainsense.provenance.proof import ProofDocument, ProofFormatError
-from chainsense.provenance.verify import Verdict, verify_offline, verify_onchain
+if TYPE_CHECKING:
+    from chainsense.provenance.proof import ProofDocument
+    from chainsense.provenance.verify import Verdict
 
 __all__ = ["render_verdict", "verify_command"]
 
@@ -83,6 +84,9 @@ def verify_command(
     timeout: Annotated[float, typer.Option(help="RPC timeout, seconds.")] = 10.0,
 ) -> None:
     """Verify a proof document: each check is named; exit 1 if any fails."""
+    from chainsense.provenance.proof import ProofDocument, ProofFormatError
+    from chainsense.provenance.verify import verify_offline, verify_onchain
+
     try:
         doc = ProofDocument.from_json(_read(proof))
     except (_Unreadable, ProofFormatError) as exc:

@@ -1,8 +1,11 @@
-"""``chainsense proof get`` and ``chainsense export``: proofs and bulk exports from the local store.
+"""``chainsense proof get`` and ``chainsense export``: proofs and bulk exports, through the API.
 
-They read the platform's database directly (the SQLite file in the data dir, or
-``CHAINSENSE_DATABASE_URL``) and the deployment records, so they need neither the API nor an API
-key, and they work while the server runs (SQLite WAL lets readers in beside the writer).
+They ask the platform's API (``CHAINSENSE_API_URL``, else ``CHAINSENSE_HOST``/``CHAINSENSE_PORT``,
+else the server running on ``CHAINSENSE_DATA_DIR``) with any API key (``CHAINSENSE_API_KEY``), so
+they work from another host as well as beside the server.
+
+:func:`_service` opens the platform's database directly, for the settlement commands that build
+on-chain evidence from stored readings (``chainsense shipment|market|charging``).
 """
 
 from __future__ import annotations
@@ -11,23 +14,19 @@ import json
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from chainsense.chain.deploy import DeploymentStore
-from chainsense.config import Settings
+from chainsense.cli._common import ApiOption, api_request, call, fail
+from chainsense.cli._common import settings as _settings
 from chainsense.errors import ConfigError
-from chainsense.platform import anchor_policy
-from chainsense.provenance.export import (
-    Pending,
-    ProofService,
-    readings_csv,
-    readings_jsonl,
-)
-from chainsense.provenance.proof import DomainRef
-from chainsense.store import Store, StoredReading
-from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
+
+if TYPE_CHECKING:
+    from chainsense.config import Settings
+    from chainsense.provenance.export import ProofService
+    from chainsense.provenance.proof import DomainRef
+    from chainsense.store import Store
 
 __all__ = ["export", "proof_app"]
 
@@ -36,6 +35,9 @@ proof_app = typer.Typer(help="Proofs of single readings.", no_args_is_help=True)
 
 def _domain(settings: Settings, store_chain_id: int | None) -> DomainRef:
     """The EIP-712 domain readings were signed in: the recorded DeviceRegistry deployment."""
+    from chainsense.chain.deploy import DeploymentStore
+    from chainsense.provenance.proof import DomainRef
+
     records = DeploymentStore(settings.deployments_dir)
     chain_id = store_chain_id or settings.anvil_chain_id
     deployment = records.load(chain_id)
@@ -48,6 +50,12 @@ def _domain(settings: Settings, store_chain_id: int | None) -> DomainRef:
 
 
 async def _service(settings: Settings) -> tuple[Store, ProofService]:
+    """The platform's database and a proof service on it (for the settlement commands)."""
+    from chainsense.platform import anchor_policy
+    from chainsense.provenance.export import ProofService
+    from chainsense.store import Store
+    from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
+
     if not settings.database_url and not (settings.data_dir / "chainsense.db").exists():
         raise ConfigError(
             f"no database at {settings.data_dir / 'chainsense.db'}; set CHAINSENSE_DATA_DIR (or "
@@ -72,25 +80,16 @@ def proof_get(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the proof here (default: stdout).")
     ] = None,
+    api: ApiOption = None,
 ) -> None:
     """Print the proof document of one reading; exit 4 if it is not anchored yet."""
-    from chainsense.cli import _run
-
-    settings = Settings()
-
-    async def get() -> dict[str, object] | Pending:
-        store, service = await _service(settings)
-        try:
-            found = await service.proof(reading_id)
-        finally:
-            await store.close()
-        return found if isinstance(found, Pending) else found.to_json()
-
-    found = _run(get())  # no such reading: ReadingNotFoundError, exit 1
-    if isinstance(found, Pending):
+    settings = _settings(api=api)
+    response = call(lambda: api_request(settings, "GET", f"/v1/readings/{reading_id}/proof"))
+    found = response.json()
+    if response.status_code == 202:
         typer.secho(
-            f"pending: reading {reading_id} is {found.state}; expect its proof in about "
-            f"{found.expected_wait_seconds:.1f} s ({found.detail})",
+            f"pending: reading {reading_id} is {found['state']}; expect its proof in about "
+            f"{found['expectedWaitSeconds']:.1f} s ({found['detail']})",
             fg="yellow",
             err=True,
         )
@@ -113,59 +112,47 @@ def export(
         int | None, typer.Option(help="Before this device time, ms (exclusive).")
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="Readings as csv or jsonl.")] = "csv",
+    api: ApiOption = None,
 ) -> None:
     """Export a device's readings in a time range, with their proofs, as one zip bundle:
     readings.csv (or .jsonl), proofs.jsonl (one proof document per anchored reading) and
     manifest.json. Check the proofs with `chainsense verify proofs.jsonl`."""
-    from eth_utils.address import is_address, to_checksum_address
-
-    from chainsense.cli import _run
-
     if fmt not in ("csv", "jsonl"):
-        typer.secho("error: --format must be csv or jsonl", fg="red", err=True)
-        raise typer.Exit(2)
-    if not is_address(device):
-        typer.secho(f"error: --device {device!r} is not an address", fg="red", err=True)
-        raise typer.Exit(2)
-    settings = Settings()
-    address = to_checksum_address(device)
+        fail("--format must be csv or jsonl", 2)
+    if not (device.startswith("0x") and len(device) == 42):
+        fail(f"--device {device!r} is not an address", 2)
+    settings = _settings(api=api)
+    params: dict[str, Any] = {"device": device}
+    if since is not None:
+        params["since"] = since
+    if until is not None:
+        params["until"] = until
 
-    async def build() -> tuple[int, int, int]:
-        store, service = await _service(settings)
-        rows: list[StoredReading] = []
-        proofs: list[str] = []
-        pending = 0
-        try:
-            async for row, doc in service.proofs(device=address, since_ms=since, until_ms=until):
-                rows.append(row)
-                if isinstance(doc, Pending):
-                    pending += 1
-                else:
-                    proofs.append(json.dumps(doc.to_json(), separators=(",", ":")))
-                if len(rows) % 10_000 == 0:
-                    typer.echo(f"  {len(rows)} readings…", err=True)
-        finally:
-            await store.close()
-        manifest = {
-            "device": address,
-            "since": since,
-            "until": until,
-            "readings": len(rows),
-            "proofs": len(proofs),
-            "pending": pending,
-            "exportedAt": datetime.now(UTC).isoformat(),
-        }
-        tmp = out.with_name(out.name + ".tmp")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-            body = readings_csv(rows) if fmt == "csv" else readings_jsonl(rows)
-            bundle.writestr(f"readings.{fmt}", body)
-            bundle.writestr("proofs.jsonl", "".join(p + "\n" for p in proofs))
-            bundle.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
-        tmp.replace(out)
-        return len(rows), len(proofs), pending
+    def fetch(path: str, extra: dict[str, Any]) -> str:
+        response = api_request(settings, "GET", path, params={**params, **extra}, timeout=600)
+        return response.text
 
-    n, proved, pending = _run(build())
-    typer.echo(f"wrote {out}: {n} readings, {proved} proofs", err=True)
+    readings = call(lambda: fetch("/v1/export/readings", {"format": fmt}))
+    lines = call(lambda: fetch("/v1/export/proofs", {})).splitlines()
+    proofs = [line for line in lines if line and '"status":"pending"' not in line]
+    pending = len(lines) - len(proofs)
+    count = len(lines)
+    manifest = {
+        "device": device,
+        "since": since,
+        "until": until,
+        "readings": count,
+        "proofs": len(proofs),
+        "pending": pending,
+        "exportedAt": datetime.now(UTC).isoformat(),
+    }
+    tmp = out.with_name(out.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr(f"readings.{fmt}", readings)
+        bundle.writestr("proofs.jsonl", "".join(p + "\n" for p in proofs))
+        bundle.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(out)
+    typer.echo(f"wrote {out}: {count} readings, {len(proofs)} proofs", err=True)
     if pending:
         typer.secho(
             f"{pending} readings are not anchored yet and have no proof in the bundle; export "
