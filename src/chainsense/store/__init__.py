@@ -24,7 +24,7 @@ from chainsense.store.devices import DeviceRepository
 from chainsense.store.engine import default_url, mask_url
 from chainsense.store.errors import StoreError, StoreUnavailableError
 from chainsense.store.market_agents import AgentOrder, Mandate, MarketAgentRepository
-from chainsense.store.readings import MAX_QUERY_LIMIT, ReadingRepository
+from chainsense.store.readings import MAX_QUERY_LIMIT, ReadingRepository, SeriesBucket
 from chainsense.store.records import (
     ApiKeyRecord,
     DeviceRecord,
@@ -35,6 +35,7 @@ from chainsense.store.records import (
     Scope,
     StoredReading,
 )
+from chainsense.store.sessions import ConsoleSession, SessionRepository
 from chainsense.store.store import Store
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "BatchRecord",
     "BatchRepository",
     "BatchState",
+    "ConsoleSession",
     "DeviceRecord",
     "DeviceRepository",
     "DeviceStatus",
@@ -59,6 +61,8 @@ __all__ = [
     "PendingReading",
     "ReadingRepository",
     "Scope",
+    "SeriesBucket",
+    "SessionRepository",
     "Store",
     "StoreError",
     "StoreUnavailableError",

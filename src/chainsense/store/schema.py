@@ -51,6 +51,7 @@ __all__ = [
     "ai_models",
     "api_keys",
     "batches",
+    "console_sessions",
     "devices",
     "market_agent_orders",
     "market_mandates",
@@ -118,6 +119,7 @@ devices = Table(
     Column("revoked_at", UTCDateTime(), nullable=True),
     Column("last_seq", BigInteger(), nullable=False, server_default=text("0")),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("label", String(100), nullable=True),  # migration 0006: an operator's name for it
     CheckConstraint("status IN ('active', 'revoked', 'rotated')", name="status"),
     CheckConstraint("last_seq >= 0", name="last_seq"),
     Index(None, "identity"),
@@ -282,3 +284,23 @@ market_agent_orders = Table(
 """What the agent did for a participant and interval: the order it placed (``bid``/``ask``, with
 the on-chain order id and transaction), or ``none`` with the reason. One row per participant and
 interval, so a restarted agent never orders twice."""
+
+# --- the console (migration 0006) ------------------------------------------------------------
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column(
+        "api_key_id",
+        BigInteger(),
+        ForeignKey("api_keys.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index(None, "api_key_id"),
+)
+"""A console sign-in: the SHA-256 of the cookie's token, the API key it was exchanged for (a
+revoked key ends every session made from it), and the CSRF token every change must carry."""
