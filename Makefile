@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test check lint types audit contracts bench install clean
+.PHONY: run test check lint types audit contracts bench install clean web browser
 
 ## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
 install: $(VENV)/.installed node_modules/.installed
@@ -31,9 +31,20 @@ node_modules/.installed: package.json package-lock.json
 run: install
 	CHAINSENSE_DEMO_FLEET=$${CHAINSENSE_DEMO_FLEET:-true} $(VENV)/bin/chainsense serve
 
-## test: the whole test suite (real Anvil; real PostgreSQL where marked)
-test: install
+## test: the whole test suite (real Anvil; real PostgreSQL where marked; real Chromium for the console)
+test: install browser
 	$(PY) -m pytest
+
+## web: bundle the console's assets (htmx, uPlot, its islands and CSS) from node_modules with
+## esbuild into src/chainsense/web/static/dist (committed: a Python-only install needs no Node)
+web: node_modules/.installed
+	node_modules/.bin/esbuild src/chainsense/web/assets/console.js --bundle --minify \
+		--format=iife --target=es2020 --legal-comments=linked --log-level=warning \
+		--outfile=src/chainsense/web/static/dist/console.js
+
+## browser: Chromium for the console's browser tests (Debian's package; only when it is missing)
+browser:
+	@test -x /usr/bin/chromium || apt-get install -y chromium
 
 ## contracts: compile contracts/ with solc-js into src/chainsense/contracts/artifacts
 contracts: node_modules/.installed

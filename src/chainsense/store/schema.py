@@ -145,7 +145,9 @@ readings = Table(
     Column("batch_id", BigInteger(), nullable=True),
     # The unique index on (device, seq) also serves every lookup by device alone.
     UniqueConstraint("device", "seq"),
-    Index(None, "device", "timestamp"),
+    # Covers the console's series queries (migration 0006): a device's time range is read
+    # from the index alone, values included, never from the wide rows.
+    Index(None, "device", "timestamp", "schema", "values"),
     Index(None, "device", "id"),
     Index(None, "batch_id"),
     sqlite_autoincrement=True,

@@ -17,6 +17,13 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
+    # The series endpoint reads one device's time range: cover it, values included.
+    op.drop_index("ix_readings_device_timestamp", table_name="readings")
+    op.create_index(
+        "ix_readings_device_timestamp_schema_values",
+        "readings",
+        ["device", "timestamp", "schema", "values"],
+    )
     with op.batch_alter_table("devices") as batch:
         batch.add_column(sa.Column("label", sa.String(100), nullable=True))
     op.create_table(
@@ -42,3 +49,5 @@ def downgrade() -> None:
     op.drop_table("console_sessions")
     with op.batch_alter_table("devices") as batch:
         batch.drop_column("label")
+    op.drop_index("ix_readings_device_timestamp_schema_values", table_name="readings")
+    op.create_index("ix_readings_device_timestamp", "readings", ["device", "timestamp"])
