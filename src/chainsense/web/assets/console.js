@@ -130,7 +130,7 @@ function devicePage() {
 function fleetPage() {
   if (document.body.dataset.alarmsApi !== "yes") return;
   async function mark() {
-    const page = await api("/v1/alarms?state=active&limit=200");
+    const page = await api("/v1/alarms?state=active&limit=100");
     const open = new Map();
     for (const a of page.items) open.set(a.device, (open.get(a.device) || []).concat(a));
     for (const row of $$("#fleet-table tr[data-device]")) {
@@ -186,7 +186,7 @@ function alarmsPage() {
   async function load() {
     const q = query();
     if (lifecycle) {
-      q.set("limit", "200");
+      q.set("limit", "100");
       const page = await api("/v1/alarms?" + q);
       fill(tbody, page.items.map(alarmRow), 7, "No alarms match.");
     } else {
