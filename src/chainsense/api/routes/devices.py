@@ -53,7 +53,9 @@ class DevicePublic(BaseModel):
 
 class DevicePatch(BaseModel):
     label: str | None = Field(
-        max_length=100, description="The operator's name for the device (null: none)"
+        max_length=100,
+        pattern=r"^[^\x00-\x1f\x7f]*$",
+        description="The operator's name for the device, no control characters (null: none)",
     )
 
 
@@ -171,6 +173,7 @@ async def patch_device(
     platform: PlatformDep,
     _key: OperatorDep,
 ) -> DevicePublic:
+    device = to_checksum_address(device)  # any letter case, as the other device routes take
     try:
         found = await platform.store.devices.set_label(device, body.label)
     except ValueError as exc:
