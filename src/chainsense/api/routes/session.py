@@ -10,12 +10,13 @@ is revoked.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Cookie, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from chainsense.api.deps import CSRF_HEADER, SESSION_COOKIE, PlatformDep, ReaderDep, same_origin
+from chainsense.api.errors import PROBLEM_JSON
 from chainsense.store import ConsoleSession
 
 __all__ = ["CSRF_COOKIE", "router", "start_session"]
@@ -64,7 +65,18 @@ async def start_session(
     return session
 
 
-@router.post("", response_model=SessionPublic, summary="Sign in: exchange an API key for a cookie")
+_PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+
+
+@router.post(
+    "",
+    response_model=SessionPublic,
+    summary="Sign in: exchange an API key for a cookie",
+    responses={
+        401: _PROBLEM | {"description": "Unknown or revoked API key"},
+        403: _PROBLEM | {"description": "Sent from another origin"},
+    },
+)
 async def sign_in(
     body: SignIn, request: Request, response: Response, platform: PlatformDep
 ) -> SessionPublic:
@@ -82,7 +94,12 @@ async def whoami(key: ReaderDep) -> SessionPublic:
     return SessionPublic(name=key.name, scope=key.scope.value)
 
 
-@router.delete("", status_code=204, summary="Sign out: the session ends")
+@router.delete(
+    "",
+    status_code=204,
+    summary="Sign out: the session ends",
+    responses={403: _PROBLEM | {"description": "Without the session's CSRF token"}},
+)
 async def sign_out(
     request: Request,
     platform: PlatformDep,
