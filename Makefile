@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test check lint types audit contracts bench bench-ai fuzz load install clean test-security web api-docs-assets docs
+.PHONY: run test check lint types audit contracts bench bench-ai fuzz load install clean test-security web api-docs-assets docs browser
 
 ## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
 install: $(VENV)/.installed node_modules/.installed
@@ -32,8 +32,8 @@ node_modules/.installed: package.json package-lock.json
 run: install
 	CHAINSENSE_DEMO_FLEET=$${CHAINSENSE_DEMO_FLEET:-true} $(VENV)/bin/chainsense serve $(ARGS)
 
-## test: the whole test suite (real Anvil; real PostgreSQL where marked)
-test: install
+## test: the whole test suite (real Anvil; real PostgreSQL where marked; real Chromium for the console)
+test: install browser
 	$(PY) -m pytest
 
 ## fuzz: the long hostile-input runs (docs/input.md): atheris over body parsing and reading
@@ -49,6 +49,17 @@ fuzz: install
 test-security: install
 	$(PY) -m pytest -q -s tests/test_redact.py tests/limits tests/api/test_protections.py \
 		tests/e2e/test_limits.py tests/e2e/test_secret_leak.py
+
+## web: bundle the console's assets (htmx, uPlot, its islands and CSS) from node_modules with
+## esbuild into src/chainsense/web/static/dist (committed: a Python-only install needs no Node)
+web: node_modules/.installed
+	node_modules/.bin/esbuild src/chainsense/web/assets/console.js --bundle --minify \
+		--format=iife --target=es2020 --legal-comments=linked --log-level=warning \
+		--outfile=src/chainsense/web/static/dist/console.js
+
+## browser: Chromium for the console's browser tests (Debian's package; only when it is missing)
+browser:
+	@test -x /usr/bin/chromium || apt-get install -y chromium
 
 ## contracts: compile contracts/ with solc-js into src/chainsense/contracts/artifacts
 contracts: node_modules/.installed

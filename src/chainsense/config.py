@@ -206,6 +206,13 @@ class Settings(BaseSettings):
         default=4 * 3_600, ge=1, description="Seconds a station has to close a charging session."
     )
 
+    # --- console ---------------------------------------------------------------------------
+    session_lifetime: float = Field(
+        default=12 * 3_600,
+        gt=0,
+        description="Seconds a console sign-in lasts (revoking its API key ends it at once).",
+    )
+
     # --- demo ------------------------------------------------------------------------------
     demo_fleet: bool = Field(
         default=False,

@@ -25,7 +25,7 @@ from chainsense.store.devices import DeviceRepository
 from chainsense.store.engine import default_url, mask_url
 from chainsense.store.errors import StoreError, StoreUnavailableError
 from chainsense.store.market_agents import AgentOrder, Mandate, MarketAgentRepository
-from chainsense.store.readings import MAX_QUERY_LIMIT, ReadingRepository
+from chainsense.store.readings import MAX_QUERY_LIMIT, ReadingRepository, SeriesBucket
 from chainsense.store.records import (
     ApiKeyRecord,
     DeviceRecord,
@@ -36,6 +36,7 @@ from chainsense.store.records import (
     Scope,
     StoredReading,
 )
+from chainsense.store.sessions import ConsoleSession, SessionRepository
 from chainsense.store.store import Store
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "BatchRecord",
     "BatchRepository",
     "BatchState",
+    "ConsoleSession",
     "DeviceRecord",
     "DeviceRepository",
     "DeviceStatus",
@@ -63,6 +65,8 @@ __all__ = [
     "PendingReading",
     "ReadingRepository",
     "Scope",
+    "SeriesBucket",
+    "SessionRepository",
     "Store",
     "StoreError",
     "StoreUnavailableError",

@@ -243,14 +243,17 @@ class BatchRepository:
         after_id: int | None = None,
         min_block: int | None = None,
         limit: int = 100,
+        newest_first: bool = False,
     ) -> list[BatchRecord]:
-        """Batches by id, oldest first; filter by state, page with ``after_id``; ``min_block``
-        keeps anchored batches at or above that block."""
-        stmt = select(*_COLUMNS).order_by(batches.c.id).limit(limit)
+        """Batches by id, oldest first (``newest_first``: newest first, ``after_id`` then pages
+        to lower ids); filter by state, page with ``after_id``; ``min_block`` keeps anchored
+        batches at or above that block."""
+        order = batches.c.id.desc() if newest_first else batches.c.id
+        stmt = select(*_COLUMNS).order_by(order).limit(limit)
         if state is not None:
             stmt = stmt.where(batches.c.state == state.value)
         if after_id is not None:
-            stmt = stmt.where(batches.c.id > after_id)
+            stmt = stmt.where(batches.c.id < after_id if newest_first else batches.c.id > after_id)
         if min_block is not None:
             stmt = stmt.where(batches.c.block_number >= min_block)
         async with self._db.read() as conn:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, select
+from sqlalchemy import ColumnElement, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from chainsense.store.engine import Database
@@ -28,7 +28,7 @@ from chainsense.store.records import (
 )
 from chainsense.store.schema import devices
 
-__all__ = ["DeviceRepository"]
+__all__ = ["MAX_LABEL", "DeviceRepository"]
 
 _COLUMNS = (
     devices.c.address,
@@ -39,7 +39,10 @@ _COLUMNS = (
     devices.c.registered_at,
     devices.c.revoked_at,
     devices.c.last_seq,
+    devices.c.label,
 )
+
+MAX_LABEL = 100
 
 
 class DeviceRepository:
@@ -147,6 +150,27 @@ class DeviceRepository:
         async with self._db.read() as conn:
             return [_record(row) for row in await conn.execute(stmt)]
 
+    async def set_label(self, address: str, label: str | None) -> bool:
+        """Name the device at ``address`` (None or blank: no label). True if it exists.
+
+        The label is the operator's own, kept here only (the registry sync never changes it);
+        ValueError if it is longer than 100 characters or holds control characters.
+        """
+        if label is not None:
+            label = label.strip() or None
+        if label is not None and (
+            len(label) > MAX_LABEL or any(ord(c) < 32 or ord(c) == 127 for c in label)
+        ):
+            raise ValueError(f"label: expected 1..{MAX_LABEL} printable characters")
+        stmt = (
+            update(devices)
+            .where(devices.c.address == checksum_address(address))
+            .values(label=label)
+        )
+        async with self._db.write() as conn:
+            result = await conn.execute(stmt)
+        return result.rowcount == 1
+
     async def list(
         self,
         *,
@@ -206,7 +230,9 @@ def _address(field: str, value: str) -> str:
 
 
 def _record(row: Sequence[Any]) -> DeviceRecord:
-    address, identity, owner, metadata_hash, status, registered_at, revoked_at, last_seq = row
+    address, identity, owner, metadata_hash, status, registered_at, revoked_at, last_seq, label = (
+        row
+    )
     return DeviceRecord(
         address=address,
         identity=identity,
@@ -216,4 +242,5 @@ def _record(row: Sequence[Any]) -> DeviceRecord:
         registered_at=registered_at,
         revoked_at=revoked_at,
         last_seq=last_seq,
+        label=label,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -45,7 +46,7 @@ from chainsense.store.records import (
 )
 from chainsense.store.schema import devices, readings
 
-__all__ = ["MAX_QUERY_LIMIT", "ReadingRepository"]
+__all__ = ["MAX_QUERY_LIMIT", "ReadingRepository", "SeriesBucket"]
 
 MAX_QUERY_LIMIT = 10_000
 _CHUNK = 2_000  # items per IN list: far below every driver's bound-parameter limit
@@ -139,11 +140,13 @@ class ReadingRepository:
         until_ms: int | None = None,
         after_id: int | None = None,
         limit: int = 100,
+        newest_first: bool = False,
     ) -> list[StoredReading]:
-        """Readings ordered by id, oldest first.
+        """Readings ordered by id, oldest first (``newest_first``: newest first).
 
         ``since_ms`` is inclusive and ``until_ms`` exclusive (device timestamps, in ms); page on
-        with ``after_id`` = the last id of the previous page. ``limit`` is 1..10 000.
+        with ``after_id`` = the last id of the previous page (with ``newest_first``, the next
+        page holds the ids below it). ``limit`` is 1..10 000.
         """
         if not 1 <= limit <= MAX_QUERY_LIMIT:
             raise ValueError(f"limit: expected 1..{MAX_QUERY_LIMIT}, got {limit}")
@@ -155,11 +158,62 @@ class ReadingRepository:
         if until_ms is not None:
             where.append(readings.c.timestamp < _int64("until_ms", until_ms))
         if after_id is not None:
-            where.append(readings.c.id > _int64("after_id", after_id))
-        stmt = select(*_COLUMNS).where(*where).order_by(readings.c.id).limit(limit)
+            cursor = _int64("after_id", after_id)
+            where.append(readings.c.id < cursor if newest_first else readings.c.id > cursor)
+        order = readings.c.id.desc() if newest_first else readings.c.id
+        stmt = select(*_COLUMNS).where(*where).order_by(order).limit(limit)
         async with self._db.read() as conn:
             result = await conn.execute(stmt)
             return [_stored(row) for row in result]
+
+    async def series(
+        self,
+        *,
+        device: str,
+        schema: bytes,
+        index: int,
+        since_ms: int,
+        until_ms: int,
+        buckets: int,
+    ) -> list[SeriesBucket]:
+        """One value of a device's readings, aggregated in the database into at most
+        ``buckets`` equal time buckets over ``[since_ms, until_ms)``: per non-empty bucket its
+        start (ms), count, min, max and mean of the raw fixed-point value at ``index``.
+
+        The database does the work (one indexed range scan, one GROUP BY), so the rows never
+        travel: a year of minute readings comes back as a few hundred buckets.
+        """
+        if not 1 <= buckets <= MAX_QUERY_LIMIT:
+            raise ValueError(f"buckets: expected 1..{MAX_QUERY_LIMIT}, got {buckets}")
+        since, until = _int64("since_ms", since_ms), _int64("until_ms", until_ms)
+        if until <= since:
+            raise ValueError("until_ms must be after since_ms")
+        if not 0 <= index < 256:
+            raise ValueError(f"index: expected 0..255, got {index}")
+        width = max(1, -(-(until - since) // buckets))  # ceil: at most `buckets` buckets
+        if self._db.is_sqlite:
+            value = f"json_extract(\"values\", '$[{index}]')"
+        else:
+            value = f'"values"[{index + 1}]'
+        sql = text(
+            f"SELECT (timestamp - :since) / :width AS b, count(*), min(v), max(v), avg(v) "
+            f"FROM (SELECT timestamp, {value} AS v FROM readings "
+            f"WHERE device = :device AND timestamp >= :since AND timestamp < :until "
+            f"AND schema = :schema) AS s WHERE v IS NOT NULL GROUP BY b ORDER BY b"
+        )
+        params = {
+            "since": since,
+            "until": until,
+            "width": width,
+            "device": checksum_address(device),
+            "schema": schema,
+        }
+        async with self._db.read() as conn:
+            rows = (await conn.execute(sql, params)).all()
+        return [
+            SeriesBucket(since + int(b) * width, int(n), int(lo), int(hi), float(mean))
+            for b, n, lo, hi, mean in rows
+        ]
 
     async def count(self) -> int:
         """How many readings are stored."""
@@ -167,6 +221,17 @@ class ReadingRepository:
             return int(
                 (await conn.execute(select(func.count()).select_from(readings))).scalar_one()
             )
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesBucket:
+    """One time bucket of :meth:`ReadingRepository.series` (values in fixed point)."""
+
+    start_ms: int
+    count: int
+    min: int
+    max: int
+    mean: float
 
 
 _Plan = list[tuple[Outcome, int | None, int | None]]

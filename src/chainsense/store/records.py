@@ -128,6 +128,8 @@ class DeviceRecord:
     revoked_at: datetime | None
     last_seq: int
     """The highest seq stored for this key (0: none yet)."""
+    label: str | None = None
+    """An operator's name for the device (not on-chain)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ __all__ = [
     "ai_models",
     "api_keys",
     "batches",
+    "console_sessions",
     "devices",
     "market_agent_orders",
     "market_mandates",
@@ -119,6 +120,7 @@ devices = Table(
     Column("revoked_at", UTCDateTime(), nullable=True),
     Column("last_seq", BigInteger(), nullable=False, server_default=text("0")),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("label", String(100), nullable=True),  # migration 0006: an operator's name for it
     CheckConstraint("status IN ('active', 'revoked', 'rotated')", name="status"),
     CheckConstraint("last_seq >= 0", name="last_seq"),
     Index(None, "identity"),
@@ -144,7 +146,9 @@ readings = Table(
     Column("batch_id", BigInteger(), nullable=True),
     # The unique index on (device, seq) also serves every lookup by device alone.
     UniqueConstraint("device", "seq"),
-    Index(None, "device", "timestamp"),
+    # Covers the console's series queries (migration 0006): a device's time range is read
+    # from the index alone, values included, never from the wide rows.
+    Index(None, "device", "timestamp", "schema", "values"),
     Index(None, "device", "id"),
     Index(None, "batch_id"),
     sqlite_autoincrement=True,
@@ -317,3 +321,23 @@ ai_alarms = Table(
 """An alarm: a device's anomalies grouped while they continue (ThingsBoard's model): ``active`` or
 ``cleared`` (by the detector when the condition ends, or by an operator), acknowledged or not.
 ``metrics`` is a JSON array of the metric names involved; values are decimal strings."""
+
+# --- the console (migration 0006) ------------------------------------------------------------
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column(
+        "api_key_id",
+        BigInteger(),
+        ForeignKey("api_keys.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Index(None, "api_key_id"),
+)
+"""A console sign-in: the SHA-256 of the cookie's token, the API key it was exchanged for (a
+revoked key ends every session made from it), and the CSRF token every change must carry."""

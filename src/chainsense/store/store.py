@@ -20,6 +20,7 @@ from chainsense.store.engine import CONNECT_TIMEOUT_S, Database, parse_url
 from chainsense.store.errors import StoreError, StoreUnavailableError
 from chainsense.store.market_agents import MarketAgentRepository
 from chainsense.store.readings import ReadingRepository
+from chainsense.store.sessions import SessionRepository
 
 __all__ = ["Store"]
 
@@ -42,6 +43,7 @@ class Store:
         self.anomalies = AnomalyRepository(db)
         self.alarms = AlarmRepository(db)
         self.market_agents = MarketAgentRepository(db)
+        self.sessions = SessionRepository(db)
 
     @classmethod
     async def open(cls, url: str | URL, *, migrate: bool = True) -> Store:

@@ -17,6 +17,8 @@ from chainsense.api.routes import (
     market_agents,
     readings,
     schemas,
+    series,
+    session,
     settlement,
     shipments,
     verify,
@@ -29,6 +31,7 @@ probes = health.router
 v1 = APIRouter(prefix="/v1")
 v1.include_router(chain.router)
 v1.include_router(devices.router)
+v1.include_router(series.router)
 v1.include_router(readings.router)
 v1.include_router(schemas.router)
 v1.include_router(batches.router)
@@ -43,4 +46,5 @@ v1.include_router(market.router)
 v1.include_router(market_agents.router)
 v1.include_router(charging.router)
 v1.include_router(settlement.router)
+v1.include_router(session.router)
 v1.include_router(api_keys.router)

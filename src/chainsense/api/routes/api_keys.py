@@ -7,72 +7,76 @@ database on the server's machine (see docs/cli.md, "The first API key").
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from chainsense.api.deps import AdminDep, PlatformDep
-from chainsense.store import ApiKeyRecord
+from chainsense.api.inputs import InputModel
+from chainsense.store import ApiKeyRecord, Scope
 
-router = APIRouter(prefix="/api-keys", tags=["api-keys"])
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api-keys", tags=["api keys"])
+
+KeyId = Annotated[int, Path(ge=1, lt=2**63, description="The key's id")]
 
 
-class ApiKeyIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200, description="Who or what uses the key")
-    scope: Literal["admin", "operator", "reader"] = "reader"
+class ApiKeyIn(InputModel):
+    name: str = Field(min_length=1, max_length=200, examples=["dashboard"])
+    scope: Scope = Field(examples=["reader"])
 
 
 class ApiKeyPublic(BaseModel):
     id: int
     name: str
-    prefix: str = Field(description="The key's public prefix (cs_<12 hex>), to recognize it")
+    prefix: str = Field(description="The public part: keys read cs_<prefix>_<secret>")
     scope: str
     created_at: str
     revoked_at: str | None
 
 
 class ApiKeyCreated(ApiKeyPublic):
-    key: str = Field(description="The key itself: shown this once, never stored")
+    key: str = Field(description="The key itself: shown once, it cannot be recovered")
 
 
 class ApiKeyList(BaseModel):
     items: list[ApiKeyPublic]
 
 
-def _public(record: ApiKeyRecord) -> dict[str, object]:
-    return {
-        "id": record.id,
-        "name": record.name,
-        "prefix": record.prefix,
-        "scope": record.scope,
-        "created_at": record.created_at.isoformat(),
-        "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
-    }
+def _public(record: ApiKeyRecord) -> ApiKeyPublic:
+    return ApiKeyPublic(
+        id=record.id,
+        name=record.name,
+        prefix=record.prefix,
+        scope=record.scope.value,
+        created_at=record.created_at.isoformat(),
+        revoked_at=record.revoked_at.isoformat() if record.revoked_at else None,
+    )
 
 
-@router.get("", response_model=ApiKeyList, summary="Every API key (never the keys themselves)")
+@router.get("", response_model=ApiKeyList, summary="Every API key, revoked ones included")
 async def list_keys(platform: PlatformDep, _key: AdminDep) -> ApiKeyList:
-    records = await platform.store.api_keys.list()
-    return ApiKeyList(items=[ApiKeyPublic.model_validate(_public(r)) for r in records])
+    return ApiKeyList(items=[_public(r) for r in await platform.store.api_keys.list()])
 
 
-@router.post("", response_model=ApiKeyCreated, status_code=201, summary="Create a key (shown once)")
+@router.post("", status_code=201, response_model=ApiKeyCreated, summary="Create an API key")
 async def create_key(body: ApiKeyIn, platform: PlatformDep, _key: AdminDep) -> ApiKeyCreated:
-    record, key = await platform.store.api_keys.create(name=body.name, scope=body.scope)
-    return ApiKeyCreated.model_validate({**_public(record), "key": key})
+    record, key = await platform.store.api_keys.create(name=body.name.strip(), scope=body.scope)
+    return ApiKeyCreated(**_public(record).model_dump(), key=key)
 
 
 @router.post(
     "/{key_id}/revoke",
     response_model=ApiKeyPublic,
-    summary="Revoke a key",
-    responses={404: {"description": "No active key with this id"}},
+    summary="Revoke an API key: it and every console session made from it stop working",
 )
-async def revoke_key(
-    key_id: Annotated[int, Path(ge=1, lt=2**63)], platform: PlatformDep, _key: AdminDep
-) -> ApiKeyPublic:
+async def revoke_key(key_id: KeyId, platform: PlatformDep, _key: AdminDep) -> ApiKeyPublic:
+    keys = {r.id: r for r in await platform.store.api_keys.list()}
+    if key_id not in keys:
+        raise HTTPException(404, f"no API key with id {key_id}")
     if not await platform.store.api_keys.revoke(key_id):
-        raise HTTPException(404, f"no active API key #{key_id}")
-    record = next(r for r in await platform.store.api_keys.list() if r.id == key_id)
-    return ApiKeyPublic.model_validate(_public(record))
+        raise HTTPException(409, f"API key {key_id} is already revoked")
+    keys = {r.id: r for r in await platform.store.api_keys.list()}
+    return _public(keys[key_id])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
@@ -48,9 +48,16 @@ async def list_batches(
     state: Annotated[BatchState | None, Query(description="sealed or anchored")] = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 100,
+    order: Annotated[
+        Literal["asc", "desc"],
+        Query(description="By id: `asc` oldest first (default), `desc` newest first"),
+    ] = "asc",
 ) -> BatchPage:
     rows = await platform.store.batches.find(
-        state=state, after_id=int(cursor) if cursor else None, limit=limit + 1
+        state=state,
+        after_id=int(cursor) if cursor else None,
+        limit=limit + 1,
+        newest_first=order == "desc",
     )
     more = len(rows) > limit
     rows = rows[:limit]

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from chainsense.api.deps import OperatorDep, PlatformDep, ReaderDep
 from chainsense.api.inputs import InputModel
+from chainsense.api.routes._listing import ListCursor, ListLimit, newest_ids
 from chainsense.api.routes._settlement import (
     MAX_AMOUNT,
     PROBLEMS,
@@ -65,6 +66,11 @@ class SessionPublic(BaseModel):
     price_per_wh: int
     deposit: int
     amount_due: int
+
+
+class SessionPage(BaseModel):
+    items: list[SessionPublic]
+    next_cursor: int | None = Field(description="Pass as cursor for older sessions")
 
 
 class SessionTx(BaseModel):
@@ -122,6 +128,19 @@ async def open_session(body: SessionOpen, platform: PlatformDep, _key: OperatorD
         signer, to_checksum_address(body.charger), body.deposit
     )
     return SessionTx(tx=tx_public(tx), session=await _public(platform, session))
+
+
+@router.get("/sessions", response_model=SessionPage, summary="Charging sessions, newest first")
+async def list_sessions(
+    platform: PlatformDep, _key: ReaderDep, cursor: ListCursor = None, limit: ListLimit = 20
+) -> SessionPage:
+    charging = settlement_of(platform).charging
+
+    async def exists(n: int) -> bool:
+        return (await charging.session(n)).status is not SessionStatus.NONE
+
+    ids, next_cursor = await newest_ids(exists, cursor, limit)
+    return SessionPage(items=[await _public(platform, n) for n in ids], next_cursor=next_cursor)
 
 
 @router.get("/sessions/{session}", response_model=SessionPublic, summary="A charging session")

@@ -49,6 +49,15 @@ class DevicePublic(BaseModel):
     revoked_at: str | None
     last_seq: int = Field(description="Highest seq stored for this key (0: none yet)")
     tx_hash: str | None = Field(default=None, description="The registry transaction just sent")
+    label: str | None = Field(default=None, description="The operator's name for the device")
+
+
+class DevicePatch(BaseModel):
+    label: str | None = Field(
+        max_length=100,
+        pattern=r"^[^\x00-\x1f\x7f]*$",
+        description="The operator's name for the device, no control characters (null: none)",
+    )
 
 
 class DevicePage(BaseModel):
@@ -68,6 +77,7 @@ def _public(record: DeviceRecord, chain_id: int, tx_hash: str | None = None) -> 
         revoked_at=record.revoked_at.isoformat() if record.revoked_at else None,
         last_seq=record.last_seq,
         tx_hash=tx_hash,
+        label=record.label,
     )
 
 
@@ -150,3 +160,25 @@ async def revoke_device(
     await platform.registry.sync()
     updated = await _record(platform, address)
     return _public(updated, chain.deployment.chain_id, receipt["transactionHash"].to_0x_hex())
+
+
+@router.patch(
+    "/{device}",
+    response_model=DevicePublic,
+    summary="Label a device (kept by the platform, not on-chain)",
+    responses={404: {"description": "Not registered"}, 422: {"description": "Invalid label"}},
+)
+async def patch_device(
+    device: Annotated[str, Path(pattern=_ADDRESS, description="Device key address")],
+    body: DevicePatch,
+    platform: PlatformDep,
+    _key: OperatorDep,
+) -> DevicePublic:
+    device = to_checksum_address(device)  # any letter case, as the other device routes take
+    try:
+        found = await platform.store.devices.set_label(device, body.label)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    if not found:
+        raise HTTPException(404, f"device {device} is not registered")
+    return _public(await _record(platform, device), platform.chain.deployment.chain_id)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from chainsense.api.deps import OperatorDep, PlatformDep, ReaderDep
 from chainsense.api.inputs import InputModel
+from chainsense.api.routes._listing import ListCursor, ListLimit, newest_ids
 from chainsense.api.routes._settlement import (
     MAX_AMOUNT,
     PROBLEMS,
@@ -94,6 +95,22 @@ class OrderPlaced(BaseModel):
     tx: TxPublic
 
 
+class OrderPublic(BaseModel):
+    id: int
+    participant: str
+    side: str = Field(description="bid or ask")
+    interval: int
+    meter: str | None = Field(description="Asks: the meter that proves delivery")
+    quantity_wh: int
+    price_per_wh: int
+    interval_state: IntervalPublic = Field(description="The interval's clearing state")
+
+
+class OrderPage(BaseModel):
+    items: list[OrderPublic]
+    next_cursor: int | None = Field(description="Pass as cursor for older orders")
+
+
 class IntervalTx(BaseModel):
     tx: TxPublic
     interval: IntervalPublic
@@ -174,6 +191,38 @@ async def place_order(body: OrderIn, platform: PlatformDep, _key: OperatorDep) -
             price_per_wh=body.price_per_wh,
         )
     return OrderPlaced(id=order, participant=signer.address, tx=tx_public(tx))
+
+
+@router.get("/orders", response_model=OrderPage, summary="Market orders, newest first")
+async def list_orders(
+    platform: PlatformDep, _key: ReaderDep, cursor: ListCursor = None, limit: ListLimit = 20
+) -> OrderPage:
+    market = settlement_of(platform).market
+    zero = "0x" + "00" * 20
+
+    async def exists(n: int) -> bool:
+        return (await market.order(n)).participant.lower() != zero
+
+    ids, next_cursor = await newest_ids(exists, cursor, limit)
+    intervals: dict[int, IntervalPublic] = {}
+    items = []
+    for n in ids:
+        order = await market.order(n)
+        if order.interval not in intervals:
+            intervals[order.interval] = await _interval(platform, order.interval)
+        items.append(
+            OrderPublic(
+                id=order.id,
+                participant=order.participant,
+                side=order.side,
+                interval=order.interval,
+                meter=order.meter,
+                quantity_wh=order.quantity_wh,
+                price_per_wh=order.price_per_wh,
+                interval_state=intervals[order.interval],
+            )
+        )
+    return OrderPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/intervals/{interval}", response_model=IntervalPublic, summary="An interval")

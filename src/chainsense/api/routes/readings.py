@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from chainsense.api.body import NO_BODY, json_body
@@ -154,6 +154,10 @@ async def list_readings(
     until: UntilQuery = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = 100,
+    order: Annotated[
+        Literal["asc", "desc"],
+        Query(description="By id: `asc` oldest first (default), `desc` newest first"),
+    ] = "asc",
 ) -> ReadingPage:
     from eth_utils.address import to_checksum_address
 
@@ -163,6 +167,7 @@ async def list_readings(
         until_ms=until,
         after_id=int(cursor) if cursor else None,
         limit=limit + 1,
+        newest_first=order == "desc",
     )
     more = len(rows) > limit
     rows = rows[:limit]

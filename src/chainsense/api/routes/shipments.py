@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from chainsense.api.deps import OperatorDep, PlatformDep, ReaderDep
 from chainsense.api.inputs import InputModel
+from chainsense.api.routes._listing import ListCursor, ListLimit, newest_ids
 from chainsense.api.routes._settlement import (
     MAX_AMOUNT,
     PROBLEMS,
@@ -80,6 +81,11 @@ class ShipmentPublic(BaseModel):
     payment: int
     breaches_counted: int = Field(description="max(reported, proven)")
     penalty: int = Field(description="What the shipper gets back if it settled now")
+
+
+class ShipmentPage(BaseModel):
+    items: list[ShipmentPublic]
+    next_cursor: int | None = Field(description="Pass as cursor for older shipments")
 
 
 class DeliveryReport(InputModel):
@@ -191,6 +197,19 @@ async def open_shipment(
     )
     shipment, tx = await settlement_of(platform).escrow.open_shipment(signer, terms)
     return ShipmentOpened(id=shipment, shipper=signer.address, tx=tx_public(tx))
+
+
+@router.get("", response_model=ShipmentPage, summary="Shipments, newest first")
+async def list_shipments(
+    platform: PlatformDep, _key: ReaderDep, cursor: ListCursor = None, limit: ListLimit = 20
+) -> ShipmentPage:
+    escrow = settlement_of(platform).escrow
+
+    async def exists(n: int) -> bool:
+        return (await escrow.shipment(n)).status is not ShipmentStatus.NONE
+
+    ids, next_cursor = await newest_ids(exists, cursor, limit)
+    return ShipmentPage(items=[await _public(platform, n) for n in ids], next_cursor=next_cursor)
 
 
 @router.get("/{shipment}", response_model=ShipmentPublic, summary="A shipment's state")
