@@ -155,7 +155,6 @@ class MqttBridge:
         self.counts: Counter[str] = Counter()
         self.connected = asyncio.Event()
         self._grouper = _Grouper(ingest, max_batch)
-        self._closing = False
         self._busy: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -209,8 +208,7 @@ class MqttBridge:
 
     async def run(self) -> None:
         """Connect, subscribe, bridge; reconnect with exponential backoff (with jitter) when the
-        broker goes away. On cancellation: finish the messages being committed (their receipts
-        and acknowledgements go out), then disconnect cleanly, keeping the session."""
+        broker goes away. On cancellation, see :meth:`_close`."""
         grouper = asyncio.create_task(self._grouper.run(), name="mqtt-group-commit")
         delay = self.backoff
         try:
@@ -267,20 +265,33 @@ class MqttBridge:
             self.connected.clear()
 
     async def _close(self, client: Any) -> None:
-        """Let the messages in progress finish (bounded), then disconnect keeping the session:
-        whatever was not acknowledged is redelivered to the next start."""
-        self._closing = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), 10)
+        """Leave the shared subscription (the broker then gives new messages to the other
+        processes, or keeps them in the group until one comes), let the messages already sent to
+        this process finish (bounded), and end the session, so the broker does not keep queueing
+        this process's share while it is gone. If a commit does not finish in time, disconnect
+        keeping the session instead: what was not acknowledged is redelivered at the next start.
+
+        A ``kill -9`` cannot do this: the session stays, and the broker keeps this process's
+        share of new messages for it until it comes back (or the session expires)."""
+        unsubscribed = asyncio.Event()
+        client.on_unsubscribe = lambda *_: unsubscribed.set()
         with contextlib.suppress(Exception):
-            await client.disconnect()
+            client.unsubscribe(shared_filter())
+            await asyncio.wait_for(unsubscribed.wait(), 5)
+        drained = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), 10)
+        except TimeoutError:
+            drained = False
+        with contextlib.suppress(Exception):
+            if drained:
+                await client.disconnect(session_expiry_interval=0)
+            else:
+                await client.disconnect()
 
     async def _on_message(
         self, client: Any, topic: str, payload: bytes, qos: int, properties: Mapping[str, Any]
     ) -> int:
-        if self._closing:
-            # Shutting down: leave it unacknowledged, the broker redelivers it to the next start.
-            await asyncio.Event().wait()
         task = asyncio.current_task()
         assert task is not None
         self._busy.add(task)
