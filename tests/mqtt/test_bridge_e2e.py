@@ -5,14 +5,18 @@ HTTP path answers for the same input, and be sent only for what is stored."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from eth_account import Account
 
+from chainsense.identity import DeviceKey
 from tests.mqtt.support import Broker, PahoDevice, Serve, eth_account_reading, wait_bridged
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
@@ -179,3 +183,31 @@ def test_a_response_topic_outside_the_devices_receipts_tree_is_not_used(
         assert status == 201, body  # it came on the device's default receipts topic instead
     finally:
         device.close()
+
+
+@pytest.mark.timeout(300)
+def test_cli_device_send_over_mqtt(platform: Platform, tmp_path: Path) -> None:
+    broker, serve, operator, reader = (
+        platform.broker,
+        platform.serve,
+        platform.operator,
+        platform.reader,
+    )
+    key = DeviceKey.generate()
+    keystore = tmp_path / "dev.json"
+    key.save(keystore, "pw")
+    serve.register(operator, key.address)
+    probe = PahoDevice(broker.port, key.address)
+    wait_bridged(probe)
+    probe.close()
+    env = serve.env() | {"CHAINSENSE_DEVICE_PASSPHRASE": "pw"}
+    done = subprocess.run(
+        [sys.executable, "-m", "chainsense", "device", "send", "--keystore", str(keystore),
+         "--schema", "chainsense.coldchain.v1", "--value", "temperature=4.15",
+         "--value", "humidity=62", "--count", "2", "--interval", "0",
+         "--api", serve.url, "--mqtt", broker.url],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "delivered: 1 stored" in done.stdout
+    assert [r["seq"] for r in serve.stored(reader, key.address)] == [1, 2]

@@ -41,6 +41,13 @@ class Fleet:
             self.sent[correlation] = (i, seq)
             self.next_seq[i] = seq + 1
 
+    def publish_rounds_in_lockstep(self, rounds: int) -> None:
+        """Each device waits for its receipt before publishing its next reading: the protocol's
+        window of one, without which two processes could commit a device's seq 6 before 5."""
+        for _ in range(rounds):
+            self.publish_round()
+            self.wait_all_receipted()
+
     def stream(self, stop: threading.Event, pause: float = 0.01) -> threading.Thread:
         def run() -> None:
             while not stop.is_set():
@@ -202,9 +209,7 @@ def test_two_platform_processes_share_the_subscription(tmp_path: Path, broker: B
     try:
         wait_bridged(fleet.devices[0])
         time.sleep(1.5)  # both processes' registry views have the new devices
-        for _ in range(20):
-            fleet.publish_round()
-        fleet.wait_all_receipted()
+        fleet.publish_rounds_in_lockstep(20)
         fleet.check_store(first)
         log = (broker.workdir / "mosquitto.log").read_text()
         for serve in (first, second):
@@ -212,9 +217,7 @@ def test_two_platform_processes_share_the_subscription(tmp_path: Path, broker: B
             assert log.count(f"Sending PUBLISH to {client} ") > 10, f"{client} got no share"
         # one process goes away: the other takes every new message
         second.stop()
-        for _ in range(10):
-            fleet.publish_round()
-        fleet.wait_all_receipted()
+        fleet.publish_rounds_in_lockstep(10)
         fleet.check_store(first)
     finally:
         fleet.close()

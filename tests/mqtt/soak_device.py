@@ -5,8 +5,6 @@ deliver in order and exactly once across a broker restart and a platform ``kill 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,26 +83,3 @@ def test_sdk_delivers_exactly_once_in_order_across_broker_restart_and_platform_k
     asyncio.run(scenario())
     stored = serve.stored(reader, key.address)
     assert [r["seq"] for r in sorted(stored, key=lambda r: r["id"])] == list(range(1, 8))
-
-
-@pytest.mark.timeout(300)
-def test_cli_device_send_over_mqtt(setup: tuple[Broker, Serve, str, str], tmp_path: Path) -> None:
-    broker, serve, operator, reader = setup
-    key = DeviceKey.generate()
-    keystore = tmp_path / "dev.json"
-    key.save(keystore, "pw")
-    serve.register(operator, key.address)
-    probe = PahoDevice(broker.port, key.address)
-    wait_bridged(probe)
-    probe.close()
-    env = serve.env() | {"CHAINSENSE_DEVICE_PASSPHRASE": "pw"}
-    done = subprocess.run(
-        [sys.executable, "-m", "chainsense", "device", "send", "--keystore", str(keystore),
-         "--schema", "chainsense.coldchain.v1", "--value", "temperature=4.15",
-         "--value", "humidity=62", "--count", "2", "--interval", "0",
-         "--api", serve.url, "--mqtt", broker.url],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "delivered: 1 stored" in done.stdout
-    assert [r["seq"] for r in serve.stored(reader, key.address)] == [1, 2]
