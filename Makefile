@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test check lint types audit contracts bench bench-ai fuzz load install clean test-security web api-docs-assets docs browser
+.PHONY: run test test-mqtt check lint types audit contracts bench bench-ai bench-mqtt fuzz load install clean test-security web api-docs-assets docs browser
 
 ## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
 install: $(VENV)/.installed node_modules/.installed
@@ -61,6 +61,11 @@ web: node_modules/.installed
 browser:
 	@test -x /usr/bin/chromium || apt-get install -y chromium
 
+## test-mqtt: the MQTT tests, with the long ones make test leaves out (kill -9 under load, broker
+## restarts, two platform processes, the device SDK across crashes): several minutes
+test-mqtt: install
+	$(PY) -m pytest tests/mqtt tests/mqtt/soak_resilience.py tests/mqtt/soak_device.py
+
 ## contracts: compile contracts/ with solc-js into src/chainsense/contracts/artifacts
 contracts: node_modules/.installed
 	node contracts/build.mjs
@@ -102,6 +107,11 @@ load: install
 bench-ai: install
 	$(PY) bench/skab.py
 	$(PY) bench/detect.py
+
+## bench-mqtt: MQTT ingest (200 devices, one reading per message) and the client comparison
+bench-mqtt: install
+	$(PY) bench/mqtt_clients.py
+	$(PY) bench/mqtt.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -213,6 +213,36 @@ class Settings(BaseSettings):
         description="Seconds a console sign-in lasts (revoking its API key ends it at once).",
     )
 
+    # --- MQTT ingest (see docs/mqtt.md) ------------------------------------------------------
+    mqtt_url: SecretStr | None = Field(
+        default=None,
+        description="mqtt://user:password@host:port of an MQTT 5 broker: when set, `serve` "
+        "bridges device readings from it into the ingest pipeline (the password is never "
+        "printed). mqtts:// for TLS.",
+    )
+    mqtt_client_id: str | None = Field(
+        default=None,
+        description="The bridge's MQTT client id: its broker session, which must survive a "
+        "restart (default: chainsense-<host name>-<API port>). Every process needs its own.",
+    )
+    mqtt_receive_maximum: int = Field(
+        default=1000,
+        ge=1,
+        le=65535,
+        description="Messages the broker may have in flight to the bridge, unacknowledged: "
+        "the bridge acknowledges after the commit, so a slow commit holds the rest at the broker.",
+    )
+    mqtt_session_expiry: int = Field(
+        default=86_400,
+        ge=0,
+        description="Seconds the broker keeps the bridge's session (and its queued messages) "
+        "while the platform is down.",
+    )
+    mqtt_demo_url: SecretStr | None = Field(
+        default=None,
+        description="Broker URL the demo fleet publishes with (default: CHAINSENSE_MQTT_URL).",
+    )
+
     # --- demo ------------------------------------------------------------------------------
     demo_fleet: bool = Field(
         default=False,

@@ -166,6 +166,11 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             settings, store, chain, registry, schemas, verifier, ingest, anchorer, proofs,
             market_agent, ai,
         )  # fmt: skip
+        if settings.mqtt_url is not None:
+            from chainsense.mqtt import bridge_from_settings
+
+            bridge = bridge_from_settings(settings, ingest.ingest)
+            await _start(stack, bridge.run(), "mqtt-bridge")
         if settings.demo_fleet:
             from chainsense.demo.live import stream_fleet
 

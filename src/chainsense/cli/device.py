@@ -310,6 +310,14 @@ def send(
     count: Annotated[int, typer.Option(min=1, help="How many readings to take.")] = 1,
     interval: Annotated[float, typer.Option(min=0, help="Seconds between readings.")] = 1.0,
     api: ApiOption = None,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CHAINSENSE_DEVICE_MQTT_URL",
+            help="Deliver over MQTT 5 through this broker (mqtt://user:pass@host:port), each "
+            "reading kept until the platform's receipt says stored.",
+        ),
+    ] = None,
 ) -> None:
     """Sign readings, keep them in the buffer, and deliver them (with what was buffered
     before). When the platform is down the readings stay buffered, and the command exits 0."""
@@ -334,7 +342,7 @@ def send(
         key = await asyncio.to_thread(DeviceKey.load, keystore, _passphrase())
         failed = False
         with OfflineBuffer(buffer_path) as store:
-            async with DeviceClient(api_root, key, store) as device:
+            async with DeviceClient(api_root, key, store, mqtt=mqtt) as device:
                 retries = device.uplink.retries
                 start = time.monotonic()
                 for i in range(count):

@@ -1,6 +1,11 @@
 """The demo fleet streaming live into a running platform (``make run``): the demo devices are
 registered on first start, then each posts one signed reading per period through the platform's
-ingest pipeline (the path POST /v1/readings takes), stamped with the wall clock."""
+ingest pipeline (the path POST /v1/readings takes), stamped with the wall clock.
+
+When a broker is configured (``CHAINSENSE_MQTT_DEMO_URL``, else ``CHAINSENSE_MQTT_URL``), each demo
+device instead publishes over MQTT like a real device: it signs into its own offline buffer
+(``<data dir>/demo-fleet/<name>.sqlite``) and delivers through :class:`MqttUplink`, the reading
+leaving the buffer only when the platform's receipt says it is stored."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from chainsense.demo.fleet import DemoFleet
+from chainsense.demo.fleet import DEVICES, DemoFleet
 
 if TYPE_CHECKING:
     from chainsense.platform import Platform
@@ -62,6 +67,10 @@ async def stream_fleet(platform: Platform, *, period: float = 1.0, seed: str = "
         fleet.seqs[name] = record.last_seq if record is not None else 0
     await platform.registry.sync()
     rng = random.Random(seed)
+    url = platform.settings.mqtt_demo_url or platform.settings.mqtt_url
+    if url is not None:
+        await _stream_mqtt(platform, fleet, url.get_secret_value(), period, rng)
+        return
     step = 0
     while True:
         now = int(time.time() * 1000)
@@ -78,3 +87,52 @@ async def stream_fleet(platform: Platform, *, period: float = 1.0, seed: str = "
                 log.warning("demo fleet reading refused: %s", result.error.problem())
         step += 1
         await asyncio.sleep(period)
+
+
+async def _stream_mqtt(
+    platform: Platform, fleet: DemoFleet, url: str, period: float, rng: random.Random
+) -> None:
+    """Every demo device publishes one reading per ``period`` over MQTT, from its own buffer."""
+    from chainsense.device.buffer import Domain, OfflineBuffer
+    from chainsense.device.mqtt import MqttUplink
+    from chainsense.identity import Reading
+    from chainsense.mqtt.url import BrokerUrl
+
+    chain = platform.chain
+    domain = Domain(chain.deployment.chain_id, chain.deployment.address("DeviceRegistry"))
+    folder = platform.settings.data_dir / "demo-fleet"
+    folder.mkdir(parents=True, exist_ok=True)
+    broker = BrokerUrl.parse(url)
+    log.info("demo fleet: publishing over MQTT through %s", broker.redacted)
+
+    async def device(name: str) -> None:
+        key = fleet.keys[name]
+        schema = DEVICES[name]
+        buffer = await asyncio.to_thread(OfflineBuffer, folder / f"{name}.sqlite")
+        await asyncio.to_thread(buffer.advance_seq, fleet.seqs[name] + 1)
+        step = 0
+        try:
+            async with MqttUplink(broker, buffer, address=key.address, receipt_timeout=5) as up:
+                while True:
+                    now = int(time.time() * 1000)
+                    values = live_values(name, now, step, rng)
+
+                    def sign(seq: int, now: int = now, values: tuple[int, ...] = values) -> Any:
+                        reading = Reading(key.address, seq, now, schema, values)
+                        return reading, key.sign(
+                            reading, domain.chain_id, domain.verifying_contract
+                        )
+
+                    await asyncio.to_thread(buffer.append, key.address, domain, sign)
+                    report = await up.flush()
+                    if report.error:
+                        log.warning("demo fleet %s: %s (%d buffered)", name, report.error,
+                                    report.pending)  # fmt: skip
+                    for refused in report.rejected:
+                        log.warning("demo fleet reading refused: %s", refused.summary)
+                    step += 1
+                    await asyncio.sleep(period)
+        finally:
+            buffer.close()
+
+    await asyncio.gather(*(device(name) for name in fleet.keys))

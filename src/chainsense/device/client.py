@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -36,6 +37,9 @@ from chainsense.device.errors import OfflineBufferError
 from chainsense.device.uplink import FlushReport, Uplink
 from chainsense.identity import DeviceKey, Reading
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS, Schema, SchemaRegistry, ValueScaleError
+
+if TYPE_CHECKING:
+    from chainsense.device.mqtt import MqttUplink
 
 __all__ = ["DeviceClient", "device_time_ms", "fixed_point_values"]
 
@@ -96,6 +100,9 @@ class DeviceClient:
     (``http://127.0.0.1:8000``); ``http`` an ``httpx.AsyncClient`` to use (the caller closes it).
     ``domain`` fixes the EIP-712 domain instead of taking it from the platform on first contact.
     ``clock`` is the device clock in ms. The other keywords tune the :class:`Uplink`.
+    ``mqtt`` (``mqtt://user:password@host:port``) delivers over MQTT 5 instead, settled by the
+    platform's receipts (:class:`~chainsense.device.mqtt.MqttUplink`); the HTTP API is then used
+    only to learn the signing domain on first contact, unless ``domain`` is given.
     """
 
     def __init__(
@@ -113,6 +120,7 @@ class DeviceClient:
         max_backoff: float = 5.0,
         timeout: float = 10.0,
         clock: Callable[[], int] = device_time_ms,
+        mqtt: str | None = None,
     ) -> None:
         owner = buffer.device
         if owner is not None and owner != key.address:
@@ -132,6 +140,11 @@ class DeviceClient:
             max_backoff=max_backoff,
             timeout=timeout,
         )
+        self.mqtt: MqttUplink | None = None
+        if mqtt is not None:
+            from chainsense.device.mqtt import MqttUplink
+
+            self.mqtt = MqttUplink(mqtt, buffer, address=key.address, batch_size=batch_size)
         self._clock = clock
         if domain is not None:
             buffer.set_domain(domain)
@@ -148,8 +161,11 @@ class DeviceClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client if the client made it (the buffer stays open: it is yours)."""
+        """Close the HTTP client if the client made it, and the MQTT connection (the buffer
+        stays open: it is yours)."""
         await self.uplink.aclose()
+        if self.mqtt is not None:
+            await self.mqtt.aclose()
 
     @property
     def base_url(self) -> str:
@@ -177,7 +193,9 @@ class DeviceClient:
         return entry.reading
 
     async def flush(self) -> FlushReport:
-        """Deliver the buffer (see :meth:`Uplink.flush`)."""
+        """Deliver the buffer (see :meth:`Uplink.flush`, or :meth:`MqttUplink.flush`)."""
+        if self.mqtt is not None:
+            return await self.mqtt.flush()
         return await self.uplink.flush()
 
     async def send(self, schema_name: str, values: Values) -> tuple[Reading, FlushReport]:
