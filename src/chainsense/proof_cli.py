@@ -2,7 +2,9 @@
 
 They read the platform's database directly (the SQLite file in the data dir, or
 ``CHAINSENSE_DATABASE_URL``) and the deployment records, so they need neither the API nor an API
-key, and they work while the server runs (SQLite WAL lets readers in beside the writer).
+key, and they work while the server runs (SQLite WAL lets readers in beside the writer). The
+anchor blocks' headers and receipts come from the chain (``CHAINSENSE_RPC_URL``, or the local
+dev chain the platform runs).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import Annotated
 
 import typer
 
-from chainsense.chain.deploy import DeploymentStore
+from chainsense.chain.client import ChainClient
+from chainsense.chain.deploy import DeploymentStore, published_deployment
 from chainsense.config import Settings
 from chainsense.errors import ConfigError
 from chainsense.platform import anchor_policy
+from chainsense.provenance.blockfetch import BlockEvidenceSource
 from chainsense.provenance.export import (
     Pending,
     ProofService,
@@ -47,6 +51,20 @@ def _domain(settings: Settings, store_chain_id: int | None) -> DomainRef:
     return DomainRef(chain_id, deployment.address("DeviceRegistry"))
 
 
+async def _published(settings: Settings, chain_id: int) -> dict[str, object]:
+    """The deployment document, for the bundle (a verifier should compare it with the one the
+    operator publishes elsewhere before trusting it)."""
+    deployment = DeploymentStore(settings.deployments_dir).load(chain_id)
+    if deployment is None:
+        raise ConfigError(f"no deployment recorded for chain {chain_id}")
+    async with await ChainClient.connect(_rpc_url(settings)) as client:
+        return await published_deployment(client, deployment)
+
+
+def _rpc_url(settings: Settings) -> str:
+    return settings.rpc_url or f"http://{settings.anvil_host}:{settings.anvil_port}"
+
+
 async def _service(settings: Settings) -> tuple[Store, ProofService]:
     if not settings.database_url and not (settings.data_dir / "chainsense.db").exists():
         raise ConfigError(
@@ -60,8 +78,13 @@ async def _service(settings: Settings) -> tuple[Store, ProofService]:
     except BaseException:
         await store.close()
         raise
+
     service = ProofService(
-        store=store, schemas=BUILTIN_SCHEMAS, domain=domain, policy=anchor_policy(settings)
+        store=store,
+        schemas=BUILTIN_SCHEMAS,
+        domain=domain,
+        policy=anchor_policy(settings),
+        evidence=BlockEvidenceSource(_rpc_url(settings)),
     )
     return store, service
 
@@ -115,8 +138,9 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help="Readings as csv or jsonl.")] = "csv",
 ) -> None:
     """Export a device's readings in a time range, with their proofs, as one zip bundle:
-    readings.csv (or .jsonl), proofs.jsonl (one proof document per anchored reading) and
-    manifest.json. Check the proofs with `chainsense verify proofs.jsonl`."""
+    readings.csv (or .jsonl), proofs.jsonl (one proof document per anchored reading),
+    manifest.json and deployment.json. Check the whole bundle with `chainsense verify BUNDLE.zip
+    --deployment DEPLOYMENT.json --rpc URL` (or offline with --block-hash)."""
     from eth_utils.address import is_address, to_checksum_address
 
     from chainsense.cli import _run
@@ -144,6 +168,7 @@ def export(
                     proofs.append(json.dumps(doc.to_json(), separators=(",", ":")))
                 if len(rows) % 10_000 == 0:
                     typer.echo(f"  {len(rows)} readings…", err=True)
+            published = await _published(settings, service.domain.chain_id)
         finally:
             await store.close()
         manifest = {
@@ -161,6 +186,7 @@ def export(
             bundle.writestr(f"readings.{fmt}", body)
             bundle.writestr("proofs.jsonl", "".join(p + "\n" for p in proofs))
             bundle.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
+            bundle.writestr("deployment.json", json.dumps(published, indent=2) + "\n")
         tmp.replace(out)
         return len(rows), len(proofs), pending
 

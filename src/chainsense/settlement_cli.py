@@ -26,9 +26,9 @@ from chainsense.chain.devkeys import ANVIL_DEV_KEYS
 from chainsense.chain.runtime import role_keys
 from chainsense.config import Settings
 from chainsense.errors import ChainSenseError, ConfigError
-from chainsense.identity import schema_id
 from chainsense.provenance.export import Pending
 from chainsense.settlement import Evidence, Settlement, ShipmentTerms, TxResult, open_settlement
+from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 
 __all__ = ["charging_app", "market_app", "shipment_app"]
 
@@ -167,7 +167,7 @@ def shipment_open(
     """Open a shipment as the shipper, depositing the payment."""
     terms = ShipmentTerms(
         carrier=to_checksum_address(carrier), loggers=[to_checksum_address(a) for a in logger],
-        schema=schema_id(schema), value_index=value_index, min_value=min_value,
+        schema=BUILTIN_SCHEMAS.by_name(schema).id, value_index=value_index, min_value=min_value,
         max_value=max_value, window_start_ms=start_ms, window_end_ms=end_ms, payment=payment,
         penalty_per_breach=penalty, max_penalty=max_penalty,
     )  # fmt: skip

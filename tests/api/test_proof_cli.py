@@ -20,7 +20,10 @@ from .test_proofs import _post, _wait_for_proof
 
 def _env(api: Api) -> dict[str, str]:
     settings = api.platform.settings
-    env = {"CHAINSENSE_DATA_DIR": str(settings.data_dir)}
+    env = {
+        "CHAINSENSE_DATA_DIR": str(settings.data_dir),
+        "CHAINSENSE_RPC_URL": api.platform.chain.client.rpc_url,
+    }
     if settings.database_url:
         env["CHAINSENSE_DATABASE_URL"] = settings.database_url
     return env
@@ -51,7 +54,9 @@ def test_proof_get_prints_the_document_and_export_writes_a_bundle(api: Api, tmp_
     assert done.exit_code == 0, done.output
     assert "3 readings, 3 proofs" in done.stderr
     with zipfile.ZipFile(bundle) as z:
-        assert sorted(z.namelist()) == ["manifest.json", "proofs.jsonl", "readings.csv"]
+        assert sorted(z.namelist()) == [
+            "deployment.json", "manifest.json", "proofs.jsonl", "readings.csv",
+        ]  # fmt: skip
         manifest = json.loads(z.read("manifest.json"))
         docs = [ProofDocument.from_json(json.loads(x)) for x in z.read("proofs.jsonl").splitlines()]
         csv_lines = z.read("readings.csv").decode().splitlines()
@@ -59,6 +64,17 @@ def test_proof_get_prints_the_document_and_export_writes_a_bundle(api: Api, tmp_
     assert [d.reading_id for d in docs] == ids
     assert all(verify_proof(d.proof, d.root, d.leaf) for d in docs)
     assert len(csv_lines) == 4
+    # the export's own instructions work: the whole zip verifies, pinned, against the chain
+    published = tmp_path / "deployment.json"
+    assert api.client.portal is not None
+    published.write_text(json.dumps(api.client.get("/v1/deployment").json()))
+    rpc = api.platform.chain.client.rpc_url
+    verified = runner.invoke(
+        app, ["verify", str(bundle), "--deployment", str(published), "--rpc", rpc]
+    )
+    assert verified.exit_code == 0, verified.output
+    assert "3 proofs in" in verified.stdout
+    assert "VALID" in verified.stdout
     bad = runner.invoke(app, ["export", "--device", "nope", "--out", str(bundle)], env=_env(api))
     assert bad.exit_code == 2
 

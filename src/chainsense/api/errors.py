@@ -27,6 +27,7 @@ from chainsense.settlement.errors import (
     NotAuthorizedError,
     SettlementError,
 )
+from chainsense.telemetry.schemas import UnknownSchemaError
 
 __all__ = ["install_error_handlers", "problem"]
 
@@ -61,6 +62,8 @@ def _status_of(exc: ChainSenseError) -> tuple[int, str]:
         return next((s, t) for cls, s, t in _SETTLEMENT_STATUS if isinstance(exc, cls))
     if isinstance(exc, ProofFormatError):
         return 422, "Invalid proof document"
+    if isinstance(exc, UnknownSchemaError):
+        return 422, "Unknown schema"
     if isinstance(exc, NoMandateError):
         return 404, "No market mandate"
     if isinstance(exc, AgentNotAllowedError):

@@ -7,6 +7,7 @@ from chainsense.api.routes import (
     batches,
     chain,
     charging,
+    deployment,
     device_ai,
     devices,
     exports,
@@ -33,6 +34,7 @@ v1.include_router(batches.router)
 v1.include_router(batches.status_router)
 v1.include_router(exports.router)
 v1.include_router(verify.router)
+v1.include_router(deployment.router)
 v1.include_router(anomalies.router)
 v1.include_router(device_ai.router)
 v1.include_router(shipments.router)
