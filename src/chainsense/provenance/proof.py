@@ -55,7 +55,6 @@ MAX_BLOB = 1 << 20
 
 _UINT = re.compile(r"0|[1-9][0-9]{0,77}")
 _INT = re.compile(r"0|-?[1-9][0-9]{0,77}")
-_HEX = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
@@ -212,7 +211,7 @@ class ProofDocument:
             schema=_schema(doc["schema"]),
             struct_hash=_bytes("struct_hash", doc["struct_hash"], 32),
             leaf=_bytes("leaf", doc["leaf"], 32),
-            proof=tuple(_bytes(f"merkle_proof[{i}]", p, 32) for i, p in enumerate(merkle)),
+            proof=_hashes("merkle_proof", merkle),
             root=_bytes("root", doc["root"], 32),
             anchor=AnchorRef(
                 chain_id=_uint("anchor.chain_id", anchor["chain_id"], 256),
@@ -246,6 +245,23 @@ _ANCHOR = (
 )  # fmt: skip
 
 
+_KEYSETS: dict[tuple[str, ...], frozenset[str]] = {
+    keys: frozenset(keys) for keys in (_TOP, _READING, _DOMAIN, _SCHEMA, _METRIC, _ANCHOR)
+}
+
+
+def _hashes(field: str, items: list[Any]) -> tuple[bytes, ...]:
+    """A list of bytes32: one hex decode for the whole list when every item is well formed."""
+    if all(type(x) is str and len(x) == 66 and x[:2] == "0x" for x in items):
+        try:
+            raw = bytes.fromhex("".join(x[2:] for x in items))
+        except ValueError:
+            raw = b""
+        if len(raw) == 32 * len(items):
+            return tuple(raw[i : i + 32] for i in range(0, len(raw), 32))
+    return tuple(_bytes(f"{field}[{i}]", p, 32) for i, p in enumerate(items))
+
+
 def _hex(value: bytes) -> str:
     return "0x" + value.hex()
 
@@ -256,6 +272,8 @@ def _path(parent: str, key: str) -> str:
 
 def _fields(field: str, value: Any, keys: tuple[str, ...]) -> Mapping[str, Any]:
     """An object with exactly ``keys``: a missing or an unknown member is an error."""
+    if type(value) is dict and value.keys() == _KEYSETS[keys]:
+        return value  # the common case, checked in C
     if not isinstance(value, Mapping):
         raise ProofFormatError(field or "$", f"expected an object, got {_kind(value)}")
     for key in keys:
@@ -317,9 +335,13 @@ def _optional_uint(field: str, value: Any) -> int | None:
 
 def _bytes(field: str, value: Any, size: int | None) -> bytes:
     text = _str(field, value)
-    if not _HEX.fullmatch(text):
+    try:
+        raw = bytes.fromhex(text[2:]) if text[:2] == "0x" else None
+    except ValueError:
+        raw = None
+    # fromhex skips whitespace between pairs: the length check refuses it
+    if raw is None or 2 * len(raw) != len(text) - 2:
         raise ProofFormatError(field, "expected 0x followed by an even number of hex digits")
-    raw = bytes.fromhex(text[2:])
     if size is not None and len(raw) != size:
         raise ProofFormatError(field, f"expected {size} bytes, got {len(raw)}")
     return raw

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from chainsense.identity import (
@@ -143,11 +144,16 @@ def _short(value: bytes) -> str:
 # --- offline ------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=64)
+def _schema_id(name: str, version: int, metrics: tuple[tuple[str, str, int], ...]) -> bytes:
+    return schema_id(name, version, metrics)
+
+
 def _check_schema(doc: ProofDocument) -> Check:
     schema = doc.schema
-    committed = [(m.name, m.unit, m.scale) for m in schema.metrics]
+    committed = tuple((m.name, m.unit, m.scale) for m in schema.metrics)
     try:
-        computed = schema_id(schema.name, schema.version, committed)
+        computed = _schema_id(schema.name, schema.version, committed)
     except ValueError as exc:
         return Check("schema", False, str(exc))
     problems = []
@@ -259,21 +265,37 @@ def _check_contracts(doc: ProofDocument, pins: Pins | None) -> Check:
 
 
 def _check_header(doc: ProofDocument) -> tuple[Check, bytes | None]:
-    anchor = doc.anchor
+    a = doc.anchor
+    return _header(a.header_rlp, a.block_hash, a.block_number, a.block_time)
+
+
+def _check_receipt(doc: ProofDocument, receipts_root: bytes | None) -> Check:
+    a = doc.anchor
+    return _receipt(receipts_root, a.tx_index, a.receipt_proof, a.contract, doc.root, a.block_time)
+
+
+# The block evidence is the same for every proof of a batch: its checks are pure functions of
+# their arguments, remembered for the last few blocks (a bundle's proofs come batch by batch).
+
+
+@lru_cache(maxsize=64)
+def _header(
+    header_rlp: bytes, block_hash: bytes, block_number: int, block_time: int
+) -> tuple[Check, bytes | None]:
     try:
-        header = decode_header(anchor.header_rlp)
+        header = decode_header(header_rlp)
     except BlockEvidenceError as exc:
         return Check("header", False, str(exc)), None
     problems = []
-    if header.hash != anchor.block_hash:
+    if header.hash != block_hash:
         problems.append(
             f"keccak256(header_rlp) is {_short(header.hash)}, not block_hash "
-            f"{_short(anchor.block_hash)}: the header was altered"
+            f"{_short(block_hash)}: the header was altered"
         )
-    if header.number != anchor.block_number:
-        problems.append(f"the header is block {header.number}, not {anchor.block_number}")
-    if header.timestamp != anchor.block_time:
-        problems.append(f"the header's time is {header.timestamp}, not {anchor.block_time}")
+    if header.number != block_number:
+        problems.append(f"the header is block {header.number}, not {block_number}")
+    if header.timestamp != block_time:
+        problems.append(f"the header's time is {header.timestamp}, not {block_time}")
     if problems:
         return Check("header", False, "; ".join(problems)), None
     return (
@@ -287,37 +309,42 @@ def _check_header(doc: ProofDocument) -> tuple[Check, bytes | None]:
     )
 
 
-def _check_receipt(doc: ProofDocument, receipts_root: bytes | None) -> Check:
-    anchor = doc.anchor
+@lru_cache(maxsize=256)
+def _receipt(
+    receipts_root: bytes | None,
+    tx_index: int,
+    nodes: tuple[bytes, ...],
+    contract_address: str,
+    root: bytes,
+    block_time: int,
+) -> Check:
     if receipts_root is None:
         return Check("receipt", False, "not checked: the header does not hold", skipped=True)
     try:
-        receipt = receipt_from_proof(receipts_root, anchor.tx_index, anchor.receipt_proof)
+        receipt = receipt_from_proof(receipts_root, tx_index, nodes)
         status, logs = root_anchored_logs(receipt)
     except BlockEvidenceError as exc:
         return Check("receipt", False, str(exc))
     if status != 1:
-        return Check("receipt", False, f"transaction {anchor.tx_index} of the block reverted")
-    contract = bytes.fromhex(anchor.contract[2:])
-    mine = [log for log in logs if log.contract == contract and log.root == doc.root]
+        return Check("receipt", False, f"transaction {tx_index} of the block reverted")
+    contract = bytes.fromhex(contract_address[2:])
+    mine = [log for log in logs if log.contract == contract and log.root == root]
     if not mine:
         return Check(
             "receipt",
             False,
-            f"receipt {anchor.tx_index} has no RootAnchored log for root {_short(doc.root)} "
-            f"from {anchor.contract}",
+            f"receipt {tx_index} has no RootAnchored log for root {_short(root)} "
+            f"from {contract_address}",
         )
-    if mine[0].block_time != anchor.block_time:
+    if mine[0].block_time != block_time:
         return Check(
-            "receipt",
-            False,
-            f"RootAnchored says block time {mine[0].block_time}, not {anchor.block_time}",
+            "receipt", False, f"RootAnchored says block time {mine[0].block_time}, not {block_time}"
         )
     return Check(
         "receipt",
         True,
-        f"receipt {anchor.tx_index} under the header's receiptsRoot ({len(anchor.receipt_proof)} "
-        f"trie nodes): RootAnchored for the root from {anchor.contract}",
+        f"receipt {tx_index} under the header's receiptsRoot ({len(nodes)} trie nodes): "
+        f"RootAnchored for the root from {contract_address}",
     )
 
 
