@@ -6,6 +6,8 @@ naming the field. ``test_javascript_verifier`` runs verifier-js on the same file
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,26 @@ def test_theVectorsCoverWhatTheIssueAsksFor() -> None:
 def test_pythonVerifier_matchesTheVector(path: Path) -> None:
     vector = json.loads(path.read_text())
     assert python_result(vector) == vector["expect"]
+
+
+@pytest.mark.node
+def test_javascriptVerifier_agreesOnEveryVector() -> None:
+    """verifier-js (viem, @openzeppelin/merkle-tree, @ethereumjs/mpt; no ChainSense code) on the
+    same files: every case gives the expected result, so both verifiers agree."""
+    root = Path(__file__).parents[2]
+    node = shutil.which("node")
+    assert node is not None, "Node.js is required (make install)"
+    done = subprocess.run(
+        [node, str(root / "verifier-js" / "vectors.js"), str(VECTORS)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    expected = {p.stem: json.loads(p.read_text())["expect"] for p in FILES}
+    assert set(results) == set(expected)
+    wrong = {
+        name: (results[name], expected[name])
+        for name in expected
+        if results[name] != expected[name]
+    }
+    assert not wrong, wrong
