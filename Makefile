@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test check lint types audit contracts bench install clean
+.PHONY: run test check lint types audit contracts bench vectors install clean
 
 ## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
 install: $(VENV)/.installed node_modules/.installed
@@ -38,6 +38,10 @@ test: install
 ## contracts: compile contracts/ with solc-js into src/chainsense/contracts/artifacts
 contracts: node_modules/.installed
 	node contracts/build.mjs
+
+## vectors: regenerate the proof conformance vectors (tests/vectors/proofs) on a fresh Anvil
+vectors: install
+	$(PY) -m tests.vectors.generate_proofs
 
 ## check: lint, strict types, Slither
 check: lint types audit
