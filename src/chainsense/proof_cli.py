@@ -178,7 +178,7 @@ def export(
             "readings": len(rows),
             "proofs": len(proofs),
             "pending": pending,
-            "exportedAt": datetime.now(UTC).isoformat(),
+            "exported_at": datetime.now(UTC).isoformat(),
         }
         tmp = out.with_name(out.name + ".tmp")
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as bundle:

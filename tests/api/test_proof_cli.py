@@ -98,12 +98,12 @@ def test_a_reading_not_anchored_yet_is_pending_in_the_api_and_the_cli(idle_api: 
     )
     assert response.status_code == 202
     body = response.json()
-    assert (body["status"], body["state"], body["readingId"]) == (
+    assert (body["status"], body["state"], body["reading_id"]) == (
         "pending",
         "unbatched",
         reading_id,
     )
-    assert 0 < body["expectedWaitSeconds"] < 10
+    assert 0 < body["expected_wait_seconds"] < 10
     assert "waiting to be sealed" in body["detail"]
     got = CliRunner().invoke(app, ["proof", "get", str(reading_id)], env=_env(idle_api))
     assert got.exit_code == 4, got.output
@@ -113,7 +113,7 @@ def test_a_reading_not_anchored_yet_is_pending_in_the_api_and_the_cli(idle_api: 
     sealed = idle_api.client.get(
         f"/v1/readings/{reading_id}/proof", headers=idle_api.auth("reader")
     ).json()
-    assert (sealed["state"], sealed["batchId"]) == ("sealed", batch.id)
+    assert (sealed["state"], sealed["batch_id"]) == ("sealed", batch.id)
     status = idle_api.client.get("/v1/anchoring", headers=idle_api.auth("reader")).json()
     assert status["running"] is False
     assert (status["sealed_batches"], status["backlog_readings"]) == (1, 1)

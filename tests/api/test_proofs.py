@@ -42,7 +42,7 @@ def test_proof_is_pending_then_a_document_that_verifies(api: Api) -> None:
         pending = first.json()
         assert pending["status"] == "pending"
         assert pending["state"] in ("unbatched", "sealed")
-        assert pending["expectedWaitSeconds"] >= 0
+        assert pending["expected_wait_seconds"] >= 0
         assert int(first.headers["Retry-After"]) >= 1
     body = _wait_for_proof(api, ids[2])
     doc = ProofDocument.from_json(body)

@@ -60,10 +60,10 @@ class Pending:
     def to_json(self) -> dict[str, Any]:
         return {
             "status": "pending",
-            "readingId": self.reading_id,
+            "reading_id": self.reading_id,
             "state": self.state,
-            "batchId": self.batch_id,
-            "expectedWaitSeconds": round(self.expected_wait_seconds, 3),
+            "batch_id": self.batch_id,
+            "expected_wait_seconds": round(self.expected_wait_seconds, 3),
             "detail": self.detail,
         }
 
@@ -267,7 +267,7 @@ def readings_jsonl(rows: Iterable[StoredReading]) -> str:
         raw = Reading(r.device, r.seq, r.timestamp, r.schema, r.values).to_json()
         raw["signature"] = "0x" + r.signature.hex()
         raw["id"] = r.id
-        raw["receivedAt"] = r.received_at.isoformat()
-        raw["batchId"] = r.batch_id
+        raw["received_at"] = r.received_at.isoformat()
+        raw["batch_id"] = r.batch_id
         lines.append(json.dumps(raw, separators=(",", ":")) + "\n")
     return "".join(lines)

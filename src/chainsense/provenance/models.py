@@ -143,12 +143,12 @@ class ProofPending(BaseModel):
     """The reading is stored but its batch is not anchored yet; ask again later."""
 
     status: Literal["pending"] = "pending"
-    readingId: int
+    reading_id: int
     state: str = Field(
         description="unbatched (waiting for a batch) or sealed (waiting for its anchor)"
     )
-    batchId: int | None
-    expectedWaitSeconds: float
+    batch_id: int | None
+    expected_wait_seconds: float
     detail: str
 
 
