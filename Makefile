@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test test-mqtt check lint types audit contracts bench bench-ai bench-mqtt fuzz load install clean test-security web api-docs-assets docs browser
+.PHONY: run test test-mqtt check lint types audit contracts bench bench-ai bench-mqtt fuzz load install clean test-security web api-docs-assets console-assets docs browser vectors
 
 ## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
 install: $(VENV)/.installed node_modules/.installed
@@ -50,9 +50,9 @@ test-security: install
 	$(PY) -m pytest -q -s tests/test_redact.py tests/limits tests/api/test_protections.py \
 		tests/e2e/test_limits.py tests/e2e/test_secret_leak.py
 
-## web: bundle the console's assets (htmx, uPlot, its islands and CSS) from node_modules with
-## esbuild into src/chainsense/web/static/dist (committed: a Python-only install needs no Node)
-web: node_modules/.installed
+## console-assets: bundle the console's assets (htmx, uPlot, its islands and CSS) from node_modules
+## with esbuild into src/chainsense/web/static/dist (committed: a Python-only install needs no Node)
+console-assets: node_modules/.installed
 	node_modules/.bin/esbuild src/chainsense/web/assets/console.js --bundle --minify \
 		--format=iife --target=es2020 --legal-comments=linked --log-level=warning \
 		--outfile=src/chainsense/web/static/dist/console.js
@@ -72,7 +72,7 @@ contracts: node_modules/.installed
 
 ## web: the web assets the API serves, built from node_modules (the results are committed, so a
 ## Python-only user needs no Node.js)
-web: api-docs-assets
+web: api-docs-assets console-assets
 
 ## api-docs-assets: Swagger UI and Redoc bundles for /docs and /redoc (no CDN)
 api-docs-assets: node_modules/.installed
@@ -81,6 +81,10 @@ api-docs-assets: node_modules/.installed
 ## docs: the documentation site (mkdocs-material, strict: a broken link fails) into build/site
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
+
+## vectors: regenerate the proof conformance vectors (tests/vectors/proofs) on a fresh Anvil
+vectors: install
+	$(PY) -m tests.vectors.generate_proofs
 
 ## check: lint, strict types, Slither
 check: lint types audit

@@ -30,9 +30,9 @@ from chainsense.identity import (
     DeviceKey,
     Reading,
     ReadingVerifier,
-    schema_id,
     typed_data,
 )
+from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 
 CHAIN_ID = 31337
 REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -49,7 +49,7 @@ def _pin_one_core() -> str:
 def _make_readings(count: int) -> list[tuple[Reading, bytes]]:
     rng = random.Random(2000)
     keys = [DeviceKey(rng.randbytes(32)) for _ in range(16)]
-    schema = schema_id("coldchain.v1")
+    schema = BUILTIN_SCHEMAS.by_name("chainsense.coldchain.v1").id
     out = []
     for i in range(count):
         key = keys[i % len(keys)]

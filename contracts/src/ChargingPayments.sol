@@ -19,8 +19,10 @@ import {AnchoredReadings} from "./AnchoredReadings.sol";
 contract ChargingPayments is IChargingPayments, AccessControl, Pausable, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
-    /// @notice keccak256("chainsense.charger.v1"): the schema of charger readings.
-    bytes32 public constant CHARGER_SCHEMA = keccak256("chainsense.charger.v1");
+    /// @notice The schema id of charger readings, chainsense.charger.v1 version 1, value
+    /// [energy_delivered Wh scale 0]: keccak256(abi.encode(name, uint32 version,
+    /// (string name, string unit, int8 scale)[] metrics)) (docs/proof-format.md).
+    bytes32 public constant CHARGER_SCHEMA = 0x077edc88e5016eb433cc6e19379ebfa9d7717c37f575cd63d0fb24687a8fe281;
 
     /// @notice The payment token.
     IERC20 public immutable token;

@@ -29,8 +29,10 @@ import {AnchoredReadings} from "./AnchoredReadings.sol";
 contract EnergyMarket is IEnergyMarket, AccessControl, Pausable, ReentrancyGuard {
     using SafeERC20 for IERC20;
 
-    /// @notice keccak256("chainsense.meter.v1"): values [energy_imported, energy_exported] in Wh.
-    bytes32 public constant METER_SCHEMA = keccak256("chainsense.meter.v1");
+    /// @notice The schema id of meter readings, chainsense.meter.v1 version 1, values
+    /// [energy_imported Wh scale 0, energy_exported Wh scale 0]: keccak256(abi.encode(name,
+    /// uint32 version, (string name, string unit, int8 scale)[] metrics)) (docs/proof-format.md).
+    bytes32 public constant METER_SCHEMA = 0xa136d8aebb7dee3158f738f7f0a5b1f8ed6805362995f8ed7f0f688680be30e5;
     /// @notice Most orders per side and interval (bounds the clearing gas).
     uint256 public constant MAX_ORDERS_PER_SIDE = 32;
 

@@ -23,6 +23,7 @@ from chainsense.identity import ReadingVerifier
 from chainsense.observability.metrics import metrics
 from chainsense.observability.sampler import sample_gauges
 from chainsense.provenance.anchorer import Anchorer, AnchorPolicy
+from chainsense.provenance.blockfetch import BlockEvidenceSource
 from chainsense.provenance.export import ProofService
 from chainsense.provenance.proof import DomainRef
 from chainsense.settlement import open_settlement
@@ -152,6 +153,7 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             schemas=schemas,
             domain=DomainRef(chain.deployment.chain_id, registry_deployment.address),
             policy=anchorer.policy,
+            evidence=BlockEvidenceSource(chain.client),
             status=lambda: anchorer.state,
         )
         market_agent = MarketAgent(

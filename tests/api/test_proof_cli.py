@@ -61,7 +61,9 @@ def test_proof_get_prints_the_document_and_export_writes_a_bundle(
     assert done.exit_code == 0, done.output
     assert "3 readings, 3 proofs" in done.stderr
     with zipfile.ZipFile(bundle) as z:
-        assert sorted(z.namelist()) == ["manifest.json", "proofs.jsonl", "readings.csv"]
+        assert sorted(z.namelist()) == [
+            "deployment.json", "manifest.json", "proofs.jsonl", "readings.csv",
+        ]  # fmt: skip
         manifest = json.loads(z.read("manifest.json"))
         docs = [ProofDocument.from_json(json.loads(x)) for x in z.read("proofs.jsonl").splitlines()]
         csv_lines = z.read("readings.csv").decode().splitlines()
@@ -69,6 +71,21 @@ def test_proof_get_prints_the_document_and_export_writes_a_bundle(
     assert [d.reading_id for d in docs] == ids
     assert all(verify_proof(d.proof, d.root, d.leaf) for d in docs)
     assert len(csv_lines) == 4
+    # the export's own instructions work: the whole zip verifies, pinned, against the chain
+    published = tmp_path / "deployment.json"
+    assert api.client.portal is not None
+    published.write_text(json.dumps(api.client.get("/v1/deployment").json()))
+    rpc = api.platform.chain.client.rpc_url
+    verified = runner.invoke(
+        app, ["verify", str(bundle), "--deployment", str(published), "--rpc", rpc]
+    )
+    assert verified.exit_code == 0, verified.output
+    assert "3 proofs in" in verified.stdout
+    assert "VALID" in verified.stdout
+    # the operator's CLI publishes the same document as the API
+    cli_doc = runner.invoke(app, ["contracts", "deployment"], env=_env(api))
+    assert cli_doc.exit_code == 0, cli_doc.output
+    assert json.loads(cli_doc.stdout) == json.loads(published.read_text())
     bad = runner.invoke(app, ["export", "--device", "nope", "--out", str(bundle)], env=_env(api))
     assert bad.exit_code == 2
 
@@ -91,12 +108,12 @@ def test_a_reading_not_anchored_yet_is_pending_in_the_api_and_the_cli(
     )
     assert response.status_code == 202
     body = response.json()
-    assert (body["status"], body["state"], body["readingId"]) == (
+    assert (body["status"], body["state"], body["reading_id"]) == (
         "pending",
         "unbatched",
         reading_id,
     )
-    assert 0 < body["expectedWaitSeconds"] < 10
+    assert 0 < body["expected_wait_seconds"] < 10
     assert "waiting to be sealed" in body["detail"]
     got = CliRunner().invoke(app, ["proof", "get", str(reading_id)], env=_env(idle_api))
     assert got.exit_code == 4, got.output
@@ -106,7 +123,7 @@ def test_a_reading_not_anchored_yet_is_pending_in_the_api_and_the_cli(
     sealed = idle_api.client.get(
         f"/v1/readings/{reading_id}/proof", headers=idle_api.auth("reader")
     ).json()
-    assert (sealed["state"], sealed["batchId"]) == ("sealed", batch.id)
+    assert (sealed["state"], sealed["batch_id"]) == ("sealed", batch.id)
     status = idle_api.client.get("/v1/anchoring", headers=idle_api.auth("reader")).json()
     assert status["running"] is False
     assert (status["sealed_batches"], status["backlog_readings"]) == (1, 1)

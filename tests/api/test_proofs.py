@@ -42,13 +42,13 @@ def test_proof_is_pending_then_a_document_that_verifies(api: Api) -> None:
         pending = first.json()
         assert pending["status"] == "pending"
         assert pending["state"] in ("unbatched", "sealed")
-        assert pending["expectedWaitSeconds"] >= 0
+        assert pending["expected_wait_seconds"] >= 0
         assert int(first.headers["Retry-After"]) >= 1
     body = _wait_for_proof(api, ids[2])
     doc = ProofDocument.from_json(body)
     deployment = api.platform.chain.deployment
-    assert body["format"] == "chainsense.proof.v1"
-    assert body["readingId"] == ids[2]
+    assert body["format"] == "chainsense.proof.v2"
+    assert body["reading_id"] == str(ids[2])
     assert body["schema"]["name"] == "chainsense.coldchain.v1"
     assert doc.reading.seq == 3
     assert doc.reading.values == (403, 600)

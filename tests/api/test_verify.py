@@ -45,14 +45,19 @@ def docs(verify_api: Api) -> list[dict[str, Any]]:
     return [p.to_json() for p in proofs]
 
 
-def test_validProof_offline_needsNoKey(verify_api: Api, docs: list[dict[str, Any]]) -> None:
+def test_validProof_offline_isPinnedToThePlatform_butTheBlockIsUnchecked(
+    verify_api: Api, docs: list[dict[str, Any]]
+) -> None:
     response = verify_api.client.post("/v1/verify", json=docs[0])
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["ok"] is True
+    assert body["status"] == "incomplete"
+    assert body["ok"] is False
     assert body["onchain"] is False
     assert body["failed"] == []
+    assert body["unchecked"] == ["block"]
     assert [c["name"] for c in body["checks"]] == list(OFFLINE_CHECKS)
+    assert "this platform's deployment" in body["checks"][0]["detail"]
 
 
 def test_validProof_onChain(verify_api: Api, docs: list[dict[str, Any]]) -> None:
@@ -60,16 +65,36 @@ def test_validProof_onChain(verify_api: Api, docs: list[dict[str, Any]]) -> None
         response = verify_api.client.post("/v1/verify", params={"onchain": "true"}, json=doc)
         assert response.status_code == 200, response.text
         body = response.json()
-        assert body["ok"] is True, body
+        assert body["status"] == "valid", body
         assert [c["name"] for c in body["checks"]] == [*OFFLINE_CHECKS, *ONCHAIN_CHECKS]
+
+
+def test_deployment_isPublished_andAForeignAnchorFailsContracts(
+    verify_api: Api, docs: list[dict[str, Any]]
+) -> None:
+    published = verify_api.client.get("/v1/deployment")
+    assert published.status_code == 200, published.text
+    document = published.json()
+    assert document["format"] == "chainsense.deployment.v1"
+    registry = document["contracts"]["DeviceRegistry"]
+    assert registry["address"] == docs[0]["domain"]["verifying_contract"]
+    assert len(registry["code_hash"]) == 66
+    doc = copy.deepcopy(docs[0])
+    doc["anchor"]["contract"] = "0x" + "11" * 20
+    body = verify_api.client.post("/v1/verify", json=doc).json()
+    assert set(body["failed"]) == {"contracts", "receipt"}
+
+
+def _bump(value: str) -> str:
+    return str(int(value) + 1)
 
 
 @pytest.mark.parametrize(
     ("path", "failed"),
     [
         (("reading", "values", 0), ["signature", "leaf", "device"]),
-        (("anchor", "blockTime"), ["anchor", "transaction", "block"]),
-        (("anchor", "blockNumber"), ["anchor", "transaction"]),
+        (("anchor", "block_time_s"), ["header"]),
+        (("anchor", "block_number"), ["header", "block"]),
     ],
 )
 def test_editedProof_is200_withTheFailedChecksNamed(
@@ -79,14 +104,14 @@ def test_editedProof_is200_withTheFailedChecksNamed(
     node: Any = doc
     for key in path[:-1]:
         node = node[key]
-    node[path[-1]] += 1
+    node[path[-1]] = _bump(node[path[-1]])
     response = verify_api.client.post("/v1/verify?onchain=true", json=doc)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["ok"] is False
+    assert body["status"] == "invalid"
     assert body["failed"] == failed
     offline = verify_api.client.post("/v1/verify", json=doc).json()
-    assert offline["failed"] == [f for f in failed if f in OFFLINE_CHECKS]
+    assert offline["failed"] == [f for f in failed if f in OFFLINE_CHECKS and f != "block"]
 
 
 def _problem(response: Any, status: int) -> dict[str, Any]:
@@ -99,21 +124,20 @@ def _problem(response: Any, status: int) -> dict[str, Any]:
 def test_illFormedDocument_is422NamingTheField(verify_api: Api, docs: list[dict[str, Any]]) -> None:
     client = verify_api.client
     # what the JSON schema already says
-    missing = {**docs[0], "anchor": {k: v for k, v in docs[0]["anchor"].items() if k != "txHash"}}
+    missing = {**docs[0], "anchor": {k: v for k, v in docs[0]["anchor"].items() if k != "tx_hash"}}
     body = _problem(client.post("/v1/verify", json=missing), 422)
-    assert [e["field"] for e in body["errors"]] == ["anchor.txHash"]
-    # what only the strict parser knows: an EIP-55 checksum, decimal strings
-    device = docs[0]["reading"]["device"]
-    i = next(i for i, c in enumerate(device) if i > 1 and c.isalpha())
-    bad_case = device[:i] + device[i].swapcase() + device[i + 1 :]
-    assert bad_case.lower() == device.lower()
-    assert bad_case != device
-    wrong = {**docs[0], "reading": {**docs[0]["reading"], "device": bad_case}}
-    body = _problem(client.post("/v1/verify", json=wrong), 422)
-    assert body["field"] == "reading.device"
+    assert [e["field"] for e in body["errors"]] == ["anchor.tx_hash"]
+    unknown = {**docs[0], "note": "x"}
+    body = _problem(client.post("/v1/verify", json=unknown), 422)
+    assert [e["field"] for e in body["errors"]] == ["note"]
+    seq = {**docs[0], "reading": {**docs[0]["reading"], "seq": 7}}
+    body = _problem(client.post("/v1/verify", json=seq), 422)
+    assert [e["field"] for e in body["errors"]] == ["reading.seq"]
+    # what only the strict parser knows: int64 range
+    big = {**docs[0], "reading": {**docs[0]["reading"], "values": [str(2**63), "1"]}}
+    body = _problem(client.post("/v1/verify", json=big), 422)
+    assert body["field"] == "reading.values[0]"
     assert body["title"] == "Invalid proof document"
-    seq = {**docs[0], "reading": {**docs[0]["reading"], "seq": "seven"}}
-    assert _problem(client.post("/v1/verify", json=seq), 422)["field"] == "reading.seq"
 
 
 def test_notJson_is400_andNotAnObject_is422(verify_api: Api) -> None:

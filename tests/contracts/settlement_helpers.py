@@ -23,6 +23,7 @@ from web3.types import TxReceipt
 
 from chainsense.contracts import Artifact, load_artifact, load_artifact_file
 from chainsense.provenance import MerkleTree
+from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 from tests.contracts.helpers import (
     Reading,
     reading_struct_hash,
@@ -43,9 +44,9 @@ __all__ = [
 ]
 
 TEST_ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-COLDCHAIN = keccak(text="chainsense.coldchain.v1")
-METER = keccak(text="chainsense.meter.v1")
-CHARGER = keccak(text="chainsense.charger.v1")
+COLDCHAIN = BUILTIN_SCHEMAS.by_name("chainsense.coldchain.v1").id
+METER = BUILTIN_SCHEMAS.by_name("chainsense.meter.v1").id
+CHARGER = BUILTIN_SCHEMAS.by_name("chainsense.charger.v1").id
 
 
 def _artifact(name: str) -> Artifact:

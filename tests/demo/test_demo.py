@@ -53,7 +53,8 @@ async def test_demo_runsTheWholeStoryAndMoneyMovesByTheRules(tmp_path: Path) -> 
 
     assert result.all_proofs_ok
     assert len(result.proofs) == 7
-    assert all("anchor" in p.checks and "device" in p.checks for p in result.proofs)
+    wanted = {"contracts", "schema", "receipt", "block", "code", "device"}
+    assert all(wanted <= set(p.checks) for p in result.proofs)
 
     assert any(a["metric"] == "vibration_rms" for a in result.anomalies)
     vibration = next(m for m in result.health["metrics"] if m["metric"] == "vibration_rms")

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from chainsense.device import BufferedReading, Domain, OfflineBuffer, OfflineBufferError
-from chainsense.identity import DeviceKey, Reading, schema_id
+from chainsense.identity import DeviceKey, Reading
+from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 
 DOMAIN = Domain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
-SCHEMA = schema_id("chainsense.coldchain.v1")
+SCHEMA = BUILTIN_SCHEMAS.by_name("chainsense.coldchain.v1").id
 KEY = DeviceKey(bytes.fromhex("01" * 32))
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from chainsense.identity import DeviceKey, Reading, ReadingVerifier, schema_id
+from chainsense.identity import DeviceKey, Reading, ReadingVerifier, keccak256
 from chainsense.identity.eip712 import INT64_MAX, INT64_MIN, UINT64_MAX
 
 from ._support import CHAIN_ID, REGISTRY, ReadingFactory
@@ -61,7 +61,9 @@ def make_readings(device_keys: list[DeviceKey]) -> ReadingFactory:
         out: list[tuple[DeviceKey, Reading]] = []
         for i in range(count):
             key = rng.choice(device_keys)
-            schema = schema_id(f"schema-{rng.randrange(1000)}") if i % 2 else rng.randbytes(32)
+            schema = (
+                keccak256(f"schema-{rng.randrange(1000)}".encode()) if i % 2 else rng.randbytes(32)
+            )
             reading = Reading(
                 device=key.address,
                 seq=_random_u64(rng),
@@ -86,6 +88,6 @@ def make_readings(device_keys: list[DeviceKey]) -> ReadingFactory:
 def sample(device_keys: list[DeviceKey]) -> tuple[DeviceKey, Reading]:
     key = device_keys[1]
     reading = key.reading(
-        seq=7, timestamp=1_763_700_000_000, schema=schema_id("coldchain.v1"), values=(4150, 620)
+        seq=7, timestamp=1_763_700_000_000, schema=keccak256(b"coldchain.v1"), values=(4150, 620)
     )
     return key, reading

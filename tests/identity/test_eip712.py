@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
@@ -47,10 +48,25 @@ def test_typehash_is_the_contract_type_string() -> None:
     assert keccak(text=text) == READING_TYPEHASH
 
 
-def test_schema_id_is_keccak_of_utf8_name() -> None:
-    assert schema_id("coldchain.v1") == keccak(text="coldchain.v1")
-    assert schema_id("température") == keccak("température".encode())
-    assert len(schema_id("")) == 32
+def test_schema_id_is_keccak_of_the_abi_encoded_definition() -> None:
+    metrics = [("temperature", "Cel", 2), ("humidité", "%RH", -1), ("x" * 40, "", 127)]
+    types = ["string", "uint32", "(string,string,int8)[]"]
+    for name, version, ms in (
+        ("coldchain", 1, metrics),
+        ("", 0, []),
+        ("n", 2**32 - 1, metrics[:1]),
+    ):
+        assert schema_id(name, version, ms) == keccak(abi_encode(types, [name, version, ms]))
+
+
+def test_schema_id_changes_with_every_committed_part() -> None:
+    base = schema_id("cold", 1, [("temperature", "Cel", 2)])
+    assert schema_id("cold", 1, [("temperature", "Cel", 1)]) != base  # scale
+    assert schema_id("cold", 1, [("temperature", "K", 2)]) != base  # unit
+    assert schema_id("cold", 2, [("temperature", "Cel", 2)]) != base  # version
+    assert schema_id("cold", 1, [("temp", "Cel", 2)]) != base  # metric name
+    with pytest.raises(ValueError, match="int8"):
+        schema_id("cold", 1, [("temperature", "Cel", 128)])
 
 
 def test_hashes_equal_eth_account_for_random_readings(make_readings: ReadingFactory) -> None:
@@ -92,7 +108,7 @@ def test_typed_data_signed_by_eth_account_matches_sign_reading(
 
 
 def test_typed_data_shape() -> None:
-    data = typed_data(_reading(schema=schema_id("x"), values=(-5,)), CHAIN_ID, REGISTRY.lower())
+    data = typed_data(_reading(schema=keccak(text="x"), values=(-5,)), CHAIN_ID, REGISTRY.lower())
     assert data["primaryType"] == "Reading"
     assert data["domain"] == {
         "name": "ChainSense",
@@ -104,7 +120,7 @@ def test_typed_data_shape() -> None:
         "device": ADDRESS,
         "seq": 1,
         "timestamp": 1_763_700_000_000,
-        "schema": "0x" + schema_id("x").hex(),
+        "schema": "0x" + keccak(text="x").hex(),
         "values": [-5],
     }
     assert [f["name"] for f in data["types"]["EIP712Domain"]] == [
@@ -181,12 +197,12 @@ def test_from_json_and_to_json_roundtrip() -> None:
         "device": ADDRESS.lower(),
         "seq": 7,
         "timestamp": "1763700000000",
-        "schema": "0x" + schema_id("coldchain.v1").hex(),
+        "schema": "0x" + keccak(text="coldchain.v1").hex(),
         "values": [4150, "-9223372036854775808"],
         "signature": "0x00",
     }
     reading = Reading.from_json(raw)
-    assert reading == _reading(seq=7, schema=schema_id("coldchain.v1"), values=(4150, INT64_MIN))
+    assert reading == _reading(seq=7, schema=keccak(text="coldchain.v1"), values=(4150, INT64_MIN))
     out = reading.to_json()
     assert out["values"] == [4150, "-9223372036854775808"]  # beyond 2^53: a string
     assert out["timestamp"] == 1_763_700_000_000

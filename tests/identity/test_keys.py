@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from chainsense.identity import DeviceKey, KeystoreError, ReadingVerifier, schema_id
+from chainsense.identity import DeviceKey, KeystoreError, ReadingVerifier, keccak256
 
 from ._support import CHAIN_ID, REGISTRY
 
@@ -139,6 +139,6 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 def test_loaded_key_signs_verifiable_readings(tmp_path: Path) -> None:
     key = DeviceKey.generate()
     loaded = DeviceKey.load(key.save(tmp_path / "k.json", "pw", work_factor=FAST), "pw")
-    reading = loaded.reading(seq=1, timestamp=1, schema=schema_id("meter.v1"), values=(-3,))
+    reading = loaded.reading(seq=1, timestamp=1, schema=keccak256(b"meter.v1"), values=(-3,))
     signature = loaded.sign(reading, CHAIN_ID, REGISTRY)
     assert ReadingVerifier(CHAIN_ID, REGISTRY).recover(reading, signature) == key.address

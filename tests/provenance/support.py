@@ -23,6 +23,8 @@ from chainsense.provenance import (
     SchemaRef,
     leaf_of,
 )
+from chainsense.provenance.blockfetch import BlockEvidenceSource
+from chainsense.provenance.pins import Pins
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS, Schema
 
 __all__ = ["COLD", "METER", "Chain", "device_keys", "schema_ref"]
@@ -41,6 +43,7 @@ def schema_ref(schema: Schema) -> SchemaRef:
     return SchemaRef(
         id=schema.id,
         name=schema.name,
+        version=schema.version,
         metrics=tuple(MetricRef(m.name, m.unit, m.scale) for m in schema.metrics),
     )
 
@@ -56,6 +59,10 @@ class Chain:
     registry: str
     anchor: str
     chain_id: int
+
+    @property
+    def pins(self) -> Pins:
+        return Pins(self.chain_id, self.registry, self.anchor)
 
     def renew_signers(self) -> None:
         """Fresh signers, which re-read their nonces (after an ``evm_revert``)."""
@@ -102,12 +109,18 @@ class Chain:
             contract.functions.anchor(tree.root, len(items), keccak256(label.encode()))
         )
         block = await self.client.w3.eth.get_block(receipt["blockNumber"])
+        tx_hash = bytes(receipt["transactionHash"])
+        evidence = await BlockEvidenceSource(self.client)(receipt["blockNumber"], tx_hash)
         anchor = AnchorRef(
             chain_id=self.chain_id,
             contract=self.anchor,
-            tx_hash=bytes(receipt["transactionHash"]),
+            tx_hash=tx_hash,
             block_number=receipt["blockNumber"],
             block_time=block["timestamp"],
+            block_hash=evidence.block_hash,
+            tx_index=evidence.tx_index,
+            header_rlp=evidence.header_rlp,
+            receipt_proof=evidence.receipt_proof,
         )
         schemas = {s.id: s for s in (COLD, METER)}
         return [

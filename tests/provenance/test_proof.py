@@ -41,7 +41,17 @@ def _document() -> dict[str, Any]:
         leaf=leaf_of(hashes[0]),
         proof=tuple(tree.proof(hashes[0])),
         root=tree.root,
-        anchor=AnchorRef(31337, REGISTRY, b"\x01" * 32, 12, 1_763_700_005),
+        anchor=AnchorRef(
+            chain_id=31337,
+            contract=REGISTRY,
+            tx_hash=b"\x01" * 32,
+            block_number=12,
+            block_time=1_763_700_005,
+            block_hash=b"\x02" * 32,
+            tx_index=0,
+            header_rlp=b"\xc0",
+            receipt_proof=(b"\xc1\x80",),
+        ),
         reading_id=17,
         batch_id=3,
     ).to_json()
@@ -71,27 +81,44 @@ def _broken(path: list[Any], value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "value", "field"),
     [
-        (["format"], "chainsense.proof.v0", "format"),
+        (["format"], "chainsense.proof.v1", "format"),
+        (["format"], KeyError, "format"),
         (["reading"], KeyError, "reading"),
         (["reading", "seq"], "²", "reading.seq"),
+        (["reading", "seq"], 7, "reading.seq"),
+        (["reading", "seq"], "07", "reading.seq"),
+        (["reading", "seq"], str(2**64), "reading.seq"),
+        (["reading", "timestamp_ms"], KeyError, "reading.timestamp_ms"),
         (["reading", "values", 1], 1.5, "reading.values[1]"),
+        (["reading", "values", 1], "-0", "reading.values[1]"),
+        (["reading", "values", 1], str(2**63), "reading.values[1]"),
         (["reading", "device"], "0x" + "ab" * 19, "reading.device"),
         (["reading", "signature"], "0x" + "11" * 64, "reading.signature"),
-        (["domain", "chainId"], "²", "domain.chainId"),
-        (["domain", "verifyingContract"], KeyError, "domain.verifyingContract"),
-        (["schema", "metrics", 0, "scale"], "2", "schema.metrics[0].scale"),
+        (["reading", "extra"], "x", "reading.extra"),
+        (["domain", "chain_id"], "²", "domain.chain_id"),
+        (["domain", "name"], KeyError, "domain.name"),
+        (["domain", "version"], KeyError, "domain.version"),
+        (["domain", "verifying_contract"], KeyError, "domain.verifying_contract"),
+        (["schema"], None, "schema"),
+        (["schema", "metrics", 0, "scale"], 2, "schema.metrics[0].scale"),
+        (["schema", "metrics", 0, "scale"], "128", "schema.metrics[0].scale"),
+        (["schema", "version"], KeyError, "schema.version"),
         (["schema", "id"], "0x12", "schema.id"),
-        (["structHash"], "12" * 32, "structHash"),
+        (["struct_hash"], "12" * 32, "struct_hash"),
         (["leaf"], "0x" + "zz" * 32, "leaf"),
-        (["proof"], "0x" + "00" * 32, "proof"),
-        (["proof", 1], "0x" + "00" * 31, "proof[1]"),
+        (["merkle_proof"], "0x" + "00" * 32, "merkle_proof"),
+        (["merkle_proof", 0], "0x" + "00" * 31, "merkle_proof[0]"),
         (["root"], None, "root"),
-        (["anchor", "txHash"], KeyError, "anchor.txHash"),
-        (["anchor", "blockNumber"], -1, "anchor.blockNumber"),
-        (["anchor", "blockTime"], True, "anchor.blockTime"),
-        (["anchor", "chainId"], 2**256, "anchor.chainId"),
+        (["anchor", "tx_hash"], KeyError, "anchor.tx_hash"),
+        (["anchor", "block_number"], "-1", "anchor.block_number"),
+        (["anchor", "block_time_s"], True, "anchor.block_time_s"),
+        (["anchor", "chain_id"], str(2**256), "anchor.chain_id"),
         (["anchor", "contract"], "nope", "anchor.contract"),
-        (["readingId"], "x", "readingId"),
+        (["anchor", "header_rlp"], "0x0", "anchor.header_rlp"),
+        (["anchor", "receipt_proof"], ["0x00"] * 65, "anchor.receipt_proof"),
+        (["reading_id"], "x", "reading_id"),
+        (["reading_id"], KeyError, "reading_id"),
+        (["structHash"], "0x" + "00" * 32, "structHash"),
     ],
 )
 def test_illFormedDocument_namesTheField(path: list[Any], value: Any, field: str) -> None:
@@ -107,10 +134,21 @@ def test_notAnObject_isRefused() -> None:
         assert caught.value.field == "$"
 
 
-def test_negativeScale_andDecimalStringIntegers_areAccepted() -> None:
-    raw = _broken(["schema", "metrics", 0, "scale"], -3)
-    raw["anchor"]["blockNumber"] = "12"
+def test_everyIntegerIsADecimalString() -> None:
+    raw = _document()
+    numbers = [
+        raw["reading"]["seq"], raw["reading"]["timestamp_ms"], *raw["reading"]["values"],
+        raw["domain"]["chain_id"], raw["schema"]["version"],
+        *(m["scale"] for m in raw["schema"]["metrics"]),
+        *(raw["anchor"][k] for k in ("chain_id", "tx_index", "block_number", "block_time_s")),
+        raw["reading_id"], raw["batch_id"],
+    ]  # fmt: skip
+    assert all(isinstance(n, str) and str(int(n)) == n for n in numbers)
+
+
+def test_negativeScale_andNullIssuerReferences_areAccepted() -> None:
+    raw = _broken(["schema", "metrics", 0, "scale"], "-3")
+    raw["reading_id"] = None
     doc = ProofDocument.from_json(raw)
-    assert doc.schema is not None
     assert doc.schema.metrics[0].scale == -3
-    assert doc.anchor.block_number == 12
+    assert doc.reading_id is None

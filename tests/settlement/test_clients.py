@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from chainsense.identity import Reading, schema_id, sign_reading
+from chainsense.identity import Reading, sign_reading
 from chainsense.identity.keys import DeviceKey
 from chainsense.settlement import (
     DeadlineError,
@@ -19,12 +19,13 @@ from chainsense.settlement import (
     ShipmentTerms,
     batch_evidence,
 )
+from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 from tests.settlement.conftest import Env
 
 pytestmark = pytest.mark.chain
 
-COLDCHAIN = schema_id("chainsense.coldchain.v1")
-CHARGER = schema_id("chainsense.charger.v1")
+COLDCHAIN = BUILTIN_SCHEMAS.by_name("chainsense.coldchain.v1").id
+CHARGER = BUILTIN_SCHEMAS.by_name("chainsense.charger.v1").id
 
 
 async def _register(env: Env, key: DeviceKey, owner: str) -> None:
@@ -143,7 +144,7 @@ async def test_market_paysTheSellerForMeteredDelivery(env: Env) -> None:
         meter.address,
         1,
         (interval + 1) * length * 1000,
-        schema_id("chainsense.meter.v1"),
+        BUILTIN_SCHEMAS.by_name("chainsense.meter.v1").id,
         (0, 1_500),
     )
     (evidence,) = await _anchor(env, meter, [meter_reading])

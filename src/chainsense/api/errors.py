@@ -31,6 +31,7 @@ from chainsense.settlement.errors import (
     SettlementError,
 )
 from chainsense.store.errors import StoreUnavailableError
+from chainsense.telemetry.schemas import UnknownSchemaError
 
 __all__ = [
     "AsciiJSONResponse",
@@ -95,6 +96,7 @@ _DOMAIN_CODES: tuple[tuple[type[ChainSenseError], str], ...] = (
     (InsufficientFundsError, "insufficient-funds"),
     (SettlementError, "settlement-conflict"),
     (ProofFormatError, "invalid-proof"),
+    (UnknownSchemaError, "unknown-schema"),
     (NoMandateError, "no-mandate"),
     (AgentNotAllowedError, "agent-not-allowed"),
     (ChainUnavailableError, "chain-unavailable"),

@@ -42,6 +42,7 @@ __all__ = [
     "deploy_core",
     "deploy_settlement",
     "ensure_deployed",
+    "published_deployment",
     "verify_deployment",
 ]
 
@@ -266,6 +267,30 @@ async def check_bytecode(
         return BytecodeCheck(name, address, False, f"code differs from byte {first}")
     digest = "0x" + keccak(onchain).hex()
     return BytecodeCheck(name, address, True, f"runtime code matches (keccak {digest[:18]}…)")
+
+
+async def published_deployment(client: ChainClient, deployment: Deployment) -> dict[str, Any]:
+    """The deployment document verifiers pin proofs to (``chainsense.deployment.v1``, see
+    :mod:`chainsense.provenance.pins`): chain id, and per contract its address, the keccak256 of
+    the runtime code now at that address (``EXTCODEHASH``), the sha256 of the artifact it was
+    deployed from, and its deployment transaction and block. Integers are decimal strings."""
+    contracts: dict[str, Any] = {}
+    for name, deployed in deployment.contracts.items():
+        code = await client.get_code(deployed.address)
+        if not code:
+            raise DeploymentError(f"no code at {name} {deployed.address} on {deployment.chain_id}")
+        contracts[name] = {
+            "address": deployed.address,
+            "code_hash": "0x" + keccak(code).hex(),
+            "artifact_sha256": deployed.artifact_sha256,
+            "tx_hash": deployed.tx_hash,
+            "block_number": str(deployed.block_number),
+        }
+    return {
+        "format": "chainsense.deployment.v1",
+        "chain_id": str(deployment.chain_id),
+        "contracts": contracts,
+    }
 
 
 async def verify_deployment(client: ChainClient, deployment: Deployment) -> list[BytecodeCheck]:

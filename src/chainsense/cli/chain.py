@@ -219,6 +219,40 @@ def contracts_verify(
         raise typer.Exit(1)
 
 
+@contracts_app.command("deployment")
+def contracts_deployment(
+    rpc: RpcOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the document here (default: stdout).")
+    ] = None,
+) -> None:
+    """Print the published deployment document (chain id, addresses, runtime code hashes,
+    artifact hashes): what verifiers pin proofs to (`chainsense verify --deployment FILE`)."""
+    from chainsense.chain import ChainClient, DeploymentStore
+    from chainsense.chain.deploy import published_deployment
+
+    settings = _settings(rpc)
+
+    async def publish() -> dict[str, object]:
+        url = settings.dev_rpc_url
+        async with await ChainClient.connect(url, timeout=settings.rpc_timeout) as client:
+            chain_id = await client.chain_id()
+            store = DeploymentStore(settings.deployments_dir)
+            dep = store.load(chain_id)
+            if dep is None:
+                raise ConfigError(
+                    f"no deployment recorded for chain {chain_id} in {store.path(chain_id)}"
+                )
+            return await published_deployment(client, dep)
+
+    text = json.dumps(run(publish()), indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote the deployment document to {out}", err=True)
+
+
 @contracts_app.command("audit")
 def contracts_audit() -> None:
     """Run Slither over the project's contracts (needs a ChainSense checkout with node_modules).

@@ -52,6 +52,7 @@ def _domain(settings: Settings, store_chain_id: int | None) -> DomainRef:
 async def _service(settings: Settings) -> tuple[Store, ProofService]:
     """The platform's database and a proof service on it (for the settlement commands)."""
     from chainsense.platform import anchor_policy
+    from chainsense.provenance.blockfetch import BlockEvidenceSource
     from chainsense.provenance.export import ProofService
     from chainsense.store import Store
     from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
@@ -68,8 +69,13 @@ async def _service(settings: Settings) -> tuple[Store, ProofService]:
     except BaseException:
         await store.close()
         raise
+
     service = ProofService(
-        store=store, schemas=BUILTIN_SCHEMAS, domain=domain, policy=anchor_policy(settings)
+        store=store,
+        schemas=BUILTIN_SCHEMAS,
+        domain=domain,
+        policy=anchor_policy(settings),
+        evidence=BlockEvidenceSource(settings.dev_rpc_url),
     )
     return store, service
 
@@ -89,7 +95,7 @@ def proof_get(
     if response.status_code == 202:
         typer.secho(
             f"pending: reading {reading_id} is {found['state']}; expect its proof in about "
-            f"{found['expectedWaitSeconds']:.1f} s ({found['detail']})",
+            f"{found['expected_wait_seconds']:.1f} s ({found['detail']})",
             fg="yellow",
             err=True,
         )
@@ -115,8 +121,10 @@ def export(
     api: ApiOption = None,
 ) -> None:
     """Export a device's readings in a time range, with their proofs, as one zip bundle:
-    readings.csv (or .jsonl), proofs.jsonl (one proof document per anchored reading) and
-    manifest.json. Check the proofs with `chainsense verify proofs.jsonl`."""
+    readings.csv (or .jsonl), proofs.jsonl (one proof document per anchored reading),
+    manifest.json and deployment.json (GET /v1/deployment). Check the whole bundle with
+    `chainsense verify BUNDLE.zip --deployment DEPLOYMENT.json --rpc URL` (or offline with
+    --block-hash)."""
     if fmt not in ("csv", "jsonl"):
         fail("--format must be csv or jsonl", 2)
     if not (device.startswith("0x") and len(device) == 42):
@@ -134,6 +142,7 @@ def export(
 
     readings = call(lambda: fetch("/v1/export/readings", {"format": fmt}))
     lines = call(lambda: fetch("/v1/export/proofs", {})).splitlines()
+    deployment = call(lambda: api_request(settings, "GET", "/v1/deployment")).json()
     proofs = [line for line in lines if line and '"status":"pending"' not in line]
     pending = len(lines) - len(proofs)
     count = len(lines)
@@ -144,13 +153,14 @@ def export(
         "readings": count,
         "proofs": len(proofs),
         "pending": pending,
-        "exportedAt": datetime.now(UTC).isoformat(),
+        "exported_at": datetime.now(UTC).isoformat(),
     }
     tmp = out.with_name(out.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         bundle.writestr(f"readings.{fmt}", readings)
         bundle.writestr("proofs.jsonl", "".join(p + "\n" for p in proofs))
         bundle.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
+        bundle.writestr("deployment.json", json.dumps(deployment, indent=2) + "\n")
     tmp.replace(out)
     typer.echo(f"wrote {out}: {count} readings, {len(proofs)} proofs", err=True)
     if pending:

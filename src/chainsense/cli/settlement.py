@@ -180,12 +180,12 @@ def shipment_open(
     account: Account = None,
 ) -> None:
     """Open a shipment as the shipper, depositing the payment."""
-    from chainsense.identity import schema_id
     from chainsense.settlement import ShipmentTerms
+    from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 
     terms = ShipmentTerms(
         carrier=to_checksum_address(carrier), loggers=[to_checksum_address(a) for a in logger],
-        schema=schema_id(schema), value_index=value_index, min_value=min_value,
+        schema=BUILTIN_SCHEMAS.by_name(schema).id, value_index=value_index, min_value=min_value,
         max_value=max_value, window_start_ms=start_ms, window_end_ms=end_ms, payment=payment,
         penalty_per_breach=penalty, max_penalty=max_penalty,
     )  # fmt: skip

@@ -16,7 +16,8 @@ from typing import Any
 from eth_utils.crypto import keccak
 
 from chainsense.ai.synthetic import make_meter
-from chainsense.identity import DeviceKey, Reading, schema_id
+from chainsense.identity import DeviceKey, Reading
+from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 
 __all__ = [
     "CHARGER",
@@ -29,10 +30,10 @@ __all__ = [
     "meter_history",
 ]
 
-COLDCHAIN = schema_id("chainsense.coldchain.v1")
-METER = schema_id("chainsense.meter.v1")
-CHARGER = schema_id("chainsense.charger.v1")
-MACHINE = schema_id("chainsense.machine.v1")
+COLDCHAIN = BUILTIN_SCHEMAS.by_name("chainsense.coldchain.v1").id
+METER = BUILTIN_SCHEMAS.by_name("chainsense.meter.v1").id
+CHARGER = BUILTIN_SCHEMAS.by_name("chainsense.charger.v1").id
+MACHINE = BUILTIN_SCHEMAS.by_name("chainsense.machine.v1").id
 
 DEVICES: dict[str, bytes] = {
     "truck-1": COLDCHAIN,

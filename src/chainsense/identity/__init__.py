@@ -29,7 +29,8 @@ from chainsense.identity.errors import (
     KeystoreError,
 )
 from chainsense.identity.keys import DeviceKey
-from chainsense.identity.reading import Reading, schema_id
+from chainsense.identity.reading import Reading
+from chainsense.identity.schema_id import schema_id
 
 __all__ = [
     "DOMAIN_NAME",

@@ -36,7 +36,8 @@ from chainsense.identity.errors import (
     InvalidReadingError,
     InvalidSignatureError,
 )
-from chainsense.identity.reading import INT64_MAX, INT64_MIN, UINT64_MAX, Reading, schema_id
+from chainsense.identity.reading import INT64_MAX, INT64_MIN, UINT64_MAX, Reading
+from chainsense.identity.schema_id import schema_id
 
 __all__ = [
     "DOMAIN_NAME",

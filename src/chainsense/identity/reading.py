@@ -6,7 +6,8 @@ The wire format (public; ``DeviceRegistry.sol`` and device firmware depend on it
 
 - ``seq``: per-device counter; it starts at 1 and strictly increases (checked at ingest).
 - ``timestamp``: the device clock, in milliseconds since the Unix epoch.
-- ``schema``: keccak256 of the schema's name in UTF-8 (:func:`schema_id`).
+- ``schema``: the schema id, a content hash of the schema definition
+  (:func:`chainsense.identity.schema_id.schema_id`).
 - ``values``: fixed-point integers, in the schema's order and scale.
 """
 
@@ -17,10 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from chainsense.identity._address import checksum_address
-from chainsense.identity._keccak import keccak256
 from chainsense.identity.errors import InvalidReadingError
 
-__all__ = ["INT64_MAX", "INT64_MIN", "UINT64_MAX", "Reading", "schema_id"]
+__all__ = ["INT64_MAX", "INT64_MIN", "UINT64_MAX", "Reading"]
 
 UINT64_MAX = 2**64 - 1
 INT64_MIN = -(2**63)
@@ -69,7 +69,7 @@ class Reading:
     Construction validates every field and raises :class:`InvalidReadingError` naming the field:
     ``device`` is normalised to its EIP-55 form (all-lower and all-upper hex are accepted, a wrong
     mixed-case checksum is not); ``seq`` and ``timestamp`` (ms since the epoch) are uint64;
-    ``schema`` is 32 bytes (see :func:`schema_id`); ``values`` are int64 fixed-point integers,
+    ``schema`` is 32 bytes (a schema id); ``values`` are int64 fixed-point integers,
     given as any iterable and kept as a tuple. ``bool`` is not an integer here.
 
     That ``seq`` starts at 1 and increases per device is the ingest's check, not this type's.
@@ -164,8 +164,3 @@ def _hex32(field: str, value: object) -> bytes:
         return bytes.fromhex(value[2:])
     except ValueError:
         raise InvalidReadingError(field, "expected 0x followed by 64 hex digits") from None
-
-
-def schema_id(name: str) -> bytes:
-    """The schema id of a schema name: keccak256 of its UTF-8 bytes."""
-    return keccak256(name.encode("utf-8"))

@@ -1,23 +1,13 @@
-"""Provenance: Merkle batches of readings, their anchors on-chain, proofs and verification."""
+"""Provenance: Merkle batches of readings, their anchors on-chain, proofs and verification.
 
-from chainsense.provenance.merkle import MerkleTree, hash_pair, leaf_of, process_proof, verify_proof
-from chainsense.provenance.proof import (
-    FORMAT,
-    AnchorRef,
-    DomainRef,
-    MetricRef,
-    ProofDocument,
-    ProofFormatError,
-    SchemaRef,
-)
-from chainsense.provenance.verify import (
-    OFFLINE_CHECKS,
-    ONCHAIN_CHECKS,
-    Check,
-    Verdict,
-    verify_offline,
-    verify_onchain,
-)
+Names are imported on first use, so ``chainsense verify`` (which needs only the proof format and
+the offline checks) does not load web3 or the store.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
     "FORMAT",
@@ -28,6 +18,7 @@ __all__ = [
     "DomainRef",
     "MerkleTree",
     "MetricRef",
+    "Pins",
     "ProofDocument",
     "ProofFormatError",
     "SchemaRef",
@@ -39,3 +30,32 @@ __all__ = [
     "verify_onchain",
     "verify_proof",
 ]
+
+_WHERE = {
+    "MerkleTree": "merkle",
+    "hash_pair": "merkle",
+    "leaf_of": "merkle",
+    "process_proof": "merkle",
+    "verify_proof": "merkle",
+    "FORMAT": "proof",
+    "AnchorRef": "proof",
+    "DomainRef": "proof",
+    "MetricRef": "proof",
+    "ProofDocument": "proof",
+    "ProofFormatError": "proof",
+    "SchemaRef": "proof",
+    "Pins": "pins",
+    "OFFLINE_CHECKS": "verify",
+    "ONCHAIN_CHECKS": "verify",
+    "Check": "verify",
+    "Verdict": "verify",
+    "verify_offline": "verify",
+    "verify_onchain": "verify_rpc",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

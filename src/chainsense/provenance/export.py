@@ -4,7 +4,8 @@ A proof needs the reading's batch to be anchored. Until then the answer is :clas
 which says where the reading is (waiting for a batch, or sealed and waiting for its anchor) and
 how long that should take. Merkle paths are rebuilt from the batch's struct hashes (the tree of a
 2000-reading batch builds in a few milliseconds); a small cache keeps the last trees for bulk
-export.
+export. The anchor block's header and the receipts-trie proof come from the chain
+(:class:`~chainsense.provenance.blockfetch.BlockEvidenceSource`, cached per block).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import csv
 import io
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from chainsense.errors import ChainSenseError
 from chainsense.identity import Reading
 from chainsense.provenance.anchorer import AnchorerStatus, AnchorPolicy
+from chainsense.provenance.blockfetch import BlockEvidence
 from chainsense.provenance.merkle import MerkleTree, leaf_of
 from chainsense.provenance.proof import (
     AnchorRef,
@@ -30,7 +32,7 @@ from chainsense.provenance.proof import (
     SchemaRef,
 )
 from chainsense.store import BatchRecord, BatchState, Store, StoredReading
-from chainsense.telemetry.schemas import SchemaRegistry, UnknownSchemaError
+from chainsense.telemetry.schemas import SchemaRegistry
 
 __all__ = ["Pending", "ProofService", "ReadingNotFoundError", "readings_csv", "readings_jsonl"]
 
@@ -58,10 +60,10 @@ class Pending:
     def to_json(self) -> dict[str, Any]:
         return {
             "status": "pending",
-            "readingId": self.reading_id,
+            "reading_id": self.reading_id,
             "state": self.state,
-            "batchId": self.batch_id,
-            "expectedWaitSeconds": round(self.expected_wait_seconds, 3),
+            "batch_id": self.batch_id,
+            "expected_wait_seconds": round(self.expected_wait_seconds, 3),
             "detail": self.detail,
         }
 
@@ -76,6 +78,7 @@ class ProofService:
         schemas: SchemaRegistry,
         domain: DomainRef,
         policy: AnchorPolicy,
+        evidence: Callable[[int, bytes], Awaitable[BlockEvidence]],
         status: Callable[[], AnchorerStatus] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -83,6 +86,7 @@ class ProofService:
         self.schemas = schemas
         self.domain = domain
         self.policy = policy
+        self._evidence = evidence
         self._status = status or AnchorerStatus
         self._clock = clock
         self._trees: OrderedDict[int, MerkleTree] = OrderedDict()
@@ -127,6 +131,13 @@ class ProofService:
         assert batch.tx_hash is not None
         assert batch.block_number is not None
         assert batch.block_time is not None
+        block = await self._evidence(batch.block_number, batch.tx_hash)
+        if batch.block_hash is not None and block.block_hash != batch.block_hash:
+            raise ChainSenseError(
+                f"batch {batch.id}: block {batch.block_number} is now 0x{block.block_hash.hex()}, "
+                f"not the recorded 0x{batch.block_hash.hex()}; the anchorer re-anchors after a "
+                "reorg, ask again shortly"
+            )
         return ProofDocument(
             reading=Reading(row.device, row.seq, row.timestamp, row.schema, row.values),
             signature=row.signature,
@@ -142,6 +153,10 @@ class ProofService:
                 tx_hash=batch.tx_hash,
                 block_number=batch.block_number,
                 block_time=batch.block_time,
+                block_hash=block.block_hash,
+                tx_index=block.tx_index,
+                header_rlp=block.header_rlp,
+                receipt_proof=block.receipt_proof,
             ),
             reading_id=row.id,
             batch_id=batch.id,
@@ -163,13 +178,10 @@ class ProofService:
         self._trees.move_to_end(batch.id)
         return tree
 
-    def _schema(self, schema_id: bytes) -> SchemaRef | None:
-        try:
-            schema = self.schemas.by_id(schema_id)
-        except UnknownSchemaError:
-            return None
+    def _schema(self, schema_id: bytes) -> SchemaRef:
+        schema = self.schemas.by_id(schema_id)  # ingest accepts only known schemas
         metrics = tuple(MetricRef(m.name, m.unit, m.scale) for m in schema.metrics)
-        return SchemaRef(id=schema.id, name=schema.name, metrics=metrics)
+        return SchemaRef(id=schema.id, name=schema.name, metrics=metrics, version=schema.version)
 
     # --- pending answers -------------------------------------------------------------------
 
@@ -255,7 +267,7 @@ def readings_jsonl(rows: Iterable[StoredReading]) -> str:
         raw = Reading(r.device, r.seq, r.timestamp, r.schema, r.values).to_json()
         raw["signature"] = "0x" + r.signature.hex()
         raw["id"] = r.id
-        raw["receivedAt"] = r.received_at.isoformat()
-        raw["batchId"] = r.batch_id
+        raw["received_at"] = r.received_at.isoformat()
+        raw["batch_id"] = r.batch_id
         lines.append(json.dumps(raw, separators=(",", ":")) + "\n")
     return "".join(lines)

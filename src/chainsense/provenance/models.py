@@ -1,7 +1,7 @@
 """Proof documents, verdicts, batches and the anchoring status at the API edge (pydantic, for
 OpenAPI).
 
-``ProofPublic`` documents the ``chainsense.proof.v1`` shape (:mod:`chainsense.provenance.proof`):
+``ProofPublic`` documents the ``chainsense.proof.v2`` shape (:mod:`chainsense.provenance.proof`):
 ``POST /v1/verify`` takes it, and a route that hands proofs out can return it. The domain forms
 are :class:`~chainsense.provenance.proof.ProofDocument` (parsed strictly, naming the bad field)
 and :class:`~chainsense.provenance.verify.Verdict`.
@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chainsense.provenance.proof import MAX_PROOF_STEPS
+from chainsense.provenance.proof import MAX_PROOF_STEPS, MAX_TRIE_NODES
 from chainsense.provenance.verify import Verdict
 
 __all__ = [
@@ -33,86 +33,105 @@ __all__ = [
 
 _HEX32 = r"^0x[0-9a-fA-F]{64}$"
 _ADDRESS = r"^0x[0-9a-fA-F]{40}$"
-_UINT = int | str
+_HEX = r"^0x([0-9a-fA-F]{2})*$"
+_UINT = r"^(0|[1-9][0-9]*)$"
+_INT = r"^(0|-?[1-9][0-9]*)$"
+_STRICT = ConfigDict(extra="forbid")
 
 
 class ProofReadingPublic(BaseModel):
-    """The signed reading in its raw JSON form, with its signature."""
+    """The signed reading, with its signature. Integers are decimal strings."""
+
+    model_config = _STRICT
 
     device: str = Field(pattern=_ADDRESS)
-    seq: _UINT
-    timestamp: _UINT = Field(description="Device clock, ms since the Unix epoch")
-    schema_: str = Field(alias="schema", pattern=_HEX32, description="keccak256 of the name")
-    values: list[_UINT] = Field(description="int64 fixed-point values in the schema's order")
+    seq: str = Field(pattern=_UINT, description="uint64")
+    timestamp_ms: str = Field(pattern=_UINT, description="Device clock, ms since the Unix epoch")
+    schema_: str = Field(alias="schema", pattern=_HEX32, description="The schema id")
+    values: list[str] = Field(description="int64 fixed-point values in the schema's order")
     signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$", description="65 bytes r, s, v")
 
 
 class DomainPublic(BaseModel):
-    """The EIP-712 domain the device signed in; ``verifyingContract`` is the DeviceRegistry."""
+    """The EIP-712 domain the device signed in; ``verifying_contract`` is the DeviceRegistry."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = _STRICT
 
-    name: str = "ChainSense"
-    version: str = "1"
-    chain_id: int = Field(alias="chainId", ge=0)
-    verifying_contract: str = Field(alias="verifyingContract", pattern=_ADDRESS)
+    name: str
+    version: str
+    chain_id: str = Field(pattern=_UINT)
+    verifying_contract: str = Field(pattern=_ADDRESS)
 
 
 class MetricRefPublic(BaseModel):
+    model_config = _STRICT
+
     name: str
     unit: str = Field(description="SenML unit (RFC 8428)")
-    scale: int = Field(description="value = integer * 10^-scale")
+    scale: str = Field(pattern=_INT, description="int8: value = integer * 10^-scale")
 
 
 class SchemaRefPublic(BaseModel):
-    id: str = Field(pattern=_HEX32, description="keccak256 of the name")
+    model_config = _STRICT
+
+    id: str = Field(pattern=_HEX32, description="keccak256(abi.encode(name, version, metrics))")
     name: str
+    version: str = Field(pattern=_UINT, description="uint32")
     metrics: list[MetricRefPublic]
 
 
 class AnchorPublic(BaseModel):
-    """Where the batch root was anchored: the ReadingAnchor contract, its transaction and block."""
+    """Where the batch root was anchored, and the block evidence tying it to a block hash."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = _STRICT
 
-    chain_id: int = Field(alias="chainId", ge=0)
+    chain_id: str = Field(pattern=_UINT)
     contract: str = Field(pattern=_ADDRESS, description="The ReadingAnchor")
-    tx_hash: str = Field(alias="txHash", pattern=_HEX32)
-    block_number: int = Field(alias="blockNumber", ge=0)
-    block_time: int = Field(alias="blockTime", ge=0, description="Unix seconds")
+    tx_hash: str = Field(pattern=_HEX32)
+    tx_index: str = Field(pattern=_UINT, description="Index of the transaction in its block")
+    block_number: str = Field(pattern=_UINT)
+    block_hash: str = Field(pattern=_HEX32)
+    block_time_s: str = Field(pattern=_UINT, description="Unix seconds")
+    header_rlp: str = Field(pattern=_HEX, description="The block header, RLP")
+    receipt_proof: list[str] = Field(
+        max_length=MAX_TRIE_NODES, description="Receipts-trie nodes (RLP), root first"
+    )
 
 
 class ProofPublic(BaseModel):
-    """A self-contained proof of one reading (format ``chainsense.proof.v1``)."""
+    """A self-contained proof of one reading (format ``chainsense.proof.v2``,
+    docs/proof-format.md)."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = _STRICT
 
-    format: Literal["chainsense.proof.v1"] = "chainsense.proof.v1"
+    format: Literal["chainsense.proof.v2"]
     reading: ProofReadingPublic
     domain: DomainPublic
-    schema_: SchemaRefPublic | None = Field(default=None, alias="schema")
-    struct_hash: str = Field(alias="structHash", pattern=_HEX32, description="hashStruct(reading)")
-    leaf: str = Field(pattern=_HEX32, description="keccak256(keccak256(structHash))")
-    proof: list[str] = Field(
+    schema_: SchemaRefPublic = Field(alias="schema")
+    struct_hash: str = Field(pattern=_HEX32, description="hashStruct(reading)")
+    leaf: str = Field(pattern=_HEX32, description="keccak256(keccak256(struct_hash))")
+    merkle_proof: list[str] = Field(
         max_length=MAX_PROOF_STEPS, description="Sibling hashes from the leaf to the root"
     )
     root: str = Field(pattern=_HEX32)
     anchor: AnchorPublic
-    reading_id: int | None = Field(default=None, alias="readingId")
-    batch_id: int | None = Field(default=None, alias="batchId")
+    reading_id: str | None = Field(pattern=_UINT)
+    batch_id: str | None = Field(pattern=_UINT)
 
 
 class CheckPublic(BaseModel):
     name: str = Field(examples=["signature"])
     ok: bool
-    skipped: bool = Field(description="Not run, because a check it depends on failed")
+    skipped: bool = Field(description="Not run: a check it needs failed, or no input for it")
     detail: str
 
 
 class VerdictPublic(BaseModel):
-    ok: bool = Field(description="Every check passed")
-    onchain: bool = Field(description="Whether the anchor was checked against a chain")
+    ok: bool = Field(description="Valid: every check ran and passed")
+    status: Literal["valid", "invalid", "incomplete"]
+    onchain: bool = Field(description="Whether an RPC endpoint was asked")
     failed: list[str] = Field(description="Names of the checks that ran and failed")
+    unchecked: list[str] = Field(description="Names of the checks that did not run")
     checks: list[CheckPublic]
 
     @classmethod
@@ -124,12 +143,12 @@ class ProofPending(BaseModel):
     """The reading is stored but its batch is not anchored yet; ask again later."""
 
     status: Literal["pending"] = "pending"
-    readingId: int
+    reading_id: int
     state: str = Field(
         description="unbatched (waiting for a batch) or sealed (waiting for its anchor)"
     )
-    batchId: int | None
-    expectedWaitSeconds: float
+    batch_id: int | None
+    expected_wait_seconds: float
     detail: str
 
 

@@ -1,38 +1,42 @@
-"""The proof document: everything a third party needs to check one reading, in one JSON object.
+"""The proof document, format ``chainsense.proof.v2``: everything a third party needs to check one
+reading, from the device's signature up to a block hash, in one JSON object.
 
-The format is public (ARCHITECTURE "Wire formats") and versioned by ``format``::
+The format is specified, field by field, in ``docs/proof-format.md`` (with test vectors in
+``tests/vectors/proofs/``). In short::
 
-    {"format": "chainsense.proof.v1",
-     "reading": {"device", "seq", "timestamp", "schema", "values", "signature"},
-     "domain": {"name": "ChainSense", "version": "1", "chainId", "verifyingContract"},
-     "schema": {"id", "name", "metrics": [{"name", "unit", "scale"}, ...]},
-     "structHash": "0x…", "leaf": "0x…", "proof": ["0x…", …], "root": "0x…",
-     "anchor": {"chainId", "contract", "txHash", "blockNumber", "blockTime"},
-     "readingId": 17, "batchId": 3}
+    {"format": "chainsense.proof.v2",
+     "reading": {"device", "seq", "timestamp_ms", "schema", "values", "signature"},
+     "domain": {"name", "version", "chain_id", "verifying_contract"},
+     "schema": {"id", "name", "version", "metrics": [{"name", "unit", "scale"}, ...]},
+     "struct_hash", "leaf", "merkle_proof": [...], "root",
+     "anchor": {"chain_id", "contract", "tx_hash", "tx_index", "block_number", "block_hash",
+                "block_time_s", "header_rlp", "receipt_proof": [...]},
+     "reading_id", "batch_id"}
 
-``domain`` is the EIP-712 domain the device signed in (``verifyingContract`` is the
-DeviceRegistry); ``anchor.contract`` is the ReadingAnchor. ``structHash`` is the EIP-712
-``hashStruct(reading)``, the value the Merkle leaf commits to. ``readingId`` and ``batchId`` are
-the issuing platform's references, not part of what is checked.
+Field names are snake_case like the rest of the HTTP API; every integer is a canonical decimal
+string (no sign on unsigned fields, no leading zeros, no ``-0``); bytes are ``0x`` hex.
 
-Parsing is strict about shapes and names the offending field (:class:`ProofFormatError`), but
-it does not judge the content: a document whose leaf does not match its reading parses fine and
-then fails verification, naming the check.
+Parsing is strict: a missing or unknown field, a wrong type, a non-canonical integer or another
+format version is a :class:`ProofFormatError` naming the field (a JSON path). Parsing does not
+judge content: a document whose leaf does not match its reading parses, then fails verification
+naming the check.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from chainsense.errors import ChainSenseError
-from chainsense.identity import InvalidReadingError, Reading
-from chainsense.identity._address import checksum_address
+from chainsense.identity.reading import Reading
+from chainsense.identity.schema_id import SCALE_MAX, SCALE_MIN, VERSION_MAX
 
 __all__ = [
     "FORMAT",
     "MAX_PROOF_STEPS",
+    "MAX_TRIE_NODES",
     "AnchorRef",
     "DomainRef",
     "MetricRef",
@@ -41,9 +45,17 @@ __all__ = [
     "SchemaRef",
 ]
 
-FORMAT = "chainsense.proof.v1"
+FORMAT = "chainsense.proof.v2"
 MAX_PROOF_STEPS = 256
-"""Longer paths are refused: 256 steps already cover any tree that fits in memory."""
+"""Longer Merkle paths are refused: 256 steps cover any tree that fits in memory."""
+MAX_TRIE_NODES = 64
+"""A receipts-trie path is at most 64 nibbles deep (keys are at most 32 bytes)."""
+MAX_BLOB = 1 << 20
+"""No header, trie node or string field is larger than 1 MiB."""
+
+_UINT = re.compile(r"0|[1-9][0-9]{0,77}")
+_INT = re.compile(r"0|-?[1-9][0-9]{0,77}")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 class ProofFormatError(ChainSenseError):
@@ -66,8 +78,8 @@ class DomainRef:
         return {
             "name": self.name,
             "version": self.version,
-            "chainId": self.chain_id,
-            "verifyingContract": self.verifying_contract,
+            "chain_id": str(self.chain_id),
+            "verifying_contract": self.verifying_contract,
         }
 
 
@@ -83,30 +95,45 @@ class SchemaRef:
     id: bytes
     name: str
     metrics: tuple[MetricRef, ...]
+    version: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": _hex(self.id),
             "name": self.name,
-            "metrics": [{"name": m.name, "unit": m.unit, "scale": m.scale} for m in self.metrics],
+            "version": str(self.version),
+            "metrics": [
+                {"name": m.name, "unit": m.unit, "scale": str(m.scale)} for m in self.metrics
+            ],
         }
 
 
 @dataclass(frozen=True)
 class AnchorRef:
+    """Where the batch root was anchored, and the block evidence that ties it to a block hash."""
+
     chain_id: int
     contract: str
     tx_hash: bytes
     block_number: int
     block_time: int
+    """Seconds since the Unix epoch (``block_time_s``)."""
+    block_hash: bytes
+    tx_index: int
+    header_rlp: bytes
+    receipt_proof: tuple[bytes, ...]
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "chainId": self.chain_id,
+            "chain_id": str(self.chain_id),
             "contract": self.contract,
-            "txHash": _hex(self.tx_hash),
-            "blockNumber": self.block_number,
-            "blockTime": self.block_time,
+            "tx_hash": _hex(self.tx_hash),
+            "tx_index": str(self.tx_index),
+            "block_number": str(self.block_number),
+            "block_hash": _hex(self.block_hash),
+            "block_time_s": str(self.block_time),
+            "header_rlp": _hex(self.header_rlp),
+            "receipt_proof": [_hex(n) for n in self.receipt_proof],
         }
 
 
@@ -115,7 +142,7 @@ class ProofDocument:
     reading: Reading
     signature: bytes
     domain: DomainRef
-    schema: SchemaRef | None
+    schema: SchemaRef
     struct_hash: bytes
     leaf: bytes
     proof: tuple[bytes, ...]
@@ -125,150 +152,228 @@ class ProofDocument:
     batch_id: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
+        r = self.reading
+        return {
             "format": FORMAT,
-            "reading": {**self.reading.to_json(), "signature": _hex(self.signature)},
+            "reading": {
+                "device": r.device,
+                "seq": str(r.seq),
+                "timestamp_ms": str(r.timestamp),
+                "schema": _hex(r.schema),
+                "values": [str(v) for v in r.values],
+                "signature": _hex(self.signature),
+            },
             "domain": self.domain.to_json(),
-            "schema": self.schema.to_json() if self.schema is not None else None,
-            "structHash": _hex(self.struct_hash),
+            "schema": self.schema.to_json(),
+            "struct_hash": _hex(self.struct_hash),
             "leaf": _hex(self.leaf),
-            "proof": [_hex(p) for p in self.proof],
+            "merkle_proof": [_hex(p) for p in self.proof],
             "root": _hex(self.root),
             "anchor": self.anchor.to_json(),
+            "reading_id": None if self.reading_id is None else str(self.reading_id),
+            "batch_id": None if self.batch_id is None else str(self.batch_id),
         }
-        if self.reading_id is not None:
-            doc["readingId"] = self.reading_id
-        if self.batch_id is not None:
-            doc["batchId"] = self.batch_id
-        return doc
 
     @classmethod
     def from_json(cls, obj: Any) -> ProofDocument:
-        """Parse a proof document; :class:`ProofFormatError` names the first bad field."""
-        doc = _object("$", obj)
-        fmt = doc.get("format", FORMAT)
+        """Parse a v2 proof document; :class:`ProofFormatError` names the first bad field."""
+        doc = _fields("", obj, _TOP)
+        fmt = doc["format"]
         if fmt != FORMAT:
             raise ProofFormatError("format", f"expected {FORMAT!r}, got {fmt!r}")
-        raw_reading = _object("reading", _get(doc, "reading"))
+        raw = _fields("reading", doc["reading"], _READING)
+        values = _list("reading.values", raw["values"], 1024)
         try:
-            reading = Reading.from_json(raw_reading)
-        except InvalidReadingError as exc:
-            raise ProofFormatError(f"reading.{exc.field}", exc.reason) from None
-        domain = _object("domain", _get(doc, "domain"))
-        anchor = _object("anchor", _get(doc, "anchor"))
-        raw_schema = doc.get("schema")
-        schema = None if raw_schema is None else _schema("schema", raw_schema)
-        raw_proof = _get(doc, "proof")
-        if not isinstance(raw_proof, list):
-            raise ProofFormatError("proof", "expected a list of 0x-hex bytes32")
-        if len(raw_proof) > MAX_PROOF_STEPS:
-            raise ProofFormatError("proof", f"more than {MAX_PROOF_STEPS} steps")
+            reading = Reading(
+                device=_address("reading.device", raw["device"]),
+                seq=_uint("reading.seq", raw["seq"], 64),
+                timestamp=_uint("reading.timestamp_ms", raw["timestamp_ms"], 64),
+                schema=_bytes("reading.schema", raw["schema"], 32),
+                values=tuple(_int(f"reading.values[{i}]", v, 64) for i, v in enumerate(values)),
+            )
+        except ValueError as exc:  # Reading's own checks (InvalidReadingError is a ValueError)
+            raise ProofFormatError("reading", str(exc)) from None
+        domain = _fields("domain", doc["domain"], _DOMAIN)
+        anchor = _fields("anchor", doc["anchor"], _ANCHOR)
+        merkle = _list("merkle_proof", doc["merkle_proof"], MAX_PROOF_STEPS)
+        nodes = _list("anchor.receipt_proof", anchor["receipt_proof"], MAX_TRIE_NODES)
         return cls(
             reading=reading,
-            signature=_bytes("reading.signature", _get(raw_reading, "signature", "reading"), 65),
+            signature=_bytes("reading.signature", raw["signature"], 65),
             domain=DomainRef(
-                chain_id=_int("domain.chainId", _get(domain, "chainId", "domain")),
+                chain_id=_uint("domain.chain_id", domain["chain_id"], 256),
                 verifying_contract=_address(
-                    "domain.verifyingContract", _get(domain, "verifyingContract", "domain")
+                    "domain.verifying_contract", domain["verifying_contract"]
                 ),
-                name=_str("domain.name", domain.get("name", "ChainSense")),
-                version=_str("domain.version", domain.get("version", "1")),
+                name=_str("domain.name", domain["name"]),
+                version=_str("domain.version", domain["version"]),
             ),
-            schema=schema,
-            struct_hash=_bytes("structHash", _get(doc, "structHash"), 32),
-            leaf=_bytes("leaf", _get(doc, "leaf"), 32),
-            proof=tuple(_bytes(f"proof[{i}]", p, 32) for i, p in enumerate(raw_proof)),
-            root=_bytes("root", _get(doc, "root"), 32),
+            schema=_schema(doc["schema"]),
+            struct_hash=_bytes("struct_hash", doc["struct_hash"], 32),
+            leaf=_bytes("leaf", doc["leaf"], 32),
+            proof=_hashes("merkle_proof", merkle),
+            root=_bytes("root", doc["root"], 32),
             anchor=AnchorRef(
-                chain_id=_int("anchor.chainId", _get(anchor, "chainId", "anchor")),
-                contract=_address("anchor.contract", _get(anchor, "contract", "anchor")),
-                tx_hash=_bytes("anchor.txHash", _get(anchor, "txHash", "anchor"), 32),
-                block_number=_int("anchor.blockNumber", _get(anchor, "blockNumber", "anchor")),
-                block_time=_int("anchor.blockTime", _get(anchor, "blockTime", "anchor")),
+                chain_id=_uint("anchor.chain_id", anchor["chain_id"], 256),
+                contract=_address("anchor.contract", anchor["contract"]),
+                tx_hash=_bytes("anchor.tx_hash", anchor["tx_hash"], 32),
+                tx_index=_uint("anchor.tx_index", anchor["tx_index"], 64),
+                block_number=_uint("anchor.block_number", anchor["block_number"], 64),
+                block_hash=_bytes("anchor.block_hash", anchor["block_hash"], 32),
+                block_time=_uint("anchor.block_time_s", anchor["block_time_s"], 64),
+                header_rlp=_bytes("anchor.header_rlp", anchor["header_rlp"], None),
+                receipt_proof=tuple(
+                    _bytes(f"anchor.receipt_proof[{i}]", n, None) for i, n in enumerate(nodes)
+                ),
             ),
-            reading_id=_optional_int("readingId", doc.get("readingId")),
-            batch_id=_optional_int("batchId", doc.get("batchId")),
+            reading_id=_optional_uint("reading_id", doc["reading_id"]),
+            batch_id=_optional_uint("batch_id", doc["batch_id"]),
         )
+
+
+_TOP = (
+    "format", "reading", "domain", "schema", "struct_hash", "leaf", "merkle_proof", "root",
+    "anchor", "reading_id", "batch_id",
+)  # fmt: skip
+_READING = ("device", "seq", "timestamp_ms", "schema", "values", "signature")
+_DOMAIN = ("name", "version", "chain_id", "verifying_contract")
+_SCHEMA = ("id", "name", "version", "metrics")
+_METRIC = ("name", "unit", "scale")
+_ANCHOR = (
+    "chain_id", "contract", "tx_hash", "tx_index", "block_number", "block_hash",
+    "block_time_s", "header_rlp", "receipt_proof",
+)  # fmt: skip
+
+
+_KEYSETS: dict[tuple[str, ...], frozenset[str]] = {
+    keys: frozenset(keys) for keys in (_TOP, _READING, _DOMAIN, _SCHEMA, _METRIC, _ANCHOR)
+}
+
+
+def _hashes(field: str, items: list[Any]) -> tuple[bytes, ...]:
+    """A list of bytes32: one hex decode for the whole list when every item is well formed."""
+    if all(type(x) is str and len(x) == 66 and x[:2] == "0x" for x in items):
+        try:
+            raw = bytes.fromhex("".join(x[2:] for x in items))
+        except ValueError:
+            raw = b""
+        if len(raw) == 32 * len(items):
+            return tuple(raw[i : i + 32] for i in range(0, len(raw), 32))
+    return tuple(_bytes(f"{field}[{i}]", p, 32) for i, p in enumerate(items))
 
 
 def _hex(value: bytes) -> str:
     return "0x" + value.hex()
 
 
-def _get(obj: Mapping[str, Any], key: str, parent: str = "") -> Any:
-    if key not in obj:
-        raise ProofFormatError(f"{parent}.{key}" if parent else key, "missing")
-    return obj[key]
+def _path(parent: str, key: str) -> str:
+    return f"{parent}.{key}" if parent else key
 
 
-def _object(field: str, value: Any) -> Mapping[str, Any]:
+def _fields(field: str, value: Any, keys: tuple[str, ...]) -> Mapping[str, Any]:
+    """An object with exactly ``keys``: a missing or an unknown member is an error."""
+    if type(value) is dict and value.keys() == _KEYSETS[keys]:
+        return value  # the common case, checked in C
     if not isinstance(value, Mapping):
-        raise ProofFormatError(field, f"expected an object, got {type(value).__name__}")
+        raise ProofFormatError(field or "$", f"expected an object, got {_kind(value)}")
+    for key in keys:
+        if key not in value:
+            raise ProofFormatError(_path(field, key), "missing")
+    for key in value:
+        if key not in keys:
+            raise ProofFormatError(_path(field, str(key)), "unknown field")
     return value
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else "a number"
+    )
 
 
 def _str(field: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise ProofFormatError(field, f"expected a string, got {type(value).__name__}")
+        raise ProofFormatError(field, f"expected a string, got {_kind(value)}")
+    if len(value) > MAX_BLOB:
+        raise ProofFormatError(field, "longer than 1 MiB")
     return value
 
 
-def _int(field: str, value: Any) -> int:
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 78:
-        value = int(value)  # ascii only: int() refuses some of what str.isdigit() takes ("²")
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**256:
-        raise ProofFormatError(field, f"expected an integer in [0, 2^256), got {value!r}")
+def _list(field: str, value: Any, limit: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise ProofFormatError(field, f"expected a list, got {_kind(value)}")
+    if len(value) > limit:
+        raise ProofFormatError(field, f"more than {limit} items")
     return value
 
 
-def _signed_int(field: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not -(2**63) <= value < 2**63:
-        raise ProofFormatError(field, f"expected an int64, got {value!r}")
-    return value
+def _uint(field: str, value: Any, bits: int) -> int:
+    if not isinstance(value, str) or not _UINT.fullmatch(value):
+        raise ProofFormatError(
+            field, f"expected an unsigned integer as a canonical decimal string, got {value!r}"
+        )
+    number = int(value)
+    if number >= 2**bits:
+        raise ProofFormatError(field, f"{value} does not fit uint{bits}")
+    return number
 
 
-def _optional_int(field: str, value: Any) -> int | None:
-    return None if value is None else _int(field, value)
+def _int(field: str, value: Any, bits: int) -> int:
+    if not isinstance(value, str) or not _INT.fullmatch(value):
+        raise ProofFormatError(
+            field, f"expected an integer as a canonical decimal string, got {value!r}"
+        )
+    number = int(value)
+    if not -(2 ** (bits - 1)) <= number < 2 ** (bits - 1):
+        raise ProofFormatError(field, f"{value} does not fit int{bits}")
+    return number
 
 
-def _bytes(field: str, value: Any, size: int) -> bytes:
-    if not isinstance(value, str) or not value.startswith(("0x", "0X")):
-        raise ProofFormatError(field, f"expected 0x-hex of {size} bytes")
+def _optional_uint(field: str, value: Any) -> int | None:
+    return None if value is None else _uint(field, value, 64)
+
+
+def _bytes(field: str, value: Any, size: int | None) -> bytes:
+    text = _str(field, value)
     try:
-        raw = bytes.fromhex(value[2:])
+        raw = bytes.fromhex(text[2:]) if text[:2] == "0x" else None
     except ValueError:
-        raise ProofFormatError(field, "not hex") from None
-    if len(raw) != size:
+        raw = None
+    # fromhex skips whitespace between pairs: the length check refuses it
+    if raw is None or 2 * len(raw) != len(text) - 2:
+        raise ProofFormatError(field, "expected 0x followed by an even number of hex digits")
+    if size is not None and len(raw) != size:
         raise ProofFormatError(field, f"expected {size} bytes, got {len(raw)}")
     return raw
 
 
 def _address(field: str, value: Any) -> str:
-    try:
-        return checksum_address(_str(field, value))
-    except ValueError as exc:
-        raise ProofFormatError(field, str(exc)) from None
+    """A 20-byte address; any letter case is accepted, it is compared as bytes."""
+    from chainsense.identity._address import checksum_address
+
+    text = _str(field, value)
+    if not _ADDRESS.fullmatch(text):
+        raise ProofFormatError(field, "expected 0x followed by 40 hex digits")
+    return checksum_address(text.lower())
 
 
-def _schema(field: str, value: Any) -> SchemaRef:
-    obj = _object(field, value)
-    metrics = _get(obj, "metrics", field)
-    if not isinstance(metrics, list):
-        raise ProofFormatError(f"{field}.metrics", "expected a list")
+def _schema(value: Any) -> SchemaRef:
+    obj = _fields("schema", value, _SCHEMA)
+    metrics = _list("schema.metrics", obj["metrics"], 1024)
     refs = []
     for i, raw in enumerate(metrics):
-        m = _object(f"{field}.metrics[{i}]", raw)
-        refs.append(
-            MetricRef(
-                name=_str(f"{field}.metrics[{i}].name", _get(m, "name", f"{field}.metrics[{i}]")),
-                unit=_str(f"{field}.metrics[{i}].unit", _get(m, "unit", f"{field}.metrics[{i}]")),
-                scale=_signed_int(  # a scale may be negative: v * 10^-scale
-                    f"{field}.metrics[{i}].scale", _get(m, "scale", f"{field}.metrics[{i}]")
-                ),
-            )
-        )
+        at = f"schema.metrics[{i}]"
+        m = _fields(at, raw, _METRIC)
+        scale = _int(f"{at}.scale", m["scale"], 64)
+        if not SCALE_MIN <= scale <= SCALE_MAX:
+            raise ProofFormatError(f"{at}.scale", f"{scale} does not fit int8")
+        refs.append(MetricRef(_str(f"{at}.name", m["name"]), _str(f"{at}.unit", m["unit"]), scale))
+    version = _uint("schema.version", obj["version"], 64)
+    if version > VERSION_MAX:
+        raise ProofFormatError("schema.version", f"{version} does not fit uint32")
     return SchemaRef(
-        id=_bytes(f"{field}.id", _get(obj, "id", field), 32),
-        name=_str(f"{field}.name", _get(obj, "name", field)),
+        id=_bytes("schema.id", obj["id"], 32),
+        name=_str("schema.name", obj["name"]),
+        version=version,
         metrics=tuple(refs),
     )

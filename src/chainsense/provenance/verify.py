@@ -1,81 +1,82 @@
-"""Verification anyone can run: a proof document, and at most an RPC endpoint of its chain.
+"""Verification anyone can run: a proof document, the deployment the verifier trusts, and a
+trusted block hash (or any RPC endpoint of the chain to confirm the block hash is canonical).
 
-Nothing here reads the issuing platform's store or deployment records: a third party who
-distrusts the operator checks the document against cryptography (offline) and against the chain
-itself (with any JSON-RPC endpoint).
+Nothing here reads the issuing platform's store, and nothing here needs a network: this module
+is light (no web3), so ``chainsense verify`` starts fast and a process pool can check a bundle.
+The RPC part is :mod:`chainsense.provenance.verify_rpc`.
 
-The checks, by name (the names are stable; the CLI and ``POST /v1/verify`` show them):
+The checks, by name (stable; the CLI, ``POST /v1/verify`` and ``verifier-js`` use them):
 
-offline
-    ``schema``       the carried schema is consistent: ``schema.id = keccak256(schema.name)``,
-                     ``reading.schema = schema.id``, one value per metric (ok when no schema is
-                     carried: nothing to compare)
-    ``domain``       the EIP-712 domain is ChainSense v1, on the anchor's chain id
-    ``signature``    the signature recovers ``reading.device`` in that domain
-    ``leaf``         ``structHash = hashStruct(reading)`` and ``leaf = keccak256(keccak256(
-                     structHash))``: the leaf commits to this very reading
-    ``merkle-path``  the path leads from the leaf to the root (OpenZeppelin ``MerkleProof``)
-on-chain
-    ``chain``        the endpoint answers, and its chain id is ``anchor.chainId`` and
-                     ``domain.chainId``
-    ``anchor``       ``ReadingAnchor.anchorOf(root)`` at ``anchor.contract``: anchored, at
-                     ``anchor.blockNumber``, with ``anchor.blockTime``
-    ``transaction``  ``anchor.txHash`` succeeded in that block and emitted ``RootAnchored`` for
-                     that root from that contract, with that block time
-    ``block``        the block is still the canonical one the transaction was mined in, and has
-                     that time
-    ``device``       ``DeviceRegistry.verifyReadingAt(reading, signature, anchor block time)`` at
-                     ``domain.verifyingContract``: the key was registered and active then (a
-                     device revoked later keeps its old readings verifiable)
+``contracts``    the proof names the pinned chain id, DeviceRegistry (``domain.verifying_
+                 contract``) and ReadingAnchor (``anchor.contract``); not checked without pins
+``schema``       ``schema.id`` = keccak256(abi.encode(name, version, metrics)) recomputed from
+                 the schema block, ``reading.schema`` = ``schema.id``, one value per metric
+``domain``       the EIP-712 domain is ChainSense v1 on the anchor's chain id
+``signature``    the signature recovers ``reading.device`` in that domain
+``leaf``         ``struct_hash`` = hashStruct(reading), ``leaf`` = keccak256(keccak256(
+                 struct_hash))
+``merkle-path``  the path leads from the leaf to the root (OpenZeppelin ``MerkleProof``)
+``header``       keccak256(``header_rlp``) = ``block_hash``, and the header's number and
+                 timestamp are ``block_number`` and ``block_time_s``
+``receipt``      the receipts-trie proof leads from the header's receiptsRoot to receipt
+                 ``tx_index``: a successful transaction whose ``RootAnchored`` log from
+                 ``anchor.contract`` names ``root`` with ``block_time_s``
+``block``        ``block_hash`` is trusted: one the verifier was given (offline), or the
+                 canonical block at that height on the RPC endpoint
+with an RPC endpoint, also (:mod:`~chainsense.provenance.verify_rpc`)
+``code``         the runtime code at the pinned addresses has the pinned code hashes
+``device``       ``DeviceRegistry.verifyReadingAt(reading, signature, block time)``: the key was
+                 registered and active at anchor time
 
-A check that cannot run because one it depends on failed is reported as skipped (``ok`` false,
-``skipped`` true), so the failure is named once, where it happened.
+A check is passed (``ok``), failed, or ``skipped``: not run, because a check it depends on failed
+or because its input was not given (no pins, no trusted block hash). A verdict is valid only when
+every check passed; one with no failure but a skipped check is *incomplete*, never VALID.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import lru_cache
+from typing import Any
 
-from web3.exceptions import BlockNotFound, TransactionNotFound, Web3Exception
-
-from chainsense.chain.client import ChainClient
-from chainsense.errors import ChainSenseError, ChainUnavailableError
 from chainsense.identity import (
     DOMAIN_NAME,
     DOMAIN_VERSION,
     IdentityError,
     ReadingVerifier,
-    keccak256,
     schema_id,
     struct_hash,
 )
+from chainsense.provenance.blockproof import (
+    BlockEvidenceError,
+    decode_header,
+    receipt_from_proof,
+    root_anchored_logs,
+)
 from chainsense.provenance.merkle import leaf_of, process_proof
+from chainsense.provenance.pins import Pins
 from chainsense.provenance.proof import ProofDocument
 
 __all__ = [
     "OFFLINE_CHECKS",
     "ONCHAIN_CHECKS",
-    "ROOT_ANCHORED_TOPIC",
     "Check",
     "Verdict",
+    "offline_checks",
     "verify_offline",
-    "verify_onchain",
 ]
 
-T = TypeVar("T")
-
-OFFLINE_CHECKS = ("schema", "domain", "signature", "leaf", "merkle-path")
-ONCHAIN_CHECKS = ("chain", "anchor", "transaction", "block", "device")
-
-ROOT_ANCHORED_TOPIC = keccak256(b"RootAnchored(bytes32,bytes32,uint32,address,uint64)")
-_RPC_ERRORS = (ChainSenseError, Web3Exception, ValueError, TypeError)
+OFFLINE_CHECKS = (
+    "contracts", "schema", "domain", "signature", "leaf", "merkle-path", "header", "receipt",
+    "block",
+)  # fmt: skip
+ONCHAIN_CHECKS = ("code", "device")
 
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One named check: passed (``ok``), failed, or ``skipped`` because a check it needs failed."""
+    """One named check: passed (``ok``), failed, or ``skipped`` (not run; the detail says why)."""
 
     name: str
     ok: bool
@@ -88,19 +89,31 @@ class Check:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """Every check in order. ``onchain`` says whether the anchor was checked against a chain."""
+    """Every check in order. ``onchain`` says whether an RPC endpoint was asked."""
 
     checks: tuple[Check, ...]
     onchain: bool
 
     @property
     def ok(self) -> bool:
+        """Valid: every check ran and passed."""
         return bool(self.checks) and all(c.ok for c in self.checks)
 
     @property
     def failed(self) -> tuple[str, ...]:
-        """Names of the checks that ran and failed (skipped ones are not counted)."""
+        """Names of the checks that ran and failed."""
         return tuple(c.name for c in self.checks if not c.ok and not c.skipped)
+
+    @property
+    def unchecked(self) -> tuple[str, ...]:
+        """Names of the checks that did not run."""
+        return tuple(c.name for c in self.checks if c.skipped)
+
+    @property
+    def status(self) -> str:
+        """``valid``, ``invalid`` (a check failed) or ``incomplete`` (none failed, some did not
+        run: the contracts were not pinned or the block hash is not trusted)."""
+        return "valid" if self.ok else "invalid" if self.failed else "incomplete"
 
     def __getitem__(self, name: str) -> Check:
         for check in self.checks:
@@ -111,8 +124,10 @@ class Verdict:
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "status": self.status,
             "onchain": self.onchain,
             "failed": list(self.failed),
+            "unchecked": list(self.unchecked),
             "checks": [c.to_json() for c in self.checks],
         }
 
@@ -129,13 +144,24 @@ def _short(value: bytes) -> str:
 # --- offline ------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=64)
+def _schema_id(name: str, version: int, metrics: tuple[tuple[str, str, int], ...]) -> bytes:
+    return schema_id(name, version, metrics)
+
+
 def _check_schema(doc: ProofDocument) -> Check:
     schema = doc.schema
-    if schema is None:
-        return Check("schema", True, "no schema in the document: the schema id is not interpreted")
+    committed = tuple((m.name, m.unit, m.scale) for m in schema.metrics)
+    try:
+        computed = _schema_id(schema.name, schema.version, committed)
+    except ValueError as exc:
+        return Check("schema", False, str(exc))
     problems = []
-    if schema_id(schema.name) != schema.id:
-        problems.append(f"schema.id {_short(schema.id)} is not keccak256({schema.name!r})")
+    if computed != schema.id:
+        problems.append(
+            f"schema.id {_short(schema.id)} is not the hash of the schema block "
+            f"({_short(computed)}): the name, version, a unit or a scale was altered"
+        )
     if doc.reading.schema != schema.id:
         problems.append(f"reading.schema {_short(doc.reading.schema)} is not schema.id")
     if len(doc.reading.values) != len(schema.metrics):
@@ -145,9 +171,8 @@ def _check_schema(doc: ProofDocument) -> Check:
         )
     if problems:
         return Check("schema", False, "; ".join(problems))
-    return Check(
-        "schema", True, f"{schema.name}: {len(schema.metrics)} values, id = keccak256(name)"
-    )
+    units = ", ".join(f"{m.name} {m.unit} 10^-{m.scale}" for m in schema.metrics)
+    return Check("schema", True, f"{schema.name} v{schema.version} ({units}): id recomputed")
 
 
 def _check_domain(doc: ProofDocument) -> Check:
@@ -160,7 +185,7 @@ def _check_domain(doc: ProofDocument) -> Check:
         )
     if domain.chain_id != doc.anchor.chain_id:
         problems.append(
-            f"domain.chainId {domain.chain_id} is not anchor.chainId {doc.anchor.chain_id}"
+            f"domain.chain_id {domain.chain_id} is not anchor.chain_id {doc.anchor.chain_id}"
         )
     if problems:
         return Check("domain", False, "; ".join(problems))
@@ -195,7 +220,7 @@ def _check_leaf(doc: ProofDocument, computed: bytes) -> Check:
             "leaf",
             False,
             f"hashStruct(reading) is {_short(computed)}, the document says "
-            f"structHash {_short(doc.struct_hash)}: the reading or structHash was altered",
+            f"struct_hash {_short(doc.struct_hash)}: the reading or struct_hash was altered",
         )
     leaf = leaf_of(computed)
     if leaf != doc.leaf:
@@ -220,248 +245,154 @@ def _check_path(doc: ProofDocument) -> Check:
     return Check("merkle-path", True, f"{steps}-step path leads from the leaf to the root")
 
 
-def _offline(doc: ProofDocument) -> list[Check]:
+def _check_contracts(doc: ProofDocument, pins: Pins | None) -> Check:
+    if pins is None:
+        return Check(
+            "contracts",
+            False,
+            "not pinned: the proof names its own contracts, and anyone can deploy copies; "
+            "pass the expected deployment (--deployment FILE, or --registry/--anchor)",
+            skipped=True,
+        )
+    wrong = pins.mismatches(
+        chain_ids={"anchor.chain_id": doc.anchor.chain_id, "domain.chain_id": doc.domain.chain_id},
+        registry=doc.domain.verifying_contract,
+        anchor=doc.anchor.contract,
+    )
+    if wrong:
+        return Check("contracts", False, "; ".join(wrong))
+    return Check("contracts", True, f"the pinned deployment: {pins.describe()}")
+
+
+def _check_header(doc: ProofDocument) -> tuple[Check, bytes | None]:
+    a = doc.anchor
+    return _header(a.header_rlp, a.block_hash, a.block_number, a.block_time)
+
+
+def _check_receipt(doc: ProofDocument, receipts_root: bytes | None) -> Check:
+    a = doc.anchor
+    return _receipt(receipts_root, a.tx_index, a.receipt_proof, a.contract, doc.root, a.block_time)
+
+
+# The block evidence is the same for every proof of a batch: its checks are pure functions of
+# their arguments, remembered for the last few blocks (a bundle's proofs come batch by batch).
+
+
+@lru_cache(maxsize=64)
+def _header(
+    header_rlp: bytes, block_hash: bytes, block_number: int, block_time: int
+) -> tuple[Check, bytes | None]:
+    try:
+        header = decode_header(header_rlp)
+    except BlockEvidenceError as exc:
+        return Check("header", False, str(exc)), None
+    problems = []
+    if header.hash != block_hash:
+        problems.append(
+            f"keccak256(header_rlp) is {_short(header.hash)}, not block_hash "
+            f"{_short(block_hash)}: the header was altered"
+        )
+    if header.number != block_number:
+        problems.append(f"the header is block {header.number}, not {block_number}")
+    if header.timestamp != block_time:
+        problems.append(f"the header's time is {header.timestamp}, not {block_time}")
+    if problems:
+        return Check("header", False, "; ".join(problems)), None
+    return (
+        Check(
+            "header",
+            True,
+            f"header of block {header.number} hashes to block_hash {_short(header.hash)}, "
+            f"time {header.timestamp}",
+        ),
+        header.receipts_root,
+    )
+
+
+@lru_cache(maxsize=256)
+def _receipt(
+    receipts_root: bytes | None,
+    tx_index: int,
+    nodes: tuple[bytes, ...],
+    contract_address: str,
+    root: bytes,
+    block_time: int,
+) -> Check:
+    if receipts_root is None:
+        return Check("receipt", False, "not checked: the header does not hold", skipped=True)
+    try:
+        receipt = receipt_from_proof(receipts_root, tx_index, nodes)
+        status, logs = root_anchored_logs(receipt)
+    except BlockEvidenceError as exc:
+        return Check("receipt", False, str(exc))
+    if status != 1:
+        return Check("receipt", False, f"transaction {tx_index} of the block reverted")
+    contract = bytes.fromhex(contract_address[2:])
+    mine = [log for log in logs if log.contract == contract and log.root == root]
+    if not mine:
+        return Check(
+            "receipt",
+            False,
+            f"receipt {tx_index} has no RootAnchored log for root {_short(root)} "
+            f"from {contract_address}",
+        )
+    if mine[0].block_time != block_time:
+        return Check(
+            "receipt", False, f"RootAnchored says block time {mine[0].block_time}, not {block_time}"
+        )
+    return Check(
+        "receipt",
+        True,
+        f"receipt {tx_index} under the header's receiptsRoot ({len(nodes)} trie nodes): "
+        f"RootAnchored for the root from {contract_address}",
+    )
+
+
+def _check_trusted_block(doc: ProofDocument, trusted: Collection[bytes] | None) -> Check:
+    block_hash = doc.anchor.block_hash
+    if trusted is None:
+        return Check(
+            "block",
+            False,
+            "not checked: no trusted block hash (pass --block-hash HASH, a file of them, or "
+            "--rpc URL)",
+            skipped=True,
+        )
+    if block_hash not in trusted:
+        return Check(
+            "block",
+            False,
+            f"block_hash {_hex(block_hash)} of block {doc.anchor.block_number} is not among the "
+            f"{len(trusted)} trusted block hash(es)",
+        )
+    return Check("block", True, f"block_hash {_short(block_hash)} is a trusted block hash")
+
+
+def offline_checks(doc: ProofDocument, pins: Pins | None) -> list[Check]:
+    """Every check but ``block``: the whole path from the reading to the block hash."""
     computed = struct_hash(doc.reading)  # hashStruct(reading), as signed and as committed to
+    header, receipts_root = _check_header(doc)
     return [
+        _check_contracts(doc, pins),
         _check_schema(doc),
         _check_domain(doc),
         _check_signature(doc, computed),
         _check_leaf(doc, computed),
         _check_path(doc),
+        header,
+        _check_receipt(doc, receipts_root),
     ]
 
 
-def verify_offline(doc: ProofDocument) -> Verdict:
-    """Check what needs no chain: schema, domain, signature, leaf and Merkle path."""
-    return Verdict(tuple(_offline(doc)), onchain=False)
-
-
-# --- on-chain -----------------------------------------------------------------------------------
-
-
-async def verify_onchain(
-    doc: ProofDocument, rpc: ChainClient | str, *, timeout: float = 10.0
+def verify_offline(
+    doc: ProofDocument,
+    *,
+    pins: Pins | None = None,
+    trusted_blocks: Collection[bytes] | None = None,
 ) -> Verdict:
-    """Every offline check, then the anchor and the device against the chain at ``rpc`` (an open
-    :class:`ChainClient`, or a JSON-RPC URL: a client is opened and closed here).
-
-    Never raises for a chain problem: an unreachable endpoint is a failed ``chain`` check.
-    """
-    checks = _offline(doc)
-    if isinstance(rpc, ChainClient):
-        checks += await _onchain(doc, rpc)
-        return Verdict(tuple(checks), onchain=True)
-    try:
-        client = ChainClient(rpc, timeout=timeout, retries=1, backoff=0.1)
-    except _RPC_ERRORS as exc:
-        checks += _unreachable(rpc, str(exc))
-        return Verdict(tuple(checks), onchain=True)
-    try:
-        checks += await _onchain(doc, client)
-    finally:
-        await client.close()
-    return Verdict(tuple(checks), onchain=True)
-
-
-def _skip_rest(after: str, reason: str) -> list[Check]:
-    rest = ONCHAIN_CHECKS[ONCHAIN_CHECKS.index(after) + 1 :]
-    return [Check(name, False, f"not checked: {reason}", skipped=True) for name in rest]
-
-
-def _unreachable(url: str, reason: str) -> list[Check]:
-    return [
-        Check("chain", False, f"the RPC endpoint {url} does not answer: {reason}"),
-        *_skip_rest("chain", "no chain to check against"),
-    ]
-
-
-async def _guard(name: str, run: Callable[[], Awaitable[Check]]) -> Check:
-    """Run one on-chain check; an RPC failure fails that check, with the reason."""
-    try:
-        return await run()
-    except ChainUnavailableError as exc:
-        return Check(name, False, f"the RPC endpoint stopped answering: {exc.reason}")
-    except _RPC_ERRORS as exc:
-        return Check(name, False, f"the chain query failed: {type(exc).__name__}: {exc}")
-
-
-async def _onchain(doc: ProofDocument, client: ChainClient) -> list[Check]:
-    try:
-        chain_id = await client.chain_id()
-    except ChainUnavailableError as exc:
-        cause = exc.__cause__
-        return _unreachable(
-            client.rpc_url, f"{type(cause).__name__}: {exc.reason}" if cause else exc.reason
-        )
-    except _RPC_ERRORS as exc:
-        return _unreachable(client.rpc_url, f"{type(exc).__name__}: {exc}")
-    wrong = [
-        f"{label} {value}"
-        for label, value in (
-            ("anchor.chainId", doc.anchor.chain_id),
-            ("domain.chainId", doc.domain.chain_id),
-        )
-        if value != chain_id
-    ]
-    if wrong:
-        return [
-            Check("chain", False, f"the endpoint serves chain {chain_id}, not {', '.join(wrong)}"),
-            *_skip_rest("chain", "the endpoint serves another chain"),
-        ]
-    checks = [Check("chain", True, f"the endpoint serves chain {chain_id}")]
-    state = _Anchored()
-    checks.append(await _guard("anchor", lambda: _check_anchor(doc, client, state)))
-    checks.append(await _guard("transaction", lambda: _check_transaction(doc, client, state)))
-    checks.append(await _guard("block", lambda: _check_block(doc, client, state)))
-    checks.append(await _guard("device", lambda: _check_device(doc, client, state)))
-    return checks
-
-
-@dataclass
-class _Anchored:
-    """What the chain said, shared between the on-chain checks."""
-
-    block_time: int | None = None
-    tx_block_hash: bytes | None = None
-
-
-async def _has_code(client: ChainClient, address: str) -> bool:
-    return bool(await client.get_code(address))
-
-
-async def _check_anchor(doc: ProofDocument, client: ChainClient, state: _Anchored) -> Check:
-    anchor = doc.anchor
-    if not await _has_code(client, anchor.contract):
-        return Check("anchor", False, f"no contract at anchor.contract {anchor.contract}")
-    contract = client.contract("ReadingAnchor", anchor.contract)
-    count, block_number, block_time = await client.call(contract.functions.anchorOf(doc.root))
-    if block_time == 0:
-        return Check(
-            "anchor", False, f"the root {_short(doc.root)} is not anchored in {anchor.contract}"
-        )
-    state.block_time = int(block_time)
-    problems = []
-    if block_number != anchor.block_number:
-        problems.append(f"anchored at block {block_number}, not {anchor.block_number}")
-    if block_time != anchor.block_time:
-        problems.append(f"anchored at time {block_time}, not {anchor.block_time}")
-    if problems:
-        return Check("anchor", False, "the root is anchored, but " + " and ".join(problems))
-    return Check(
-        "anchor",
-        True,
-        f"root anchored in {anchor.contract} at block {block_number}, time {block_time} "
-        f"({count} readings in the batch)",
-    )
-
-
-async def _check_transaction(doc: ProofDocument, client: ChainClient, state: _Anchored) -> Check:
-    anchor = doc.anchor
-    tx = _hex(anchor.tx_hash)
-    try:
-        receipt = await client.rpc(lambda: client.w3.eth.get_transaction_receipt(tx))  # type: ignore[arg-type]
-    except TransactionNotFound:
-        return Check("transaction", False, f"no transaction {_short(anchor.tx_hash)} on this chain")
-    if receipt["status"] != 1:
-        return Check("transaction", False, f"transaction {_short(anchor.tx_hash)} reverted")
-    if receipt["blockNumber"] != anchor.block_number:
-        return Check(
-            "transaction",
-            False,
-            f"the transaction is in block {receipt['blockNumber']}, not {anchor.block_number}",
-        )
-    state.tx_block_hash = bytes(receipt["blockHash"])
-    events = [
-        log
-        for log in receipt["logs"]
-        if log["address"].lower() == anchor.contract.lower()
-        and len(log["topics"]) >= 2
-        and bytes(log["topics"][0]) == ROOT_ANCHORED_TOPIC
-        and bytes(log["topics"][1]) == doc.root
-    ]
-    if not events:
-        return Check(
-            "transaction",
-            False,
-            f"the transaction emitted no RootAnchored for root {_short(doc.root)} "
-            f"from {anchor.contract}",
-        )
-    data = bytes(events[0]["data"])
-    event_time = int.from_bytes(data[32:64]) if len(data) >= 64 else None
-    if event_time != anchor.block_time:
-        return Check(
-            "transaction",
-            False,
-            f"RootAnchored says block time {event_time}, not {anchor.block_time}",
-        )
-    return Check(
-        "transaction",
-        True,
-        f"{_short(anchor.tx_hash)} in block {anchor.block_number} emitted RootAnchored for the "
-        "root",
-    )
-
-
-async def _check_block(doc: ProofDocument, client: ChainClient, state: _Anchored) -> Check:
-    anchor = doc.anchor
-    if state.tx_block_hash is None:
-        return Check(
-            "block", False, "not checked: the transaction is not in that block", skipped=True
-        )
-    try:
-        block = await client.rpc(lambda: client.w3.eth.get_block(anchor.block_number))
-    except BlockNotFound:
-        return Check("block", False, f"block {anchor.block_number} does not exist (yet)")
-    block_hash = bytes(block["hash"] or b"")
-    if block_hash != state.tx_block_hash:
-        return Check(
-            "block",
-            False,
-            f"the transaction was mined in block {_short(state.tx_block_hash)}, but the "
-            f"canonical block {anchor.block_number} is {_short(block_hash)} (reorganised)",
-        )
-    if block["timestamp"] != anchor.block_time:
-        return Check(
-            "block",
-            False,
-            f"block {anchor.block_number} has time {block['timestamp']}, not {anchor.block_time}",
-        )
-    confirmations = await client.block_number() - anchor.block_number + 1
-    return Check(
-        "block",
-        True,
-        f"block {anchor.block_number} is canonical, time {block['timestamp']} "
-        f"({confirmations} confirmation{'' if confirmations == 1 else 's'})",
-    )
-
-
-async def _check_device(doc: ProofDocument, client: ChainClient, state: _Anchored) -> Check:
-    registry_address = doc.domain.verifying_contract
-    if not await _has_code(client, registry_address):
-        return Check("device", False, f"no contract at domain.verifyingContract {registry_address}")
-    at = state.block_time if state.block_time is not None else doc.anchor.block_time
-    if at >= 2**64:
-        return Check("device", False, f"anchor time {at} does not fit uint64")
-    reading = doc.reading
-    registry = client.contract("DeviceRegistry", registry_address)
-    struct = (reading.device, reading.seq, reading.timestamp, reading.schema, list(reading.values))
-    accepted = await client.call(registry.functions.verifyReadingAt(struct, doc.signature, at))
-    if accepted:
-        return Check(
-            "device",
-            True,
-            f"the registry accepts the signature of {reading.device}, "
-            f"registered and active at the anchor time {at}",
-        )
-    key_device, active_from, active_until = await client.call(
-        registry.functions.keyOf(reading.device)
-    )
-    if int(key_device, 16) == 0:
-        why = f"{reading.device} is not a key registered in {registry_address}"
-    elif at < active_from:
-        why = f"{reading.device} was registered at {active_from}, after the anchor time {at}"
-    elif active_until and at >= active_until:
-        why = f"{reading.device} was revoked or rotated at {active_until}, before {at}"
-    else:
-        why = "the registry does not accept the signature"
-    return Check("device", False, why)
+    """Check a proof with no network: against the pinned deployment and the trusted block
+    hashes. Without either, those checks are reported as not run and the verdict is
+    incomplete, never valid."""
+    checks = offline_checks(doc, pins)
+    checks.append(_check_trusted_block(doc, trusted_blocks))
+    return Verdict(tuple(checks), onchain=False)

@@ -45,7 +45,7 @@ class NewReading:
     timestamp: int
     """The device clock, ms since the Unix epoch."""
     schema: bytes
-    """32 bytes: keccak256 of the schema name."""
+    """32 bytes: the schema id (a content hash of the schema definition)."""
     values: tuple[int, ...]
     """int64 fixed-point values, in the schema's order."""
     signature: bytes

@@ -61,7 +61,7 @@ class ReadingIn(BaseModel):
     schema_: str = Field(
         alias="schema",
         pattern=r"^0x[0-9a-fA-F]{64}$",
-        description="keccak256 of the schema name (see GET /v1/schemas)",
+        description="the schema id: a content hash of the schema definition (see GET /v1/schemas)",
     )
     values: list[_UINT] = Field(description="int64 fixed-point values in the schema's order")
     signature: str = _SIGNATURE

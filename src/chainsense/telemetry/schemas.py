@@ -1,6 +1,8 @@
 """The schema registry: what a schema id means.
 
-A schema id is ``keccak256(name)`` (ARCHITECTURE "Wire formats"). A schema lists its metrics in the
+A schema id is a content hash of the whole definition: name, version and the ordered metrics
+with their units and scales (:mod:`chainsense.identity.schema_id`, docs/proof-format.md). A
+schema lists its metrics in the
 order a reading's ``values`` carry them, each with its SenML (RFC 8428) name and unit and a decimal
 ``scale``: the signed integer ``v`` means ``v * 10**-scale`` units. Values are integers everywhere
 they are signed, hashed or stored; decimals appear only at the API edge (SenML form).
@@ -20,10 +22,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from eth_utils.crypto import keccak
-
 from chainsense.errors import ChainSenseError
 from chainsense.identity.reading import INT64_MAX, INT64_MIN
+from chainsense.identity.schema_id import SCALE_MAX, SCALE_MIN, schema_id
 from chainsense.strictjson import quote
 
 __all__ = [
@@ -110,15 +111,21 @@ def _shown(value: Decimal | int | str) -> str:
 
 @dataclass(frozen=True)
 class Schema:
-    """A named, ordered list of metrics. ``id`` is keccak256 of ``name``."""
+    """A named, versioned, ordered list of metrics. ``id`` commits to all of it (name, version,
+    each metric's name, unit and scale); descriptions are documentation, not committed."""
 
     name: str
     metrics: tuple[Metric, ...]
     description: str = ""
+    version: int = 1
     id: bytes = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "id", keccak(text=self.name))
+        for m in self.metrics:
+            if not SCALE_MIN <= m.scale <= SCALE_MAX:
+                raise ValueError(f"{self.name}: scale {m.scale} of {m.name} is not an int8")
+        committed = [(m.name, m.unit, m.scale) for m in self.metrics]
+        object.__setattr__(self, "id", schema_id(self.name, self.version, committed))
 
     @property
     def id_hex(self) -> str:

@@ -9,6 +9,7 @@ from chainsense.api.routes import (
     batches,
     chain,
     charging,
+    deployment,
     device_ai,
     devices,
     exports,
@@ -38,6 +39,7 @@ v1.include_router(batches.router)
 v1.include_router(batches.status_router)
 v1.include_router(exports.router)
 v1.include_router(verify.router)
+v1.include_router(deployment.router)
 v1.include_router(anomalies.router)
 v1.include_router(alarms.router)
 v1.include_router(device_ai.router)

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -21,7 +20,7 @@ from chainsense.api.params import CursorQuery, DeviceFilter, LimitQuery, SinceQu
 from chainsense.api.routes.alarms import alarm_json
 from chainsense.platform import Platform
 from chainsense.store import Alarm, StoredAnomaly
-from chainsense.telemetry.schemas import UnknownSchemaError
+from chainsense.telemetry.schemas import BUILTIN_SCHEMAS, UnknownSchemaError
 
 router = APIRouter(tags=["anomalies"])
 
@@ -95,13 +94,16 @@ def _service(platform: Platform) -> AIService:
 
 
 def _schema_id(schema: str | None) -> bytes | None:
-    """A schema id from its 0x-hex form or its name (a schema id is keccak256 of its name, so an
-    unknown name simply matches no event)."""
+    """A schema id from its 0x-hex form or a built-in schema's name (an unknown name or id
+    simply matches no event)."""
     if schema is None:
         return None
     if schema.startswith("0x") and len(schema) == 66:
         return bytes.fromhex(schema[2:])
-    return bytes(keccak(text=schema))
+    try:
+        return BUILTIN_SCHEMAS.by_name(schema).id
+    except UnknownSchemaError:
+        return bytes(32)
 
 
 @router.get("/anomalies", response_model=AnomalyPage, summary="Stored anomaly events")

@@ -67,8 +67,9 @@ async def export_readings(
     "/proofs",
     summary="The proof bundle of a device's readings in a time range (JSON lines)",
     description="One proof document per line, in reading order; a reading not anchored yet "
-    'gets a `{"status": "pending", ...}` line instead. Verify the bundle with '
-    "`chainsense verify bundle.jsonl`.",
+    'gets a `{"status": "pending", ...}` line instead. Verify the whole bundle with '
+    "`chainsense verify bundle.jsonl --deployment deployment.json --rpc URL` (the deployment "
+    "document from `GET /v1/deployment`), or offline with `--block-hash` instead of `--rpc`.",
     response_class=StreamingResponse,
     responses={200: {"content": {"application/x-ndjson": {}}}},
 )

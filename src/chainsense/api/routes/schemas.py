@@ -19,8 +19,12 @@ class MetricPublic(BaseModel):
 
 
 class SchemaPublic(BaseModel):
-    id: str = Field(description="keccak256 of the name; what a reading's `schema` field holds")
+    id: str = Field(
+        description="keccak256(abi.encode(name, version, metrics)), metrics as (name, unit, "
+        "scale) tuples: what a reading's `schema` field holds (docs/proof-format.md)"
+    )
     name: str = Field(examples=["chainsense.coldchain.v1"])
+    version: int = Field(examples=[1])
     description: str
     metrics: list[MetricPublic]
 
@@ -29,6 +33,7 @@ def _public(schema: Schema) -> SchemaPublic:
     return SchemaPublic(
         id=schema.id_hex,
         name=schema.name,
+        version=schema.version,
         description=schema.description,
         metrics=[
             MetricPublic(name=m.name, unit=m.unit, scale=m.scale, description=m.description)

@@ -24,9 +24,9 @@ from chainsense.api.routes._settlement import (
     settlement_of,
     tx_public,
 )
-from chainsense.identity import schema_id
 from chainsense.settlement import ShipmentStatus, ShipmentTerms
 from chainsense.settlement.oracle import assess
+from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 
 __all__ = ["router"]
 
@@ -185,7 +185,7 @@ async def open_shipment(
     terms = ShipmentTerms(
         carrier=to_checksum_address(body.carrier),
         loggers=[to_checksum_address(a) for a in body.loggers],
-        schema=schema_id(body.schema_name),
+        schema=BUILTIN_SCHEMAS.by_name(body.schema_name).id,
         value_index=body.value_index,
         min_value=body.min_value,
         max_value=body.max_value,
