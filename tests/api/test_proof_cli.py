@@ -83,7 +83,9 @@ def test_proof_get_prints_the_document_and_export_writes_a_bundle(
     assert "3 proofs in" in verified.stdout
     assert "VALID" in verified.stdout
     # the operator's CLI publishes the same document as the API
-    cli_doc = runner.invoke(app, ["contracts", "deployment"], env=_env(api))
+    settings = api.platform.settings
+    chain_env = {"CHAINSENSE_DATA_DIR": str(settings.data_dir), "CHAINSENSE_RPC_URL": rpc}
+    cli_doc = runner.invoke(app, ["contracts", "deployment"], env=chain_env)
     assert cli_doc.exit_code == 0, cli_doc.output
     assert json.loads(cli_doc.stdout) == json.loads(published.read_text())
     bad = runner.invoke(app, ["export", "--device", "nope", "--out", str(bundle)], env=_env(api))

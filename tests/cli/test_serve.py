@@ -42,7 +42,7 @@ def _serve(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProces
 
 def _error_line(done: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in done.stderr, done.stderr
-    (line,) = [x for x in done.stderr.splitlines() if "error" in x.lower()]
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("error:")]
     return line
 
 

@@ -63,7 +63,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "verify": (
         "chainsense.cli.verify:verify_command",
-        "Verify a proof document: each check is named; exit 1 if any fails.",
+        "Verify a proof or a bundle: each check is named; exit 0 valid, 1 a check failed.",
     ),
     "anomalies": (
         "chainsense.cli.anomalies:anomalies",
