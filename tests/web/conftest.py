@@ -30,7 +30,6 @@ from chainsense.store import Store
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 from tests.support import free_port
 
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
