@@ -23,14 +23,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from chainsense.identity import DeviceKey, Reading
 from chainsense.store import Store
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 from tests.support import free_port
-
-pytest.importorskip("playwright.sync_api")  # a dev dependency: always installed by `make test`
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
