@@ -72,6 +72,7 @@ def _start(workdir: Path) -> Server:
         "CHAINSENSE_DATA_DIR": str(workdir / "data"),
         "CHAINSENSE_PORT": str(port),
         "CHAINSENSE_ANVIL_PORT": str(anvil_port),
+        "CHAINSENSE_RATE_LIMIT_ENABLED": "false",  # measured here: anchoring, not rate limits
     }
     created = subprocess.run(
         [sys.executable, "-m", "chainsense", "apikey", "create", "--name", "bench", "--scope",

@@ -271,6 +271,8 @@ def _serve(workdir: Path, database_url: str | None, profile: Path | None) -> Ite
         "CHAINSENSE_HOST": "127.0.0.1",
         "CHAINSENSE_PORT": str(port),
         "CHAINSENSE_ANVIL_PORT": str(_free_port()),
+        # The throughput ceiling is measured, not the rate limits (bench/ratelimit.py does that).
+        "CHAINSENSE_RATE_LIMIT_ENABLED": "false",
     }
     if database_url:
         env["CHAINSENSE_DATABASE_URL"] = database_url
