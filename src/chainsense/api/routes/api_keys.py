@@ -19,7 +19,9 @@ router = APIRouter(prefix="/api-keys", tags=["api-keys"])
 
 
 class ApiKeyIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200, description="Who or what uses the key")
+    name: str = Field(
+        min_length=1, max_length=200, pattern=r"\S", description="Who or what uses the key"
+    )
     scope: Literal["admin", "operator", "reader"] = "reader"
 
 
@@ -67,11 +69,16 @@ async def create_key(body: ApiKeyIn, platform: PlatformDep, _key: AdminDep) -> A
     "/{key_id}/revoke",
     response_model=ApiKeyPublic,
     summary="Revoke a key",
-    responses={404: {"description": "No active key with this id"}},
+    responses={
+        404: {"description": "No active key with this id"},
+        409: {"description": "The key making the request cannot revoke itself"},
+    },
 )
 async def revoke_key(
-    key_id: Annotated[int, Path(ge=1, lt=2**63)], platform: PlatformDep, _key: AdminDep
+    key_id: Annotated[int, Path(ge=1, lt=2**63)], platform: PlatformDep, caller: AdminDep
 ) -> ApiKeyPublic:
+    if key_id == caller.id:
+        raise HTTPException(409, "a key cannot revoke itself (that would lock its holder out)")
     if not await platform.store.api_keys.revoke(key_id):
         raise HTTPException(404, f"no active API key #{key_id}")
     record = next(r for r in await platform.store.api_keys.list() if r.id == key_id)
