@@ -48,6 +48,11 @@ def test_keys_are_created_listed_and_revoked_through_the_api(through_api: Api) -
         api.client.get("/v1/devices", headers={"Authorization": f"Bearer {key}"}).status_code == 401
     )
 
+    own_id = next(k["id"] for k in listed if k["name"] == "test-admin")
+    itself = runner.invoke(app, ["apikey", "revoke", str(own_id)], env=admin)
+    assert itself.exit_code == 1
+    assert "cannot revoke itself" in itself.stderr
+
     reader = {"CHAINSENSE_API_KEY": api.keys["reader"]}
     refused = runner.invoke(app, ["apikey", "list"], env=reader)
     assert refused.exit_code == 2

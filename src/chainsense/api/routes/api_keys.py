@@ -24,8 +24,14 @@ KeyId = Annotated[int, Path(ge=1, lt=2**63, description="The key's id")]
 
 
 class ApiKeyIn(InputModel):
-    name: str = Field(min_length=1, max_length=200, examples=["dashboard"])
-    scope: Scope = Field(examples=["reader"])
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"\S",
+        description="Who or what uses the key",
+        examples=["dashboard"],
+    )
+    scope: Scope = Field(default=Scope.READER, examples=["reader"])
 
 
 class ApiKeyPublic(BaseModel):
@@ -71,8 +77,14 @@ async def create_key(body: ApiKeyIn, platform: PlatformDep, _key: AdminDep) -> A
     "/{key_id}/revoke",
     response_model=ApiKeyPublic,
     summary="Revoke an API key: it and every console session made from it stop working",
+    responses={
+        404: {"description": "No API key with this id"},
+        409: {"description": "Already revoked, or the key making the request (no self-revoke)"},
+    },
 )
-async def revoke_key(key_id: KeyId, platform: PlatformDep, _key: AdminDep) -> ApiKeyPublic:
+async def revoke_key(key_id: KeyId, platform: PlatformDep, caller: AdminDep) -> ApiKeyPublic:
+    if key_id == caller.id:
+        raise HTTPException(409, "a key cannot revoke itself (that would lock its holder out)")
     keys = {r.id: r for r in await platform.store.api_keys.list()}
     if key_id not in keys:
         raise HTTPException(404, f"no API key with id {key_id}")
