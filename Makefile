@@ -64,7 +64,8 @@ browser:
 ## test-mqtt: the MQTT tests, with the long ones make test leaves out (kill -9 under load, broker
 ## restarts, two platform processes, the device SDK across crashes): several minutes
 test-mqtt: install
-	$(PY) -m pytest tests/mqtt tests/mqtt/soak_resilience.py tests/mqtt/soak_device.py
+	$(PY) -m pytest tests/mqtt
+	$(PY) -m pytest tests/mqtt/soak_resilience.py tests/mqtt/soak_device.py
 
 ## contracts: compile contracts/ with solc-js into src/chainsense/contracts/artifacts
 contracts: node_modules/.installed

@@ -238,6 +238,12 @@ class Settings(BaseSettings):
         description="Seconds the broker keeps the bridge's session (and its queued messages) "
         "while the platform is down.",
     )
+    mqtt_leave_on_stop: bool = Field(
+        default=False,
+        description="On a clean stop, leave the shared subscription and end the bridge's "
+        "session, so the other processes take its share while it is down (default: keep it, "
+        "and the broker queues this process's share until it is back).",
+    )
     mqtt_demo_url: SecretStr | None = Field(
         default=None,
         description="Broker URL the demo fleet publishes with (default: CHAINSENSE_MQTT_URL).",

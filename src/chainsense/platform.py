@@ -168,7 +168,7 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             settings, store, chain, registry, schemas, verifier, ingest, anchorer, proofs,
             market_agent, ai,
         )  # fmt: skip
-        if settings.mqtt_url is not None:
+        if settings.mqtt_url is not None and settings.mqtt_url.get_secret_value():
             from chainsense.mqtt import bridge_from_settings
 
             bridge = bridge_from_settings(settings, ingest.ingest)

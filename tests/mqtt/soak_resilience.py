@@ -202,6 +202,7 @@ def test_two_platform_processes_share_the_subscription(tmp_path: Path, broker: B
         CHAINSENSE_DEPLOYER_KEY=deployer,
         CHAINSENSE_OPERATOR_KEY=operator,
         CHAINSENSE_ANCHORER_KEY=anchorer,
+        CHAINSENSE_MQTT_LEAVE_ON_STOP="true",
     )
     second.log = tmp_path / "serve-second.log"
     second.start()
@@ -215,7 +216,7 @@ def test_two_platform_processes_share_the_subscription(tmp_path: Path, broker: B
         for serve in (first, second):
             client = f"chainsense-{_hostname()}-{serve.port}"
             assert log.count(f"Sending PUBLISH to {client} ") > 10, f"{client} got no share"
-        # one process goes away: the other takes every new message
+        # one process stops, leaving the group: the other takes every new message
         second.stop()
         fleet.publish_rounds_in_lockstep(10)
         fleet.check_store(first)

@@ -30,4 +30,5 @@ def bridge_from_settings(settings: Settings, ingest: Ingest) -> MqttBridge:
         max_body_bytes=settings.max_body_bytes,
         receive_maximum=settings.mqtt_receive_maximum,
         session_expiry=settings.mqtt_session_expiry,
+        leave_on_stop=settings.mqtt_leave_on_stop,
     )

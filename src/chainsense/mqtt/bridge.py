@@ -139,6 +139,7 @@ class MqttBridge:
         session_expiry: int = 86_400,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
+        leave_on_stop: bool = False,
         on_results: Callable[[Sequence[IngestResult]], None] | None = None,
     ) -> None:
         self.url = url
@@ -149,6 +150,7 @@ class MqttBridge:
         self.session_expiry = session_expiry
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.leave_on_stop = leave_on_stop
         # TODO(metrics): count chainsense_readings_ingested_total{transport="mqtt",result=...}
         # through this hook once the metrics module exists; until then ``counts`` holds them.
         self.on_results = on_results
@@ -265,26 +267,29 @@ class MqttBridge:
             self.connected.clear()
 
     async def _close(self, client: Any) -> None:
-        """Leave the shared subscription (the broker then gives new messages to the other
-        processes, or keeps them in the group until one comes), let the messages already sent to
-        this process finish (bounded), and end the session, so the broker does not keep queueing
-        this process's share while it is gone. If a commit does not finish in time, disconnect
-        keeping the session instead: what was not acknowledged is redelivered at the next start.
+        """Let the messages already received finish (bounded: 10 s), then disconnect.
 
-        A ``kill -9`` cannot do this: the session stays, and the broker keeps this process's
-        share of new messages for it until it comes back (or the session expires)."""
-        unsubscribed = asyncio.Event()
-        client.on_unsubscribe = lambda *_: unsubscribed.set()
-        with contextlib.suppress(Exception):
-            client.unsubscribe(shared_filter())
-            await asyncio.wait_for(unsubscribed.wait(), 5)
+        By default the session is kept: the broker queues this process's share of new messages
+        for it while it is down, as after a ``kill -9``, and nothing is lost even for a device
+        that never resends. With ``leave_on_stop`` (several processes share the subscription and
+        this one may stay down), it first leaves the shared subscription, so the broker gives
+        new messages to the other processes, and ends its session once drained; a message
+        nobody subscribes to is then dropped by the broker, and only devices that resend what
+        was not receipted (the protocol) still get it stored. If a commit does not finish in
+        time, the session is kept either way, so what was not acknowledged is redelivered."""
+        if self.leave_on_stop:
+            unsubscribed = asyncio.Event()
+            client.on_unsubscribe = lambda *_: unsubscribed.set()
+            with contextlib.suppress(Exception):
+                client.unsubscribe(shared_filter())
+                await asyncio.wait_for(unsubscribed.wait(), 5)
         drained = True
         try:
             await asyncio.wait_for(self._idle.wait(), 10)
         except TimeoutError:
             drained = False
         with contextlib.suppress(Exception):
-            if drained:
+            if drained and self.leave_on_stop:
                 await client.disconnect(session_expiry_interval=0)
             else:
                 await client.disconnect()
