@@ -16,6 +16,7 @@ they are signed, hashed or stored; decimals appear only at the API edge (SenML f
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -99,12 +100,15 @@ class Metric:
         return fixed
 
 
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+
+
 def _shown(value: Decimal | int | str) -> str:
     """A value for a message: a string quoted and escaped, a number as JSON writes it, both
     cut short."""
-    if isinstance(value, str):
-        return quote(value)
     text = str(value)
+    if isinstance(value, str) and not _NUMBER.fullmatch(value):
+        return quote(value)
     return text if len(text) <= 40 else text[:40] + "\u2026"
 
 
