@@ -104,8 +104,8 @@ _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 def _shown(value: Decimal | int | str) -> str:
-    """A value for a message: a string quoted and escaped, a number as JSON writes it, both
-    cut short."""
+    """A value for a message: a number (or a numeric string) as written, any other string
+    JSON-quoted and escaped; both cut short."""
     text = str(value)
     if isinstance(value, str) and not _NUMBER.fullmatch(value):
         return quote(value)
