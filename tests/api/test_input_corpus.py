@@ -159,6 +159,15 @@ CRASH_CLASSES: list[tuple[str, bytes, dict[str, str], int, str, str]] = [
     ("duplicate-key", b'{"values": [1], "values": [2]}', JSON, 400, "duplicate-key", "values"),
     ("nan", b'{"seq": NaN}', JSON, 400, "invalid-number", NO_FIELD),
     ("infinity", b'{"seq": -Infinity}', JSON, 400, "invalid-number", NO_FIELD),
+    # found by the atheris fuzzer: Decimal cannot hold this exponent (it was a 500)
+    (
+        "exponent-overflow",
+        b'{"v": 4.1e918446744073709551615}',
+        JSON,
+        400,
+        "invalid-number",
+        NO_FIELD,
+    ),
     ("truncated", b'{"device": ', JSON, 400, "malformed-json", NO_FIELD),
     ("trailing-garbage", b"{} x", JSON, 400, "malformed-json", NO_FIELD),
     ("bom", b"\xef\xbb\xbf{}", JSON, 400, "malformed-json", NO_FIELD),
