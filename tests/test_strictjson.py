@@ -83,6 +83,8 @@ def test_the_depth_limit_is_exact(value: Any) -> None:
         (b'"\\ud800\\ud800"', "lone-surrogate", "(body)"),
         (b"\x80", "invalid-utf8", None),
         (b"[Infinity]", "invalid-number", None),
+        (b"[4.1e918446744073709551615]", "invalid-number", None),  # found by the fuzzer
+        (b"[1e-999999999999999999999]", "invalid-number", None),
         (b"1" * 101, "number-too-long", None),
         (b"[" * 33 + b"]" * 33, "too-deep", None),
     ],

@@ -13,7 +13,8 @@ naming the cause (and the key, where there is one):
   cannot be stored or echoed as UTF-8);
 - ``number-too-long``: a number token longer than ``max_number_chars`` (Python refuses to convert
   integers past 4,300 digits, and no field of this API needs more than 78);
-- ``invalid-number``: ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON);
+- ``invalid-number``: ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON), and an exponent past
+  what a decimal can hold (``1e918446744073709551615``, found by the fuzzer);
 - ``malformed-json``: anything else the JSON grammar refuses.
 
 Fractions and exponents parse to :class:`~decimal.Decimal` (exact; never a float), integers to
@@ -105,7 +106,12 @@ def loads(
         return int(number(token))
 
     def parse_float(token: str) -> Decimal:
-        return Decimal(number(token))
+        try:
+            return Decimal(number(token))
+        except ArithmeticError:  # InvalidOperation: an exponent past what Decimal can hold
+            raise JSONBodyError(
+                "invalid-number", f"the number {token[:40]} has an exponent out of range"
+            ) from None
 
     def parse_constant(token: str) -> Any:
         raise JSONBodyError("invalid-number", f"{token} is not a JSON number")

@@ -179,7 +179,12 @@ def _config(max_examples: int) -> schemathesis.Config:
                 "max-examples": max_examples,
                 "database": "none",
             },
-            "phases": {"stateful": {"enabled": False}},
+            # The coverage phase (every schema boundary of every operation, ~2,700 requests
+            # here) runs in `make fuzz`; `make test` keeps to a few random examples each.
+            "phases": {
+                "stateful": {"enabled": False},
+                "coverage": {"enabled": max_examples >= 10},
+            },
             "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
             "operations": [*CHAIN_WRITES, READINGS_VALIDATE_MORE],
         }

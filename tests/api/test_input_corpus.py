@@ -159,6 +159,15 @@ CRASH_CLASSES: list[tuple[str, bytes, dict[str, str], int, str, str]] = [
     ("duplicate-key", b'{"values": [1], "values": [2]}', JSON, 400, "duplicate-key", "values"),
     ("nan", b'{"seq": NaN}', JSON, 400, "invalid-number", NO_FIELD),
     ("infinity", b'{"seq": -Infinity}', JSON, 400, "invalid-number", NO_FIELD),
+    # found by the atheris fuzzer: Decimal cannot hold this exponent (it was a 500)
+    (
+        "exponent-overflow",
+        b'{"v": 4.1e918446744073709551615}',
+        JSON,
+        400,
+        "invalid-number",
+        NO_FIELD,
+    ),
     ("truncated", b'{"device": ', JSON, 400, "malformed-json", NO_FIELD),
     ("trailing-garbage", b"{} x", JSON, 400, "malformed-json", NO_FIELD),
     ("bom", b"\xef\xbb\xbf{}", JSON, 400, "malformed-json", NO_FIELD),
@@ -575,3 +584,49 @@ def test_every_code_the_code_uses_has_a_page() -> None:
 
     missing = {c for c in _iter_codes() if c not in PROBLEM_TYPES} - {"device-{state.status}"}
     assert not missing
+
+
+def test_a_failure_after_the_commit_still_reports_what_is_stored(
+    api: Api, ctx: Ctx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The post-commit hook (the AI worker's wake-up) fails: the readings are committed, so the
+    answer must still say so, never 5xx."""
+
+    def broken(_: int) -> None:
+        raise RuntimeError("the AI worker's queue is gone")
+
+    monkeypatch.setattr(api.platform.ingest, "on_stored", broken)
+    before = api.count()
+    batch = {"readings": [ctx.reading(), ctx.reading()]}
+    response = api.client.post("/v1/readings", content=_dumps(batch), headers=JSON)
+    assert response.status_code == 200, response.text
+    assert response.json()["stored"] == 2
+    single = api.client.post("/v1/readings", content=_dumps(ctx.reading()), headers=JSON)
+    assert single.status_code == 201, single.text
+    assert api.count() == before + 3
+
+
+def test_a_bug_checking_one_reading_refuses_only_that_reading(
+    api: Api, ctx: Ctx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = api.platform.ingest
+    original = pipeline._parse
+    poisoned = ctx.reading()
+
+    def parse(item: Any) -> Any:
+        if item.get("seq") == poisoned["seq"]:
+            raise TypeError("a bug")
+        return original(item)
+
+    monkeypatch.setattr(pipeline, "_parse", parse)
+    before = api.count()
+    good = ctx.reading()
+    response = api.client.post(
+        "/v1/readings", content=_dumps({"readings": [poisoned, good]}), headers=JSON
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["rejected", "stored"]
+    assert results[0]["error"]["type"] == "/problems/internal-error"
+    assert "TypeError" not in response.text
+    assert api.count() == before + 1

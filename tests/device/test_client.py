@@ -136,7 +136,7 @@ async def test_record_signs_in_schema_order_with_device_time(rig: Rig) -> None:
         ({**VALUES, "pressure": "1"}, "pressure: not a metric of chainsense.coldchain.v1"),
         ({**VALUES, "temperature": "4.155"}, "temperature: 4.155 has more decimals"),
         ({**VALUES, "humidity": 62.5}, "humidity: .*float"),
-        ({**VALUES, "humidity": "sixty"}, "humidity: 'sixty' is not a number"),
+        ({**VALUES, "humidity": "sixty"}, 'humidity: "sixty" is not a number'),
         ({**VALUES, "humidity": True}, "humidity: expected a decimal number, got bool"),
     ],
 )

@@ -11,6 +11,7 @@ by hand take the parsed value from :func:`json_body` instead of parsing twice.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.requests import Request
@@ -21,6 +22,8 @@ from chainsense.api.problems import PROBLEM_TYPES
 from chainsense.strictjson import JSONBodyError, loads, quote
 
 __all__ = ["NO_BODY", "StrictJSONBody", "json_body"]
+
+log = logging.getLogger(__name__)
 
 _STATE_KEY = "chainsense.json_body"
 NO_BODY: Any = object()
@@ -129,6 +132,9 @@ class StrictJSONBody:
             return loads(raw, max_depth=self.max_depth)
         except JSONBodyError as exc:
             raise _Refusal(exc.code, exc.detail, exc.field) from None
+        except Exception:  # a parser bug must not become a 500: log it, refuse the body
+            log.exception("the strict JSON parser failed unexpectedly")
+            raise _Refusal("malformed-json", "the body could not be parsed as JSON") from None
 
 
 def _replay(raw: bytes, complete: bool, receive: Receive) -> Receive:

@@ -59,18 +59,26 @@ class ProblemResponse(AsciiJSONResponse):
 
 
 def problem_body(
-    status: int, title: str, detail: str | None = None, *, code: str | None = None, **extra: Any
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    code: str | None = None,
+    type_: str | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """The one problem shape: ``type`` (a page under /problems), ``title``, ``status``, then
-    ``detail`` and extension members (``field``, ``errors``, ...)."""
+    """The one problem shape: ``type`` (a page under /problems: ``code`` names it, else the
+    status's generic one; ``type_`` gives a whole URI instead), ``title``, ``status``, then
+    ``detail`` and extension members (``field``, ``errors``, ...). Members that are None are
+    left out."""
     body: dict[str, Any] = {
-        "type": type_uri(code or code_for_status(status)),
+        "type": type_ or type_uri(code or code_for_status(status)),
         "title": title,
         "status": status,
     }
     if detail:
         body["detail"] = detail
-    body.update(extra)
+    body.update((k, v) for k, v in extra.items() if v is not None)
     return body
 
 
@@ -80,10 +88,11 @@ def problem(
     detail: str | None = None,
     *,
     code: str | None = None,
+    type_: str | None = None,
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    body = problem_body(status, title, detail, code=code, **extra)
+    body = problem_body(status, title, detail, code=code, type_=type_, **extra)
     return ProblemResponse(body, status_code=status, headers=headers)
 
 

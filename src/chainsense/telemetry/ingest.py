@@ -537,7 +537,7 @@ def _integer(field: str, value: Any, low: int, high: int, low_text: str, high_te
             if isinstance(value, Decimal)
             else (_json_type(value))
         )
-        raise _invalid(field, f"{accepted} (a JSON number or a decimal string), got {got}")
+        raise _invalid(field, f"{accepted}, as a JSON number or a decimal string; got {got}")
     if isinstance(value, str):
         if not _DECIMAL_INTEGER.fullmatch(value):
             raise _invalid(

@@ -18,6 +18,7 @@ they are signed, hashed or stored; decimals appear only at the API edge (SenML f
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -100,12 +101,15 @@ class Metric:
         return fixed
 
 
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+
+
 def _shown(value: Decimal | int | str) -> str:
-    """A value for a message: a string quoted and escaped, a number as JSON writes it, both
-    cut short."""
-    if isinstance(value, str):
-        return quote(value)
+    """A value for a message: a number (or a numeric string) as written, any other string
+    JSON-quoted and escaped; both cut short."""
     text = str(value)
+    if isinstance(value, str) and not _NUMBER.fullmatch(value):
+        return quote(value)
     return text if len(text) <= 40 else text[:40] + "\u2026"
 
 
