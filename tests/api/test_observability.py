@@ -77,9 +77,9 @@ def test_sampled_gauges_and_rate_limit_counter(api: Api) -> None:
     assert _value("chainsense_chain_rpc_up") == 1
     assert _value("chainsense_chain_head_block") >= 1
     assert _value("chainsense_anchorer_balance_wei") > 0
-    before = _value("chainsense_rate_limited_requests_total", route="/v1/readings")
-    record_rate_limited("/v1/readings")
-    assert _value("chainsense_rate_limited_requests_total", route="/v1/readings") == before + 1
+    before = _value("chainsense_rate_limited_requests_total", policy="key")
+    record_rate_limited("key")
+    assert _value("chainsense_rate_limited_requests_total", policy="key") == before + 1
 
 
 LOG_SCRIPT = """

@@ -28,6 +28,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chainsense.api.problems import type_uri
 from chainsense.config import Settings
 from chainsense.limits import Decision, Limit, Limiter
 
@@ -45,14 +46,17 @@ EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 PROBLEM_JSON = "application/problem+json"
 
-#: Requests refused per policy since the start. TODO(runtime): export as the Prometheus counter
-#: ``chainsense_rate_limited_requests_total{policy="key|device|address"}``; this function is the
+#: Requests refused per policy since the start (also the Prometheus counter
+#: ``chainsense_rate_limited_requests_total{policy="key|device|address"}``); this function is the
 #: one place a refusal is counted.
 RATE_LIMITED: Counter[str] = Counter()
 
 
 def count_rate_limited(policy: str) -> None:
+    from chainsense.observability.metrics import record_rate_limited
+
     RATE_LIMITED[policy] += 1
+    record_rate_limited(policy)
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def too_many_requests(decision: Decision, who: str) -> tuple[int, list[tuple[byt
 
     limit = decision.limit
     body = {
-        "type": "/problems/rate-limited",
+        "type": type_uri("rate-limited"),
         "title": "Too many requests",
         "status": 429,
         "detail": f"{who} is over its rate limit of {limit.rate:g} requests per second "

@@ -65,6 +65,13 @@ PROBLEM_TYPES = _types(
     ("internal-error", 500, "Internal error",
      "A bug: the server logged it. Nothing the request asked for is half done."),
     ("unavailable", 503, "Service unavailable", "Retry later; `Retry-After` says when."),
+    (
+        "overloaded",
+        503,
+        "Server overloaded",
+        "The server is handling as many requests as it is configured to (CHAINSENSE_SHED_*); "
+        "retry after the `Retry-After` header's seconds. Health probes are never shed.",
+    ),
     ("http-error", 400, "HTTP error", "An HTTP-level error; the status says which."),
     # --- POST /v1/readings ------------------------------------------------------------------
     ("invalid-body", 422, "Invalid body",

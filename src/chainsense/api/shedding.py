@@ -14,11 +14,13 @@ from collections import Counter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainsense.api.limits import EXEMPT_PATHS, PROBLEM_JSON
+from chainsense.api.problems import type_uri
+from chainsense.observability.metrics import record_shed
 
 __all__ = ["SHED", "LoadShedMiddleware"]
 
 #: Requests shed since the start, by reason (``queue-full``, ``queue-timeout``).
-#: TODO(runtime): export as ``chainsense_shed_requests_total{reason}``.
+#: Also exported as ``chainsense_shed_requests_total{reason}``.
 SHED: Counter[str] = Counter()
 
 
@@ -71,9 +73,10 @@ class LoadShedMiddleware:
 
     async def _shed(self, send: Send, reason: str) -> None:
         SHED[reason] += 1
+        record_shed(reason)
         body = json.dumps(
             {
-                "type": "/problems/overloaded",
+                "type": type_uri("overloaded"),
                 "title": "Server overloaded",
                 "status": 503,
                 "detail": f"the server is handling its limit of {self.max_in_flight} requests "

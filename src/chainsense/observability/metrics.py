@@ -33,6 +33,7 @@ __all__ = [
     "exposition",
     "metrics",
     "record_rate_limited",
+    "record_shed",
 ]
 
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -47,6 +48,7 @@ class Metrics:
     http_requests: Counter
     http_request_duration: Histogram
     rate_limited: Counter
+    shed: Counter
     # ingest
     readings_ingested: Counter
     ack_latency: Histogram
@@ -100,8 +102,15 @@ def _build() -> Metrics:
         ),
         rate_limited=Counter(
             "chainsense_rate_limited_requests_total",
-            "Requests refused by a rate limit, by route template.",
-            ("route",),
+            "Requests (or a request's readings) refused by a rate limit, by policy (key, "
+            "device, address).",
+            ("policy",),
+            registry=registry,
+        ),
+        shed=Counter(
+            "chainsense_shed_requests_total",
+            "Requests answered 503 by overload shedding, by reason.",
+            ("reason",),
             registry=registry,
         ),
         readings_ingested=Counter(
@@ -210,10 +219,14 @@ def metrics() -> Metrics:
     return _build()
 
 
-def record_rate_limited(route: str) -> None:
-    """Count one request a rate limit refused (``route``: the route template, never a path
-    holding an address)."""
-    metrics().rate_limited.labels(route=route).inc()
+def record_rate_limited(policy: str) -> None:
+    """Count one request a rate limit refused (``policy``: key, device or address)."""
+    metrics().rate_limited.labels(policy=policy).inc()
+
+
+def record_shed(reason: str) -> None:
+    """Count one request overload shedding answered with 503."""
+    metrics().shed.labels(reason=reason).inc()
 
 
 def exposition() -> tuple[bytes, str]:
