@@ -17,6 +17,7 @@ from chainsense.api.observability import router as metrics_router
 from chainsense.api.routes import probes, v1
 from chainsense.api.routes.readings import BODY_MODELS
 from chainsense.config import Settings
+from chainsense.observability.tracing import configure_tracing, instrument_engine
 from chainsense.platform import open_platform
 from chainsense.web import mount_dashboard
 
@@ -33,13 +34,16 @@ def create_worker_app() -> FastAPI:
     return create_app(settings)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -> FastAPI:
+    """The app; ``span_exporter`` (an OpenTelemetry SpanExporter) turns tracing on for tests,
+    as ``CHAINSENSE_OTLP_ENDPOINT`` does in production."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_platform(settings) as platform:
             app.state.platform = platform
+            instrument_engine(platform.store.engine, provider)
             # Everything built so far lives as long as the process: keep it out of the cyclic
             # collector's full passes (measured: ~110 ms pauses every ~16k readings otherwise).
             gc.collect()
@@ -60,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestObservabilityMiddleware)
     app.include_router(probes)
     app.include_router(metrics_router)
+    provider = configure_tracing(app, endpoint=settings.otlp_endpoint, exporter=span_exporter)
     app.include_router(v1)
     mount_dashboard(app)
     _document_body_models(app)
