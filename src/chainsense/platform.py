@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +32,7 @@ from chainsense.store import DeviceRecord, DeviceStatus, Store
 from chainsense.store.engine import parse_url
 from chainsense.store.leader import Leadership
 from chainsense.telemetry.committer import GroupCommitter
-from chainsense.telemetry.ingest import IngestPipeline
+from chainsense.telemetry.ingest import IngestPipeline, IngestResult
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS, SchemaRegistry
 
 __all__ = ["Platform", "anchor_policy", "open_platform"]
@@ -171,7 +171,11 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
         if settings.mqtt_url is not None and settings.mqtt_url.get_secret_value():
             from chainsense.mqtt import bridge_from_settings
 
-            bridge = bridge_from_settings(settings, ingest.ingest)
+            def ingest_mqtt(items: Sequence[Any]) -> Awaitable[list[IngestResult]]:
+                # counted in chainsense_readings_ingested_total{transport="mqtt"}
+                return ingest.ingest(items, transport="mqtt")
+
+            bridge = bridge_from_settings(settings, ingest_mqtt)
             await _start(stack, bridge.run(), "mqtt-bridge")
         if settings.demo_fleet:
             from chainsense.demo.live import stream_fleet

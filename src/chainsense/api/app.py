@@ -21,6 +21,7 @@ from chainsense.api.routes import probes, v1
 from chainsense.api.routes.readings import BODY_MODELS
 from chainsense.config import Settings
 from chainsense.errors import ChainSenseError
+from chainsense.observability.tracing import configure_tracing, instrument_engine
 from chainsense.platform import Platform, open_platform
 from chainsense.redact import install_log_redaction, settings_secrets
 from chainsense.web import mount_dashboard
@@ -38,7 +39,9 @@ def create_worker_app() -> FastAPI:
     return create_app(settings)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -> FastAPI:
+    """The app; ``span_exporter`` (an OpenTelemetry SpanExporter) turns tracing on for tests,
+    as ``CHAINSENSE_OTLP_ENDPOINT`` does in production."""
     settings = settings or Settings()
     install_log_redaction(settings_secrets(settings))  # docs/security.md
 
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with open_platform(settings) as platform:
             app.state.platform = platform
             await _open_limits(app, settings, platform)
+            instrument_engine(platform.store.engine, provider)
             # Everything built so far lives as long as the process: keep it out of the cyclic
             # collector's full passes (measured: ~110 ms pauses every ~16k readings otherwise).
             gc.collect()
@@ -76,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestObservabilityMiddleware)
     app.include_router(probes)
     app.include_router(metrics_router)
+    provider = configure_tracing(app, endpoint=settings.otlp_endpoint, exporter=span_exporter)
     app.include_router(v1)
     app.include_router(problems_router)
     install_api_docs(app)
