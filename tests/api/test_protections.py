@@ -128,7 +128,7 @@ async def test_security_headers_and_a_csp_that_allows_the_pages_own_inline_scrip
     for answer in (page, data):
         assert answer.headers["x-content-type-options"] == "nosniff"
         assert answer.headers["x-frame-options"] == "DENY"
-        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["referrer-policy"] == "same-origin"
     assert data.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
 
 

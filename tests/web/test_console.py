@@ -130,7 +130,7 @@ def test_a_proof_is_downloaded_and_verified_in_the_console(
     expect(verdict.locator("li.fail")).to_have_count(0)
     assert verdict.locator("li.pass").count() >= 5
     # a tampered copy fails, and says which check
-    proof["reading"]["values"][0] = int(proof["reading"]["values"][0]) + 1
+    proof["reading"]["values"][0] = str(int(proof["reading"]["values"][0]) + 1)  # v2: decimals
     tampered = tmp_path / "tampered.json"
     tampered.write_text(json.dumps(proof))
     page.set_input_files("#proof-file", str(tampered))

@@ -1,9 +1,10 @@
 """Security headers on every answer, and CORS only when configured (docs/security.md).
 
 Every response: ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``,
-``Referrer-Policy: no-referrer``. JSON and other non-HTML answers: ``Content-Security-Policy:
-default-src 'none'; frame-ancestors 'none'``. HTML pages (the dashboard, /docs, /redoc): a CSP
-that allows this origin's scripts, styles, images and API calls and nothing else; each inline
+``Referrer-Policy: same-origin`` (``no-referrer`` would make browsers send ``Origin: null`` on
+the console's own form posts, which its CSRF origin check refuses). JSON and other non-HTML
+answers: ``Content-Security-Policy: default-src 'none'; frame-ancestors 'none'``. HTML pages
+(the dashboard, /docs, /redoc): a CSP that allows this origin's scripts, styles, images and API calls and nothing else; each inline
 ``<script>`` of the page is allowed by its SHA-256 hash, computed from the page as served, so
 the pages keep working while any other inline script (an injection) is blocked.
 """
@@ -22,7 +23,7 @@ __all__ = ["SecurityHeadersMiddleware", "html_csp", "install_cors"]
 _COMMON = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
 ]
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.I)
