@@ -4,9 +4,10 @@ Every response: ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``,
 ``Referrer-Policy: same-origin`` (``no-referrer`` would make browsers send ``Origin: null`` on
 the console's own form posts, which its CSRF origin check refuses). JSON and other non-HTML
 answers: ``Content-Security-Policy: default-src 'none'; frame-ancestors 'none'``. HTML pages
-(the dashboard, /docs, /redoc): a CSP that allows this origin's scripts, styles, images and API calls and nothing else; each inline
-``<script>`` of the page is allowed by its SHA-256 hash, computed from the page as served, so
-the pages keep working while any other inline script (an injection) is blocked.
+(the dashboard, /docs, /redoc): a CSP that allows this origin's scripts, styles, images and API
+calls and nothing else; each inline ``<script>`` of the page is allowed by its SHA-256 hash,
+computed from the page as served, so the pages keep working while any other inline script (an
+injection) is blocked.
 """
 
 from __future__ import annotations
