@@ -59,7 +59,7 @@ console-assets: node_modules/.installed
 
 ## browser: Chromium for the console's browser tests (Debian's package; only when it is missing)
 browser:
-	@test -x /usr/bin/chromium || apt-get install -y chromium
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 
 ## test-mqtt: the MQTT tests, with the long ones make test leaves out (kill -9 under load, broker
 ## restarts, two platform processes, the device SDK across crashes): several minutes

@@ -167,7 +167,17 @@ def _cli(seen: Collector, env: dict[str, str], *args: str, ok: bool = True) -> s
 def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "chainsense", "-v", "serve", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "chainsense",
+                "-v",
+                "serve",
+                "--workers",
+                "1",
+                "--port",
+                str(port),
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -198,6 +208,12 @@ def _path_values(device: str) -> dict[str, str]:
         "participant": device,
         "session": "1",
         "account": device,
+        "device": device,
+        "alarm_id": "1",
+        "charger": device,
+        "code": "invalid-reading",
+        "key_id": "1",
+        "order": "1",
     }
 
 

@@ -56,6 +56,7 @@ PIPELINE = IngestPipeline(
     registry=AnyDeviceIsActive(),  # type: ignore[arg-type]
     schemas=BUILTIN_SCHEMAS,
     clock=lambda: NOW_MS / 1000,
+    committer=object(),  # type: ignore[arg-type]  # nor the commit path
 )
 
 

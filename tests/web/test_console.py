@@ -158,6 +158,17 @@ def test_a_shipment_shows_with_its_compliance(page: Page, server: Server) -> Non
     r = server.http.post("/v1/shipments", json=body, headers=server.auth("operator"))
     assert r.status_code == 201, r.text
     shipment = r.json()["id"]
+    # the oracle's result cites an anchored batch: wait for it (the page shows a pending note
+    # until then, with the API's 409 in the browser's log)
+    deadline = time.monotonic() + 60
+    while (
+        server.http.get(
+            f"/v1/shipments/{shipment}/compliance", headers=server.auth("reader")
+        ).status_code
+        != 200
+    ):
+        assert time.monotonic() < deadline, "the shipment's readings were never anchored"
+        time.sleep(0.5)
     sign_in(page, server, "reader", "/settlement")
     row = page.locator(f"#shipments-table tr[data-shipment='{shipment}']")
     expect(row).to_contain_text("open", timeout=20_000)

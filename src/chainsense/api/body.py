@@ -81,7 +81,8 @@ class StrictJSONBody:
                 value = self._parse(headers, raw)
                 state = dict(scope.get("state") or {})
                 state[_STATE_KEY] = value
-                scope = dict(scope, state=state)
+                # in place: outer middleware (metrics) reads the route FastAPI records in scope
+                scope["state"] = state
         except _Refusal as refusal:
             entry = PROBLEM_TYPES[refusal.code]
             extra: dict[str, Any] = {}

@@ -66,6 +66,27 @@ PROBLEM_TYPES = _types(
      "A bug: the server logged it. Nothing the request asked for is half done."),
     ("unavailable", 503, "Service unavailable", "Retry later; `Retry-After` says when."),
     (
+        "invalid-topic",
+        422,
+        "Invalid topic",
+        "MQTT: a device publishes to chainsense/v1/devices/<address>/readings, the address in "
+        "lowercase hex with the 0x prefix (docs/mqtt.md).",
+    ),
+    (
+        "topic-mismatch",
+        403,
+        "Reading published on another device's topic",
+        "MQTT: each device publishes only its own readings, on its own topic; the reading's "
+        "device differs from the topic's address.",
+    ),
+    (
+        "ingest-unavailable",
+        503,
+        "Ingest unavailable",
+        "MQTT: the platform could not store the message now; nothing was stored. Publish it "
+        "again (the device keeps it until a receipt says stored).",
+    ),
+    (
         "overloaded",
         503,
         "Server overloaded",

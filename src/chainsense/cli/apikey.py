@@ -103,7 +103,9 @@ def apikey_create(
     settings = _settings(api=api)
     if _use_local(local):
         created = _run(_local(settings, "create", name=name, scope=scope))
-        where = f"in the local database ({settings.store_url.split('///')[-1]})"
+        from chainsense.redact import redact_url
+
+        where = f"in the local database ({redact_url(settings.store_url.split('///')[-1])})"
     else:
         body = {"name": name, "scope": scope}
         created = call(lambda: _through_api(settings, "POST", "/v1/api-keys", json=body)).json()

@@ -41,6 +41,7 @@ from typing import Any
 
 from chainsense.mqtt.topics import PREFIX, receipts_topic, response_topic_allowed, shared_filter
 from chainsense.mqtt.url import BrokerUrl
+from chainsense.strictjson import quote
 from chainsense.telemetry.acks import acknowledgement, refusal
 from chainsense.telemetry.ingest import BodyError, IngestResult, Rejection, parse_body
 
@@ -175,7 +176,7 @@ class MqttBridge:
                     "invalid-topic",
                     "Invalid topic",
                     f"publish to {PREFIX}/<address>/readings with the device address in "
-                    f"lowercase hex with the 0x prefix, not {topic!r}",
+                    f"lowercase hex with the 0x prefix, not {quote(topic)}",
                 ),
                 TOPIC_NAME_INVALID,
             )
