@@ -80,3 +80,17 @@ def test_an_uncaught_exception_is_scrubbed(capsys: pytest.CaptureFixture[str]) -
     err = capsys.readouterr().err
     assert "ValueError: bad URL http://u:***@host/" in err
     assert "UNCAUGHT" not in err
+
+
+def test_settings_secrets_keep_a_credential_free_url_readable() -> None:
+    from chainsense.config import Settings
+    from chainsense.redact import settings_secrets
+
+    plain = settings_secrets(Settings(mqtt_url="mqtt://127.0.0.1:1883"))
+    assert not any("127.0.0.1" in s for s in plain)
+    secret = settings_secrets(Settings(mqtt_url="mqtt://bridge:PW-of-the-bridge@broker:1883"))
+    assert "PW-of-the-bridge" in secret
+    text = scrub("bridging mqtt://bridge:PW-of-the-bridge@broker:1883", secret)
+    assert "PW-of-the-bridge" not in text
+    shown = redact_url("mqtt://bridge:PW-of-the-bridge@broker:1883", keep_user=True)
+    assert scrub(f"bridging {shown}", secret) == "bridging mqtt://bridge:***@broker:1883"

@@ -215,13 +215,18 @@ def env_secrets(environ: Mapping[str, str]) -> list[str]:
 
 def settings_secrets(settings: Any) -> list[str]:
     """The secrets held by a settings object (pydantic model): every ``SecretStr`` value (a
-    private key also without ``0x``) and the secret pieces of every ``*_url`` field."""
+    private key also without ``0x``) and the secret pieces of every ``*_url`` field (secret
+    or not)."""
     from pydantic import SecretStr
 
     found: list[str] = []
     for name in type(settings).model_fields:
         value = getattr(settings, name)
-        if isinstance(value, SecretStr):
+        if isinstance(value, SecretStr) and name.endswith("_url"):
+            # A URL is secret in its credentials, not in its host: "mqtt://127.0.0.1:1883"
+            # stays readable in the logs, "mqtt://user:***@host" keeps its user.
+            found += url_secrets(value.get_secret_value())
+        elif isinstance(value, SecretStr):
             secret = value.get_secret_value()
             found += [secret, secret.removeprefix("0x")]
         elif name.endswith("_url") and isinstance(value, str):

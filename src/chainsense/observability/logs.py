@@ -27,7 +27,16 @@ _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 #: Loggers whose INFO lines are per-request chatter: shown only at DEBUG.
-CHATTY = ("httpx", "httpcore", "web3", "urllib3", "asyncio", "aiosqlite", "alembic.runtime.plugins")
+CHATTY = (
+    "httpx",
+    "httpcore",
+    "web3",
+    "urllib3",
+    "asyncio",
+    "aiosqlite",
+    "alembic.runtime.plugins",
+    "gmqtt",
+)
 
 
 def bind_request_id(request_id: str) -> contextvars.Token[str | None]:
