@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,9 @@ from typing import Any
 import pytest
 from eth_account import Account
 from typer.testing import CliRunner
+from web3 import Web3
 
+from chainsense.chain import find_anvil
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
 from chainsense.cli import app
 from tests.e2e._serve import Serve
@@ -59,6 +62,7 @@ def cli(
     }
 
     def run(*args: str, code: int = 0, **extra: str) -> str:
+        """The command's stdout (exit 0) or stderr (any other expected exit code)."""
         result = CliRunner().invoke(app, list(args), env={**env, **extra})
         assert result.exit_code == code, result.output
         return result.stdout if code == 0 else result.stderr
@@ -98,3 +102,25 @@ def test_unreachable_platform_and_refused_key(cli: Any) -> None:
         assert "CHAINSENSE_API_URL" in err
     refused = cli("shipment", "list", code=2, CHAINSENSE_API_KEY="cs_not_a_key")
     assert "CHAINSENSE_API_KEY" in refused
+
+
+def test_an_rpc_of_another_chain_is_a_usage_error(cli: Any) -> None:
+    port = free_port()
+    anvil = subprocess.Popen(
+        [str(find_anvil()), "--port", str(port), "--chain-id", "4242", "--silent"]
+    )
+    try:
+        rpc = f"http://127.0.0.1:{port}"
+        w3 = Web3(Web3.HTTPProvider(rpc))
+        deadline = time.monotonic() + 30
+        while not w3.is_connected():
+            assert time.monotonic() < deadline, "anvil did not start"
+            time.sleep(0.05)
+        err = cli("market", "--rpc", rpc, "withdraw", code=2)
+        assert err.startswith("error: the platform at "), err
+        assert "uses chain 31337 but the RPC" in err
+        assert "is chain 4242" in err
+        assert "CHAINSENSE_RPC_URL" in err
+    finally:
+        anvil.terminate()
+        anvil.wait(10)
