@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,39 @@ def _create_key(client: TestClient, platform: Platform, scope: str) -> str:
 
     assert client.portal is not None
     return client.portal.call(create)
+
+
+def cli_through(
+    api: Api, monkeypatch: pytest.MonkeyPatch, scope: str = "operator"
+) -> dict[str, str]:
+    """The environment of a CLI run that reaches this platform through its API only: the app's
+    TestClient stands in for the network (the CLI's ``open_http`` seam), the data dir names a
+    directory that does not exist, and opening any database fails the test."""
+    from chainsense.cli import _common
+    from chainsense.store import Store
+
+    @contextmanager
+    def client(base_url: str, timeout: float) -> Iterator[TestClient]:
+        assert base_url == CLI_API_URL
+        yield api.client
+
+    async def no_database(*args: object, **kwargs: object) -> Store:
+        raise AssertionError("the CLI opened a database")
+
+    monkeypatch.setattr(_common, "open_http", client)
+    monkeypatch.setattr(Store, "open", no_database)
+    nowhere = api.platform.settings.data_dir.parent / "cli-has-no-data-dir"
+    assert not nowhere.exists()
+    return {
+        "CHAINSENSE_DATA_DIR": str(nowhere),
+        "CHAINSENSE_API_URL": CLI_API_URL,
+        "CHAINSENSE_API_KEY": api.keys[scope],
+        "CHAINSENSE_ANVIL_PORT": str(api.platform.settings.anvil_port),
+    }
+
+
+#: Where a CLI run under :func:`cli_through` believes the platform is.
+CLI_API_URL = "http://platform.invalid:8123"
 
 
 def make_api(data_dir: Path, database_url: str | None = None, **overrides: Any) -> Iterator[Api]:

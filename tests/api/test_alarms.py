@@ -4,13 +4,16 @@ unknown alarm; an operator's clear of a continuing condition is followed by a ne
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from chainsense.cli import app
 from chainsense.identity import DeviceKey
-from tests.api.conftest import Api
+from tests.api.conftest import Api, cli_through
 
 pytestmark = pytest.mark.chain
 
@@ -110,3 +113,40 @@ def test_operator_clear_of_a_continuing_condition_then_a_new_alarm(api: Api) -> 
     ).json()
     assert [a["id"] for a in rest["items"]] == [alarm["id"]]
     assert rest["next_cursor"] is None
+
+
+def test_cli_lists_acknowledges_and_clears_through_the_api(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`chainsense alarms` with no data dir and no database: the API only."""
+    key = DeviceKey.generate()
+    api.register(key)
+    device = key.address
+    _send(api, key, 1, [415 + i % 3 for i in range(60)] + [900, 905])
+    [alarm] = _wait(lambda: _alarms(api, device=device, state="active"))
+    runner = CliRunner()
+    reader = cli_through(api, monkeypatch, "reader")
+    operator = {**reader, "CHAINSENSE_API_KEY": api.keys["operator"]}
+
+    listed = runner.invoke(app, ["alarms", "--device", device, "--json"], env=reader)
+    assert listed.exit_code == 0, listed.output
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [alarm["id"]]
+    text = runner.invoke(app, ["alarms", "--device", device, "--state", "active"], env=reader)
+    assert text.stdout.startswith(f"#{alarm['id']} active unacked critical ")
+    refused = runner.invoke(app, ["alarms", "ack", str(alarm["id"])], env=reader)
+    assert refused.exit_code == 2  # a reader key may not: set a key with that scope
+    assert "CHAINSENSE_API_KEY" in refused.stderr
+    acked = runner.invoke(app, ["alarms", "ack", str(alarm["id"]), "--json"], env=operator)
+    assert acked.exit_code == 0, acked.output
+    assert json.loads(acked.stdout)["acknowledged"] is True
+    cleared = runner.invoke(app, ["alarms", "clear", str(alarm["id"])], env=operator)
+    assert cleared.exit_code == 0, cleared.output
+    assert cleared.stdout.startswith(f"#{alarm['id']} cleared acked ")
+    missing = runner.invoke(app, ["alarms", "clear", "999999999"], env=operator)
+    assert missing.exit_code == 1
+    assert "999999999" in missing.stderr
+    bad = runner.invoke(app, ["alarms", "--state", "open"], env=reader)
+    assert bad.exit_code == 2
+    no_key = {k: v for k, v in reader.items() if k != "CHAINSENSE_API_KEY"}
+    monkeypatch.delenv("CHAINSENSE_API_KEY", raising=False)
+    assert runner.invoke(app, ["alarms"], env=no_key).exit_code == 2

@@ -21,7 +21,7 @@ from chainsense.identity import DeviceKey
 from chainsense.settlement import Order
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 
-from .conftest import Api, make_api
+from .conftest import Api, cli_through, make_api
 
 pytestmark = pytest.mark.chain
 
@@ -183,12 +183,10 @@ def test_opt_out_missing_forecast_and_unknown_participants(api: Api) -> None:
     assert DEV[IDLE] in {m["participant"] for m in listed["mandates"]}
 
 
-def test_cli_enable_plan_place_status_disable(api: Api) -> None:
-    settings = api.platform.settings
-    env = {
-        "CHAINSENSE_DATA_DIR": str(settings.data_dir),
-        "CHAINSENSE_ANVIL_PORT": str(settings.anvil_port),
-    }
+def test_cli_enable_plan_place_status_disable(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mandate, the plan and the orders through the API (no data dir, no database); only
+    the participant's setAgent goes to the chain from the CLI."""
+    env = cli_through(api, monkeypatch)
 
     def cli(*args: str, code: int = 0) -> str:
         result = CliRunner().invoke(app, ["market", *args], env=env)
@@ -214,3 +212,14 @@ def test_cli_enable_plan_place_status_disable(api: Api) -> None:
     assert re.search(r"setAgent false: tx 0x", cli("agent", "disable", "--account", str(home)))
     assert "no enabled market mandate" in cli("agent", "place", DEV[home], code=1)
     assert "disabled" in cli("agent", "status")
+    listed = json.loads(cli("agent", "status", "--json"))
+    assert listed == _ok(api.client.get("/v1/market/agents", headers=api.auth("reader")))
+    [mine] = [m for m in listed["mandates"] if m["participant"] == DEV[home]]
+    assert (mine["enabled"], mine["allowed_on_chain"]) == (False, False)
+    assert placed["order_id"] in [o["order_id"] for o in mine["orders"]]
+    assert "had no mandate" in cli("agent", "disable", "--account", "9")
+    assert "is not registered to" in cli(
+        "agent", "enable", "--meter", meter.address, "--ask-price", "1", "--bid-price", "1",
+        "--account", "9", code=2,
+    )  # fmt: skip
+    assert "not an address" in cli("agent", "plan", "0x12", code=2)

@@ -4,6 +4,7 @@ delivery report that uses them."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from chainsense.cli import app
 from chainsense.identity import DeviceKey
 
-from .conftest import Api, make_api
+from .conftest import Api, cli_through, make_api
 from .test_proofs import _wait_for_proof
 from .test_settlement import CARRIER, DEV, SHIPPER, _ok, _post_readings, _problem, _warp
 
@@ -78,7 +79,9 @@ def test_the_oracle_computes_compliance_from_the_stored_readings(api: Api) -> No
     assert "no readings" in nothing["detail"]
 
 
-def test_cli_reports_the_computed_result(api: Api) -> None:
+def test_cli_reports_the_computed_result(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`shipment compliance` and `shipment report` take the result from the platform's API, with
+    no data dir and no database."""
     logger = DeviceKey.generate()
     api.register(logger)
     now_ms = int(time.time() * 1000)
@@ -91,11 +94,14 @@ def test_cli_reports_the_computed_result(api: Api) -> None:
         ],
     )
     root = _wait_for_proof(api, ids[1])["root"]
-    settings = api.platform.settings
-    env = {
-        "CHAINSENSE_DATA_DIR": str(settings.data_dir),
-        "CHAINSENSE_ANVIL_PORT": str(settings.anvil_port),
-    }
+    env = cli_through(api, monkeypatch)
+    shown = CliRunner().invoke(app, ["shipment", "compliance", str(shipment), "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout) == _ok(
+        api.client.get(f"/v1/shipments/{shipment}/compliance", headers=api.auth("reader"))
+    )
+    text = CliRunner().invoke(app, ["shipment", "compliance", str(shipment)], env=env)
+    assert f"NOT compliant, 2 readings in the window, 1 out of range [{ids[1]}]" in text.stdout
     half = CliRunner().invoke(
         app, ["shipment", "report", str(shipment), "--breaches", "1"], env=env
     )

@@ -8,9 +8,9 @@ without importing any of them.
 
 Modules: ``_common`` (settings, API client, errors -> exit codes), ``serve``, ``chain`` (``chain``
 and ``contracts``), ``apikey``, ``device``, ``proof`` (``proof`` and ``export``), ``verify``,
-``anomalies``, ``settlement`` (``shipment``, ``market``, ``charging``), ``market_agent``
-(``market agent``), ``demo``. They import ``_common``, never this module or each other (except
-``market_agent``, which builds on ``settlement``).
+``anomalies``, ``alarms``, ``settlement`` (``shipment``, ``market``, ``charging``),
+``market_agent`` (``market agent``), ``demo``. They import ``_common``, never this module or each
+other (except ``market_agent``, which builds on ``settlement``).
 
 Exit codes: 0 success, 1 a check failed or the platform refused (verify mismatch, audit finding,
 rejected reading), 2 a usage or configuration error, 3 the chain or the platform could not be
@@ -82,7 +82,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Pay-per-use charging sessions.",
     ),
     "alarms": (
-        "chainsense.alarms_cli:alarms_app",
+        "chainsense.cli.alarms:alarms_app",
         "Alarms: anomalies grouped per device, acknowledged and cleared.",
     ),
     "demo": (

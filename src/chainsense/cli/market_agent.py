@@ -3,30 +3,35 @@ trigger what the agent does. The same rule as ``/v1/market/agents`` (see
 :mod:`chainsense.settlement.agent`); a running ``chainsense serve`` places the orders by itself
 every ``CHAINSENSE_MARKET_AGENT_POLL_INTERVAL`` seconds.
 
-Mandates and records live in the platform's database (``CHAINSENSE_DATA_DIR`` or
-``CHAINSENSE_DATABASE_URL``); the agent signs with the operator key.
+Mandates, the forecast's plans and the agent's orders live on the platform: every command goes
+through its API (``/v1/market/agents``; ``--api`` after ``market``, else the settings every
+command uses) with the key in ``CHAINSENSE_API_KEY`` (reader for ``status`` and ``plan``,
+operator for the rest). The agent itself signs with the platform's operator key, on the platform.
+Only the participant's own on-chain step, ``EnergyMarket.setAgent``, is signed here (``--account``
+or ``CHAINSENSE_WALLET_KEY``) and sent to the chain directly.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from chainsense.cli.settlement import Account, _Ctx, _go, _tx, to_checksum_address
+from chainsense.cli._common import JsonOption
+from chainsense.cli.settlement import (
+    Account,
+    _Ctx,
+    _go,
+    _run_sync,
+    _settings_of,
+    _tx,
+    platform_call,
+    to_checksum_address,
+)
 from chainsense.errors import ConfigError
 
-if TYPE_CHECKING:
-    from chainsense.settlement.agent import MarketAgent
-    from chainsense.store import AgentOrder, Mandate
-
 __all__ = ["agent_app"]
-
-T = TypeVar("T")
 
 agent_app = typer.Typer(
     help="Forecast-driven orders: the AI forecast places your bids and asks.",
@@ -36,42 +41,31 @@ agent_app = typer.Typer(
 Interval = Annotated[
     int | None, typer.Option(help="Interval number (default: the next one taking orders).")
 ]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-@asynccontextmanager
-async def _open_agent(c: _Ctx) -> AsyncIterator[MarketAgent]:
-    from chainsense.cli.proof import _service
-    from chainsense.settlement.agent import MarketAgent
-
-    store, _ = await _service(c.settings)  # the platform's database, or a clear error
-    try:
-        yield MarketAgent(store=store, market=c.s.market, signer=c.operator())
-    finally:
-        await store.close()
-
-
-def _with_agent(
-    ctx: typer.Context, action: Callable[[_Ctx, MarketAgent], Awaitable[T]]
-) -> T:  # fmt: skip
-    async def run(c: _Ctx) -> T:
-        async with _open_agent(c) as agent:
-            return await action(c, agent)
-
-    return _go(ctx, run)
-
-
-def _show_order(order: AgentOrder, as_json: bool) -> None:
+def _show_order(order: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(asdict(order), default=str))
+        typer.echo(json.dumps(order))
         return
     what = (
-        f"{order.side} {order.quantity_wh} Wh at {order.price_per_wh}/Wh"
-        if order.side != "none"
+        f"{order['side']} {order['quantity_wh']} Wh at {order['price_per_wh']}/Wh"
+        if order["side"] != "none"
         else "no order"
     )
-    placed = f" (order #{order.order_id}, tx {order.tx_hash})" if order.order_id else ""
-    typer.echo(f"interval {order.interval}: {what}{placed}\n  {order.note}")
+    placed = f" (order #{order['order_id']}, tx {order['tx_hash']})" if order["order_id"] else ""
+    typer.echo(f"interval {order['interval']}: {what}{placed}\n  {order['note']}")
+
+
+def _participant(value: str) -> str:
+    try:
+        return to_checksum_address(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an address (0x + 40 hex)") from None
+
+
+def _api(ctx: typer.Context, method: str, path: str, **kwargs: Any) -> Any:
+    cfg = _settings_of(ctx)
+    return _run_sync(lambda: platform_call(cfg, method, path, **kwargs).json())
 
 
 @agent_app.command("enable")
@@ -86,89 +80,81 @@ def enable(
     ] = 80,
     account: Account = None,
 ) -> None:
-    """Opt in: allow the agent on-chain (setAgent) and save your mandate."""
-    from chainsense.store import Mandate
+    """Opt in: allow the agent on-chain (setAgent) and save your mandate on the platform."""
 
-    async def run(c: _Ctx, agent: MarketAgent) -> None:
+    async def run(c: _Ctx) -> None:
         signer = c.user(account)
-        device = await agent.store.devices.get(to_checksum_address(meter))
-        if device is None or device.owner != signer.address:
+        address = to_checksum_address(meter)
+        device = platform_call(c.settings, "GET", f"/v1/devices/{address}").json()
+        if device["owner"] != signer.address:
             raise ConfigError(f"meter {meter} is not registered to {signer.address}")
-        if not await agent.market.is_agent(signer.address, agent.address):
-            _tx(await agent.market.set_agent(signer, agent.address, True), "setAgent: ")
-        saved = await agent.store.market_agents.save_mandate(
-            Mandate(
-                participant=signer.address, meter=device.address, ask_price=ask_price,
-                bid_price=bid_price, max_wh=max_wh, sell_share=sell_share,
-            )
-        )  # fmt: skip
-        typer.echo(f"{saved.participant}: the agent {agent.address} orders for meter "
-                   f"{saved.meter} (sell >= {ask_price}/Wh, buy <= {bid_price}/Wh)")  # fmt: skip
+        agent = platform_call(c.settings, "GET", "/v1/market/agents").json()["agent"]
+        if not await c.s.market.is_agent(signer.address, agent):
+            _tx(await c.s.market.set_agent(signer, agent, True), "setAgent: ")
+        body = {"meter": address, "ask_price": ask_price, "bid_price": bid_price,
+                "max_wh": max_wh, "sell_share": sell_share}  # fmt: skip
+        saved = platform_call(
+            c.settings, "PUT", f"/v1/market/agents/{signer.address}", json=body
+        ).json()
+        typer.echo(f"{saved['participant']}: the agent {agent} orders for meter "
+                   f"{saved['meter']} (sell >= {ask_price}/Wh, buy <= {bid_price}/Wh)")  # fmt: skip
 
-    _with_agent(ctx, run)
+    _go(ctx, run)
 
 
 @agent_app.command("disable")
 def disable(ctx: typer.Context, account: Account = None) -> None:
     """Opt out: disable your mandate and withdraw the agent's on-chain permission."""
 
-    async def run(c: _Ctx, agent: MarketAgent) -> None:
+    async def run(c: _Ctx) -> None:
         signer = c.user(account)
-        if not await agent.store.market_agents.set_enabled(signer.address, False):
+        path = f"/v1/market/agents/{signer.address}"
+        if platform_call(c.settings, "DELETE", path, ok=(404,)).status_code == 404:
             typer.echo(f"{signer.address} had no mandate")
-        if await agent.market.is_agent(signer.address, agent.address):
-            _tx(await agent.market.set_agent(signer, agent.address, False), "setAgent false: ")
+        agent = platform_call(c.settings, "GET", "/v1/market/agents").json()["agent"]
+        if await c.s.market.is_agent(signer.address, agent):
+            _tx(await c.s.market.set_agent(signer, agent, False), "setAgent false: ")
 
-    _with_agent(ctx, run)
+    _go(ctx, run)
 
 
 @agent_app.command("status")
-def status(ctx: typer.Context, as_json: Json = False) -> None:
-    """Every mandate, whether it is allowed on-chain, and its latest orders."""
-
-    async def run(_: _Ctx, agent: MarketAgent) -> list[dict[str, Any]]:
-        out = []
-        for m in await agent.store.market_agents.mandates():
-            orders = await agent.store.market_agents.orders(m.participant, limit=5)
-            allowed = await agent.market.is_agent(m.participant, agent.address)
-            out.append({"mandate": m, "allowed_on_chain": allowed, "orders": orders})
-        return out
-
-    rows = _with_agent(ctx, run)
+def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Every mandate, whether it is allowed on-chain, and its latest orders (GET
+    /v1/market/agents)."""
+    found = _api(ctx, "GET", "/v1/market/agents")
     if as_json:
-        typer.echo(json.dumps([{**r, "mandate": asdict(r["mandate"]),
-                                "orders": [asdict(o) for o in r["orders"]]} for r in rows],
-                              default=str))  # fmt: skip
+        typer.echo(json.dumps(found))
         return
-    if not rows:
+    if not found["mandates"]:
         typer.echo("no mandates: opt in with `chainsense market agent enable`")
-    for r in rows:
-        m: Mandate = r["mandate"]
-        state = "enabled" if m.enabled else "disabled"
-        allowed = "" if r["allowed_on_chain"] else ", NOT allowed on-chain (setAgent)"
+    for m in found["mandates"]:
+        state = "enabled" if m["enabled"] else "disabled"
+        allowed = "" if m["allowed_on_chain"] else ", NOT allowed on-chain (setAgent)"
         typer.echo(
-            f"{m.participant} meter {m.meter}: {state}{allowed}; sell >= {m.ask_price}, "
-            f"buy <= {m.bid_price}, <= {m.max_wh} Wh, {m.sell_share}% of export"
+            f"{m['participant']} meter {m['meter']}: {state}{allowed}; sell >= {m['ask_price']}, "
+            f"buy <= {m['bid_price']}, <= {m['max_wh']} Wh, {m['sell_share']}% of export"
         )
-        if m.last_error:
-            typer.secho(f"  last error: {m.last_error}", fg="yellow")
-        for order in r["orders"]:
+        if m["last_error"]:
+            typer.secho(f"  last error: {m['last_error']}", fg="yellow")
+        for order in m["orders"][:5]:
             _show_order(order, False)
 
 
 @agent_app.command("plan")
 def plan(
-    ctx: typer.Context, participant: str, interval: Interval = None, as_json: Json = False
+    ctx: typer.Context, participant: str, interval: Interval = None, as_json: JsonOption = False
 ) -> None:
     """The order the forecast gives for an interval (nothing is sent)."""
-    order = _with_agent(ctx, lambda _, agent: agent.plan(participant, interval))
-    _show_order(order, as_json)
+    params = {} if interval is None else {"interval": interval}
+    path = f"/v1/market/agents/{_participant(participant)}/plan"
+    _show_order(_api(ctx, "GET", path, params=params), as_json)
 
 
 @agent_app.command("place")
 def place(
-    ctx: typer.Context, participant: str, interval: Interval = None, as_json: Json = False
+    ctx: typer.Context, participant: str, interval: Interval = None, as_json: JsonOption = False
 ) -> None:
     """Place the forecast's order for an interval now (at most one per interval)."""
-    order = _with_agent(ctx, lambda _, agent: agent.place(participant, interval))
-    _show_order(order, as_json)
+    path = f"/v1/market/agents/{_participant(participant)}/orders"
+    _show_order(_api(ctx, "POST", path, json={"interval": interval}), as_json)

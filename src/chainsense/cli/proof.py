@@ -3,9 +3,6 @@
 They ask the platform's API (``CHAINSENSE_API_URL``, else ``CHAINSENSE_HOST``/``CHAINSENSE_PORT``,
 else the server running on ``CHAINSENSE_DATA_DIR``) with any API key (``CHAINSENSE_API_KEY``), so
 they work from another host as well as beside the server.
-
-:func:`_service` opens the platform's database directly, for the settlement commands that build
-on-chain evidence from stored readings (``chainsense shipment|market|charging``).
 """
 
 from __future__ import annotations
@@ -14,70 +11,16 @@ import json
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from chainsense.cli._common import ApiOption, api_request, call, fail
 from chainsense.cli._common import settings as _settings
-from chainsense.errors import ConfigError
-
-if TYPE_CHECKING:
-    from chainsense.config import Settings
-    from chainsense.provenance.export import ProofService
-    from chainsense.provenance.proof import DomainRef
-    from chainsense.store import Store
 
 __all__ = ["export", "proof_app"]
 
 proof_app = typer.Typer(help="Proofs of single readings.", no_args_is_help=True)
-
-
-def _domain(settings: Settings, store_chain_id: int | None) -> DomainRef:
-    """The EIP-712 domain readings were signed in: the recorded DeviceRegistry deployment."""
-    from chainsense.chain.deploy import DeploymentStore
-    from chainsense.provenance.proof import DomainRef
-
-    records = DeploymentStore(settings.deployments_dir)
-    chain_id = store_chain_id or settings.anvil_chain_id
-    deployment = records.load(chain_id)
-    if deployment is None:
-        raise ConfigError(
-            f"no deployment recorded for chain {chain_id} in {settings.deployments_dir}; is "
-            "CHAINSENSE_DATA_DIR the platform's data dir?"
-        )
-    return DomainRef(chain_id, deployment.address("DeviceRegistry"))
-
-
-async def _service(settings: Settings) -> tuple[Store, ProofService]:
-    """The platform's database and a proof service on it (for the settlement commands)."""
-    from chainsense.platform import anchor_policy
-    from chainsense.provenance.blockfetch import BlockEvidenceSource
-    from chainsense.provenance.export import ProofService
-    from chainsense.store import Store
-    from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
-
-    if not settings.database_url and not (settings.data_dir / "chainsense.db").exists():
-        raise ConfigError(
-            f"no database at {settings.data_dir / 'chainsense.db'}; set CHAINSENSE_DATA_DIR (or "
-            "CHAINSENSE_DATABASE_URL) to the platform's"
-        )
-    store = await Store.open(settings.store_url)
-    try:
-        anchored = await store.batches.find(limit=1)
-        domain = _domain(settings, anchored[0].chain_id if anchored else None)
-    except BaseException:
-        await store.close()
-        raise
-
-    service = ProofService(
-        store=store,
-        schemas=BUILTIN_SCHEMAS,
-        domain=domain,
-        policy=anchor_policy(settings),
-        evidence=BlockEvidenceSource(settings.dev_rpc_url),
-    )
-    return store, service
 
 
 @proof_app.command("get")

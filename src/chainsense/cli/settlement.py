@@ -1,31 +1,39 @@
 """``chainsense shipment|market|charging``: the settlement actions from a terminal.
 
-They call the contracts directly with :mod:`chainsense.settlement` (no API, no API key): the chain
-is the dev chain (``CHAINSENSE_ANVIL_*``) unless ``--rpc`` or ``CHAINSENSE_RPC_URL`` names another,
-and the contract addresses come from the deployment recorded in ``CHAINSENSE_DATA_DIR``.
+What they need from the platform comes through its HTTP API, at the URL every command derives
+from the settings (``--api`` after the group, ``CHAINSENSE_API_URL``, ``CHAINSENSE_HOST`` /
+``CHAINSENSE_PORT``, the running server's record; see :mod:`chainsense.cli._common`): the
+contract addresses (``GET /v1/chain``, public), the proof behind ``--reading ID`` (``GET
+/v1/readings/{reading_id}/proof``; exit 4 while pending) and the oracle's compliance result
+(``GET /v1/shipments/{shipment}/compliance``), with the key in ``CHAINSENSE_API_KEY`` where the
+route needs one. The commands never open the platform's database or data dir.
 
-Who signs: a user's action signs with ``--account N`` (an Anvil dev account; dev chain only) or
-with the private key in ``CHAINSENSE_WALLET_KEY``. Platform actions (the oracle's report, and by
-default claims, proofs, clearing, settling, refunds, which anyone may send) sign with the operator
-key (``CHAINSENSE_OPERATOR_KEY``; Anvil dev key 1 on the dev chain). Evidence for ``--reading ID``
-comes from the platform's store, as ``chainsense proof get`` reads it (exit 4 while pending).
+Transactions go straight to the chain (the chain is not the platform): the dev chain
+(``CHAINSENSE_ANVIL_*``) unless ``--rpc`` or ``CHAINSENSE_RPC_URL`` names another, which must be
+the chain the platform anchors to. Who signs: a user's action signs with ``--account N`` (an Anvil
+dev account; dev chain only) or with the private key in ``CHAINSENSE_WALLET_KEY``. Platform
+actions (the oracle's report, and by default claims, proofs, clearing, settling, refunds, which
+anyone may send) sign with the operator key (``CHAINSENSE_OPERATOR_KEY``; Anvil dev key 1 on the
+dev chain).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from chainsense.cli._common import ApiOption, JsonOption, RpcOption
 from chainsense.errors import ChainSenseError, ConfigError
 
 if TYPE_CHECKING:
+    import httpx
+
     from chainsense.chain import ChainClient, Signer
     from chainsense.config import Settings
-    from chainsense.provenance.export import Pending
     from chainsense.settlement import Evidence, Settlement, TxResult
 
 __all__ = ["charging_app", "market_app", "shipment_app"]
@@ -56,26 +64,92 @@ class SettlementInputError(ChainSenseError):
     """The command cannot be carried out with what the platform stores."""
 
 
-class _ProofPendingError(Exception):
-    def __init__(self, pending: Pending) -> None:
-        super().__init__(pending.detail)
-        self.pending = pending
+class ProofPendingError(Exception):
+    """What the command needs rests on a reading whose batch is not anchored yet (exit 4)."""
+
+    def __init__(self, detail: str, wait_s: float) -> None:
+        super().__init__(detail)
+        self.wait_s = wait_s
 
 
-def _rpc_option(
-    ctx: typer.Context,
-    rpc: Annotated[
-        str | None,
-        typer.Option(
-            "--rpc", help="JSON-RPC URL (default: CHAINSENSE_RPC_URL, else the dev chain)."
-        ),
-    ] = None,
-) -> None:
-    ctx.obj = rpc
+def _options(ctx: typer.Context, rpc: RpcOption = None, api: ApiOption = None) -> None:
+    ctx.obj = (rpc, api)
 
 
 for _app in (shipment_app, market_app, charging_app):
-    _app.callback()(_rpc_option)
+    _app.callback()(_options)
+
+
+def _settings_of(ctx: typer.Context) -> Settings:
+    from chainsense.cli._common import settings
+
+    rpc, api = ctx.obj or (None, None)
+    return settings(rpc, api)
+
+
+def platform_get(cfg: Settings, path: str, *, public: bool = False, **kwargs: Any) -> Any:
+    """``GET path`` on the platform's API, as JSON (``public``: no API key needed)."""
+    return platform_call(cfg, "GET", path, public=public, **kwargs).json()
+
+
+def platform_call(
+    cfg: Settings, method: str, path: str, *, public: bool = False, **kwargs: Any
+) -> httpx.Response:
+    """One request to the platform's API; an error status raises (see ``api_request``)."""
+    from chainsense.cli._common import api_key, api_request
+
+    key = (api_key(required=False) or "") if public else None
+    return api_request(cfg, method, path, key=key, **kwargs)
+
+
+def proof_evidence(cfg: Settings, reading_id: int) -> Evidence:
+    """The on-chain evidence of a stored reading, from its proof document (``GET
+    /v1/readings/{reading_id}/proof``); :class:`ProofPendingError` while it is not anchored."""
+    from chainsense.provenance.proof import ProofDocument
+    from chainsense.settlement import Evidence
+
+    response = platform_call(cfg, "GET", f"/v1/readings/{reading_id}/proof")
+    body = response.json()
+    if response.status_code == 202:
+        raise ProofPendingError(
+            f"reading {reading_id} is {body['state']} ({body['detail']})",
+            float(body["expected_wait_seconds"]),
+        )
+    doc = ProofDocument.from_json(body)
+    return Evidence(doc.reading, doc.signature, doc.root, doc.proof)
+
+
+def compliance(cfg: Settings, shipment: int) -> dict[str, Any]:
+    """The oracle's result computed by the platform (``GET /v1/shipments/{shipment}/compliance``);
+    :class:`ProofPendingError` while its evidence reading is not anchored."""
+    from chainsense.cli._common import PlatformError, problem_text
+
+    path = f"/v1/shipments/{shipment}/compliance"
+    response = platform_call(cfg, "GET", path, ok=(409,))
+    if response.status_code == 409:
+        if "Retry-After" in response.headers:
+            raise ProofPendingError(problem_text(response), float(response.headers["Retry-After"]))
+        raise PlatformError(409, f"GET {cfg.client_api_url}{path}: {problem_text(response)}")
+    found: dict[str, Any] = response.json()
+    return found
+
+
+def _read(ctx: typer.Context, path: str, **params: Any) -> Any:
+    """A read command's answer from the platform's API (no chain access)."""
+    from chainsense.cli._common import call
+
+    cfg = _settings_of(ctx)
+    query = {k: v for k, v in params.items() if v is not None}
+    return call(lambda: platform_get(cfg, path, params=query))
+
+
+def _more(page: dict[str, Any]) -> None:
+    if page["next_cursor"] is not None:
+        typer.echo(f"(older: --cursor {page['next_cursor']})")
+
+
+Cursor = Annotated[int | None, typer.Option(min=1, help="next_cursor of the last page.")]
+Limit = Annotated[int, typer.Option(min=1, max=100, help="Records per page.")]
 
 
 class _Ctx:
@@ -109,51 +183,82 @@ class _Ctx:
         return Signer(self.client, role_keys(self.settings).operator)
 
     async def evidence(self, reading_id: int) -> Evidence:
-        from chainsense.cli.proof import _service
-        from chainsense.provenance.export import Pending
-        from chainsense.settlement import Evidence
+        return proof_evidence(self.settings, reading_id)
 
-        store, service = await _service(self.settings)
-        try:
-            found = await service.proof(reading_id)
-        finally:
-            await store.close()
-        if isinstance(found, Pending):
-            raise _ProofPendingError(found)
-        return Evidence(found.reading, found.signature, found.root, tuple(found.proof))
+
+async def _settlement_at(client: ChainClient, contracts: dict[str, Any]) -> Settlement:
+    """Clients of the settlement contracts the platform names, paid in the escrow's token."""
+    from chainsense.settlement import (
+        ChargingPaymentsClient,
+        ColdChainEscrowClient,
+        EnergyMarketClient,
+        Settlement,
+    )
+
+    try:
+        escrow, market, charging = (
+            str(contracts[name]["address"])
+            for name in ("ColdChainEscrow", "EnergyMarket", "ChargingPayments")
+        )
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"the platform's deployment has no settlement contract {exc}") from None
+    token = str(await client.call(client.contract("ColdChainEscrow", escrow).functions.token()))
+    return Settlement(
+        escrow=ColdChainEscrowClient(client, escrow, token),
+        market=EnergyMarketClient(client, market, token),
+        charging=ChargingPaymentsClient(client, charging, token),
+    )
 
 
 @asynccontextmanager
-async def _open(rpc: str | None) -> AsyncIterator[_Ctx]:
-    from chainsense.chain import ChainClient, DeploymentStore
-    from chainsense.cli._common import settings as load_settings
-    from chainsense.settlement import open_settlement
+async def _open(settings: Settings) -> AsyncIterator[_Ctx]:
+    from chainsense.chain import ChainClient
 
-    settings = load_settings(rpc)
+    chain = platform_get(settings, "/v1/chain", public=True)
     url = settings.dev_rpc_url
     async with await ChainClient.connect(url, timeout=settings.rpc_timeout) as client:
         chain_id = await client.chain_id()
-        records = DeploymentStore(settings.deployments_dir)
-        deployment = records.load(chain_id)
-        if deployment is None:
-            raise ConfigError(f"no deployment recorded for chain {chain_id} in "
-                              f"{records.path(chain_id)}")  # fmt: skip
-        yield _Ctx(settings, client, open_settlement(client, deployment))
+        if chain_id != chain["chain_id"]:
+            raise ConfigError(
+                f"the platform at {settings.client_api_url} uses chain {chain['chain_id']} but "
+                f"the RPC {url} is chain {chain_id}; point --rpc (CHAINSENSE_RPC_URL) at the "
+                "platform's chain"
+            )
+        yield _Ctx(settings, client, await _settlement_at(client, chain["contracts"]))
+
+
+def _pending(exc: ProofPendingError) -> NoReturn:
+    typer.secho(f"pending: {exc} (retry in about {exc.wait_s:.0f} s)", fg="yellow", err=True)
+    raise typer.Exit(4) from exc
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine: ChainSense errors as one line and an exit code (see
+    :mod:`chainsense.cli`), a pending proof as exit 4."""
+    from chainsense.cli._common import run
+
+    try:
+        return run(coro)
+    except ProofPendingError as exc:
+        _pending(exc)
+
+
+def _run_sync(func: Callable[[], T]) -> T:
+    """:func:`_run` for a blocking call."""
+    from chainsense.cli._common import call
+
+    try:
+        return call(func)
+    except ProofPendingError as exc:
+        _pending(exc)
 
 
 def _go(ctx: typer.Context, action: Callable[[_Ctx], Awaitable[T]]) -> T:
-    from chainsense.cli._common import run as _run
-
     async def run() -> T:
-        async with _open(ctx.obj) as c:
+        async with _open(_settings_of(ctx)) as c:
             return await action(c)
 
-    try:
-        return _run(run())
-    except _ProofPendingError as exc:
-        typer.secho(f"pending: {exc} (retry in about {exc.pending.expected_wait_seconds:.0f} s)",
-                    fg="yellow", err=True)  # fmt: skip
-        raise typer.Exit(4) from exc
+    return _run(run())
 
 
 def _tx(tx: TxResult, what: str = "") -> None:
@@ -225,6 +330,50 @@ def shipment_status(
     _go(ctx, show)
 
 
+def _shipment_line(x: dict[str, Any]) -> str:
+    return (
+        f"shipment {x['id']}: {x['status']}, shipper {x['shipper']}, carrier {x['carrier']}, "
+        f"payment {x['payment']}, breaches reported {x['reported_breaches']} proven "
+        f"{x['proven_breaches']}, penalty {x['penalty']} ({x['breaches_counted']} counted), "
+        f"claims until {x['claim_deadline']}"
+    )
+
+
+@shipment_app.command("list")
+def shipment_list(
+    ctx: typer.Context, cursor: Cursor = None, limit: Limit = 20, as_json: JsonOption = False
+) -> None:
+    """The platform's shipments, newest first (GET /v1/shipments)."""
+    page = _read(ctx, "/v1/shipments", cursor=cursor, limit=limit)
+    if as_json:
+        from chainsense.cli._common import echo_json
+
+        echo_json(page)
+        return
+    for x in page["items"]:
+        typer.echo(_shipment_line(x))
+    _more(page)
+
+
+@shipment_app.command("compliance")
+def shipment_compliance(ctx: typer.Context, shipment: int, as_json: JsonOption = False) -> None:
+    """The oracle's result the platform computes from its stored readings (what `report` sends);
+    exit 4 while its evidence reading is not anchored."""
+    cfg = _settings_of(ctx)
+    found = _run_sync(lambda: compliance(cfg, shipment))
+    if as_json:
+        from chainsense.cli._common import echo_json
+
+        echo_json(found)
+        return
+    verdict = "compliant" if found["compliant"] else "NOT compliant"
+    typer.echo(
+        f"shipment {shipment}: {verdict}, {found['readings']} readings in the window, "
+        f"{found['breaches']} out of range {found['breach_reading_ids']}; evidence: reading "
+        f"{found['evidence_reading_id']}, root {found['evidence_root']}"
+    )
+
+
 @shipment_app.command("report")
 def shipment_report(
     ctx: typer.Context,
@@ -243,26 +392,19 @@ def shipment_report(
         if breaches is not None and root is not None:
             return await c.s.escrow.report_delivery(c.operator(), shipment, breaches=breaches,
                 evidence_root=bytes.fromhex(root.removeprefix("0x")))  # fmt: skip
-        from chainsense.cli.proof import _service
-        from chainsense.settlement.oracle import assess
-
-        store, _ = await _service(c.settings)
-        try:
-            found = await assess(store, c.s.escrow, shipment)
-        finally:
-            await store.close()
-        if found.evidence_reading is None:
+        found = compliance(c.settings, shipment)
+        if found["evidence_root"] is None:
             raise SettlementInputError(
                 f"no readings of shipment {shipment}'s loggers in its window; give --breaches "
                 "and --root to report anyway"
             )
-        evidence = await c.evidence(found.evidence_reading)
-        typer.echo(f"computed: {found.readings} readings in the window, {len(found.breaches)} "
-                   f"out of range {list(found.breaches)}; evidence: reading "
-                   f"{found.evidence_reading}, root 0x{evidence.root.hex()}")  # fmt: skip
+        typer.echo(f"computed: {found['readings']} readings in the window, {found['breaches']} "
+                   f"out of range {found['breach_reading_ids']}; evidence: reading "
+                   f"{found['evidence_reading_id']}, root {found['evidence_root']}")  # fmt: skip
         return await c.s.escrow.report_delivery(
-            c.operator(), shipment, breaches=len(found.breaches), evidence_root=evidence.root
-        )
+            c.operator(), shipment, breaches=found["breaches"],
+            evidence_root=bytes.fromhex(found["evidence_root"].removeprefix("0x")),
+        )  # fmt: skip
 
     _tx(_go(ctx, report))
 
@@ -295,6 +437,43 @@ def shipment_withdraw(ctx: typer.Context, account: Account = None) -> None:
 
 
 # --- market -----------------------------------------------------------------------------------
+
+
+def _interval_text(i: dict[str, Any]) -> str:
+    if not i["cleared"]:
+        return f"interval {i['interval']} not cleared (starts at {i['starts_at']})"
+    return (f"interval {i['interval']} cleared at {i['price']}/Wh, {i['sold_wh']} Wh sold, "
+            f"{i['delivered_wh']} Wh proven delivered")  # fmt: skip
+
+
+@market_app.command("orders")
+def market_orders(
+    ctx: typer.Context, cursor: Cursor = None, limit: Limit = 20, as_json: JsonOption = False
+) -> None:
+    """Market orders, newest first, with their interval's clearing (GET /v1/market/orders)."""
+    page = _read(ctx, "/v1/market/orders", cursor=cursor, limit=limit)
+    if as_json:
+        from chainsense.cli._common import echo_json
+
+        echo_json(page)
+        return
+    for o in page["items"]:
+        meter = f", meter {o['meter']}" if o["meter"] else ""
+        typer.echo(f"{o['side']} {o['id']} by {o['participant']}{meter}: {o['quantity_wh']} Wh "
+                   f"at {o['price_per_wh']}/Wh; {_interval_text(o['interval_state'])}")  # fmt: skip
+    _more(page)
+
+
+@market_app.command("interval")
+def market_interval(ctx: typer.Context, interval: int, as_json: JsonOption = False) -> None:
+    """An interval's clearing state (GET /v1/market/intervals/N)."""
+    state = _read(ctx, f"/v1/market/intervals/{interval}")
+    if as_json:
+        from chainsense.cli._common import echo_json
+
+        echo_json(state)
+        return
+    typer.echo(_interval_text(state))
 
 
 @market_app.command("deposit")
@@ -367,6 +546,42 @@ def market_withdraw(ctx: typer.Context, account: Account = None) -> None:
 
 
 # --- charging ---------------------------------------------------------------------------------
+
+
+def _session_line(x: dict[str, Any]) -> str:
+    return (
+        f"session {x['id']}: {x['status']}, vehicle {x['vehicle']}, charger {x['charger']}, "
+        f"{x['energy_wh']} Wh at {x['price_per_wh']}/Wh, {x['amount_due']} due of "
+        f"{x['deposit']} deposited"
+    )
+
+
+@charging_app.command("list")
+def charging_list(
+    ctx: typer.Context, cursor: Cursor = None, limit: Limit = 20, as_json: JsonOption = False
+) -> None:
+    """Charging sessions, newest first (GET /v1/charging/sessions)."""
+    page = _read(ctx, "/v1/charging/sessions", cursor=cursor, limit=limit)
+    if as_json:
+        from chainsense.cli._common import echo_json
+
+        echo_json(page)
+        return
+    for x in page["items"]:
+        typer.echo(_session_line(x))
+    _more(page)
+
+
+@charging_app.command("status")
+def charging_status(ctx: typer.Context, session: int, as_json: JsonOption = False) -> None:
+    """A charging session (GET /v1/charging/sessions/ID)."""
+    state = _read(ctx, f"/v1/charging/sessions/{session}")
+    if as_json:
+        from chainsense.cli._common import echo_json
+
+        echo_json(state)
+        return
+    typer.echo(_session_line(state))
 
 
 @charging_app.command("price")
