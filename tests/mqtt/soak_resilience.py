@@ -115,16 +115,15 @@ def _serve(tmp_path: Path, broker: Broker) -> tuple[Serve, tuple[str, str]]:
     return serve, (operator, reader)
 
 
-@pytest.mark.timeout(600)
-def test_kill_9_under_mqtt_load_then_restart_stores_everything_once(
-    tmp_path: Path, broker: Broker
-) -> None:
+def kill_9_under_load(tmp_path: Path, broker: Broker, kills: int) -> None:
+    """``kills`` times: stream, ``kill -9`` the platform mid-stream, keep publishing while it is
+    down, restart it; then every reading sent is receipted and stored exactly once."""
     serve, keys = _serve(tmp_path, broker)
     fleet = Fleet(broker, serve, keys, count=4)
     try:
         wait_bridged(fleet.devices[0])
         time.sleep(2.5)  # past Anvil's 1 s state interval: the registrations survive a kill -9
-        for _ in range(3):
+        for _ in range(kills):
             stop = threading.Event()
             sender = fleet.stream(stop)
             time.sleep(1.5)
@@ -142,6 +141,13 @@ def test_kill_9_under_mqtt_load_then_restart_stores_everything_once(
     finally:
         fleet.close()
         serve.stop()
+
+
+@pytest.mark.timeout(600)
+def test_kill_9_under_mqtt_load_then_restart_stores_everything_once(
+    tmp_path: Path, broker: Broker
+) -> None:
+    kill_9_under_load(tmp_path, broker, kills=3)
 
 
 @pytest.mark.timeout(600)
