@@ -47,7 +47,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _scoring import PROFILES, f1_far_mar, nab_normalised, nab_raw  # noqa: E402
 from chainsense.ai import AnomalyFilter, EventGate, SensorGuard  # noqa: E402
-from chainsense.ai.calibrate import WEEK_MS  # noqa: E402
+from chainsense.ai.baseline import BaselineModel  # noqa: E402
+from chainsense.ai.calibrate import WEEK_MS, alarm_probability  # noqa: E402
 from chainsense.ai.joint import JointGuard  # noqa: E402
 
 COLUMNS = (
@@ -111,18 +112,44 @@ def load_split(which: str) -> tuple[list[Run], Run]:
 
 
 class Guard:
-    """The product's default: JointGuard over the 8 metrics, as the worker runs it."""
+    """The product's default: JointGuard over the 8 metrics, as the worker runs it for a machine
+    schema (with the commissioning baseline)."""
 
     name = "joint_guard (default)"
 
     def __init__(self, **options: Any) -> None:
-        self.g = JointGuard(COLUMNS, options=options)
+        self.g = JointGuard(COLUMNS, options=options, baseline={})
         self.fixed: float | None = None
 
     def step(self, row: list[float], t: int) -> float:
         r = self.g.step(dict(zip(COLUMNS, row, strict=True)), t)
         # raw = -log10 p; the product alarms at score 1.0, i.e. p = p_alarm
         self.fixed = -math.log10(self.g.p_alarm())
+        return -math.log10(max(r.p, 1e-300))
+
+
+class PerMetric(Guard):
+    """The previous default (before the baseline model): JointGuard's per-metric models only."""
+
+    name = "joint_guard, no baseline (prev)"
+
+    def __init__(self) -> None:
+        self.g = JointGuard(COLUMNS)
+        self.fixed = None
+
+
+class Baseline:
+    """The commissioning-baseline model alone (MEWMA T2 against the first 400 rows), scored as
+    JointGuard scores it: ``-log10 p`` against the alarm point of 1 false alarm a week at 1 Hz."""
+
+    name = "baseline model alone"
+
+    def __init__(self) -> None:
+        self.m = BaselineModel(COLUMNS)
+        self.fixed = -math.log10(alarm_probability(1.0, 1000.0))
+
+    def step(self, row: list[float], t: int) -> float:
+        r = self.m.step(dict(zip(COLUMNS, row, strict=True)), t)
         return -math.log10(max(r.p, 1e-300))
 
 
@@ -202,6 +229,8 @@ def river_detectors() -> dict[str, Callable[[], Any]]:
 def detectors() -> dict[str, Callable[[], Any]]:
     return {
         Guard.name: Guard,
+        PerMetric.name: PerMetric,
+        Baseline.name: Baseline,
         OldGuard.name: OldGuard,
         RollingZ.name: RollingZ,
         **river_detectors(),

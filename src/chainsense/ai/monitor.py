@@ -35,6 +35,7 @@ from chainsense.store.alarms import AlarmChange
 from chainsense.telemetry.schemas import Metric, Schema, SchemaRegistry, UnknownSchemaError
 
 __all__ = [
+    "DEFAULT_BASELINE",
     "DEFAULT_COUNTERS",
     "DEFAULT_LIMITS",
     "AnomalyEvent",
@@ -52,6 +53,9 @@ DEFAULT_LIMITS: dict[str, str] = {"chainsense.coldchain.v1:temperature": "2..8"}
 """Hard limits by ``schema:metric``: the cold chain's 2-8 Cel, as the escrow judges a breach."""
 DEFAULT_COUNTERS: tuple[str, ...] = ("chainsense.charger.v1:energy_delivered",)
 """Cumulative counters by ``schema:metric``: judged as a rate per second."""
+DEFAULT_BASELINE: tuple[str, ...] = ("chainsense.machine.v1",)
+"""Schemas whose devices are judged against their commissioning baseline (their first readings
+are normal operation): machines, not streams with a daily cycle (meters) or shipments."""
 
 
 @dataclass(frozen=True)
@@ -90,10 +94,12 @@ def _parse_range(text: str) -> tuple[float | None, float | None]:
 
 @dataclass(frozen=True)
 class Rules:
-    """Hard limits (``"schema:metric": "low..high"``, either end may be empty) and counters."""
+    """Hard limits (``"schema:metric": "low..high"``, either end may be empty), counters, and the
+    schemas judged against a commissioning baseline."""
 
     limits: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     counters: tuple[str, ...] = DEFAULT_COUNTERS
+    baseline: tuple[str, ...] = DEFAULT_BASELINE
 
     def limits_of(self, schema: Schema) -> dict[str, tuple[float | None, float | None]]:
         prefix = schema.name + ":"
@@ -188,6 +194,7 @@ class StreamMonitor:
             counters=self.rules.counters_of(spec),
             resolutions={m.name: 10.0**-m.scale for m in spec.metrics},
             per_week=self.sensitivity.get(device, spec.name),
+            baseline={} if spec.name in self.rules.baseline else None,
         )
         return _Device(guard, EventGate(cooldown=self.cooldown, clear=self.clear), None)
 
