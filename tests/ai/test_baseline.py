@@ -179,3 +179,29 @@ def test_the_monitor_uses_the_baseline_for_machines_only() -> None:
         )  # fmt: skip
     assert monitor.streams[("0xA", machine_schema.name)].guard.baseline is not None
     assert monitor.streams[("0xA", cold.name)].guard.baseline is None
+
+
+def test_a_devices_own_rate_wins_and_applies_from_its_next_reading() -> None:
+    from chainsense.ai.monitor import Sensitivity
+
+    cold = BUILTIN_SCHEMAS.by_name("chainsense.coldchain.v1")
+    monitor = StreamMonitor(
+        BUILTIN_SCHEMAS, Thresholds(), sensitivity=Sensitivity(1.0, {cold.name: 5.0})
+    )
+
+    def observe(i: int) -> None:
+        monitor.observe(
+            reading_id=i, device="0xAbC", schema=cold.id, timestamp=i * 1000, values=(415, 620)
+        )
+
+    observe(1)
+    guard = monitor.streams[("0xAbC", cold.name)].guard
+    assert guard.per_week == 5.0  # the schema's entry
+    monitor.set_device_per_week("0xabc", 0.1)
+    assert guard.per_week == 5.0  # not before its next reading
+    observe(2)
+    assert guard.per_week == 0.1
+    assert guard.p_alarm() == pytest.approx(0.1 * 1000 / (7 * 86_400_000))
+    monitor.set_device_per_week("0xABC", None)
+    observe(3)
+    assert guard.per_week == 5.0

@@ -184,8 +184,23 @@ class StreamMonitor:
         self.cooldown = cooldown
         self.clear = clear
         self.streams: dict[StreamKey, _Device] = {}
+        self.device_per_week: dict[str, float] = {}
+        """Per-device false alarms a week set through the API; wins over ``sensitivity``."""
         self.dirty: set[StreamKey] = set()
         self._alarms: dict[int, AlarmChange] = {}
+
+    def per_week(self, device: str, schema_name: str) -> float:
+        """The expected false alarms a week for a device's stream: the device's own (set through
+        the API), else the settings' (device, then schema, then default)."""
+        own = self.device_per_week.get(device.lower())
+        return own if own is not None else self.sensitivity.get(device, schema_name)
+
+    def set_device_per_week(self, device: str, per_week: float | None) -> None:
+        """Set (or with None, drop) a device's own rate; it applies from its next reading."""
+        if per_week is None:
+            self.device_per_week.pop(device.lower(), None)
+        else:
+            self.device_per_week[device.lower()] = per_week
 
     def _new(self, device: str, spec: Schema) -> _Device:
         guard = JointGuard(
@@ -193,7 +208,7 @@ class StreamMonitor:
             limits=self.rules.limits_of(spec),
             counters=self.rules.counters_of(spec),
             resolutions={m.name: 10.0**-m.scale for m in spec.metrics},
-            per_week=self.sensitivity.get(device, spec.name),
+            per_week=self.per_week(device, spec.name),
             baseline={} if spec.name in self.rules.baseline else None,
         )
         return _Device(guard, EventGate(cooldown=self.cooldown, clear=self.clear), None)
@@ -220,7 +235,7 @@ class StreamMonitor:
         metrics = {m.name: m for m in spec.metrics}
         xs = {m.name: raw / 10**m.scale for m, raw in zip(spec.metrics, values, strict=False)}
         guard = state.guard
-        per_week = self.sensitivity.get(device, spec.name)
+        per_week = self.per_week(device, spec.name)
         if guard.per_week != per_week:
             guard.set_per_week(per_week)
         result = guard.step(xs, timestamp)
