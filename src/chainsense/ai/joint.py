@@ -45,6 +45,11 @@ from chainsense.ai.robust import Assessment, RobustStream
 __all__ = ["JointGuard", "JointResult"]
 
 
+def _outside(limit: tuple[float | None, float | None], x: float) -> bool:
+    low, high = limit
+    return (low is not None and x < low) or (high is not None and x > high)
+
+
 @dataclass(frozen=True, slots=True)
 class JointResult:
     """One reading as judged: the score (1.0 = alarm point), its probability, the check that
@@ -104,13 +109,25 @@ class JointGuard:
         return self.streams[self.metrics[0]].p_alarm()
 
     def _limit(self, metric: str, x: float) -> bool:
-        low, high = self.limits.get(metric, (None, None))
-        return (low is not None and x < low) or (high is not None and x > high)
+        return _outside(self.limits.get(metric, (None, None)), x)
 
-    def step(self, values: Mapping[str, float], t: int) -> JointResult:
-        """Judge one reading (metric -> value), then learn it."""
+    def step(
+        self,
+        values: Mapping[str, float],
+        t: int,
+        *,
+        limits: Mapping[str, tuple[float | None, float | None]] | None = None,
+    ) -> JointResult:
+        """Judge one reading (metric -> value), then learn it. ``limits``: hard ranges for this
+        reading only (a shipment's, during its window), besides the guard's own."""
         parts: dict[str, Assessment] = {}
-        breached = [m for m in self.metrics if m in values and self._limit(m, values[m])]
+        extra = limits or {}
+        breached = [
+            m
+            for m in self.metrics
+            if m in values
+            and (self._limit(m, values[m]) or _outside(extra.get(m, (None, None)), values[m]))
+        ]
         for m in self.metrics:
             if m in values:
                 stream = self.streams[m]

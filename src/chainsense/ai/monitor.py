@@ -41,6 +41,7 @@ __all__ = [
     "AnomalyEvent",
     "Rules",
     "Sensitivity",
+    "ShipmentLimit",
     "StreamKey",
     "StreamMonitor",
     "Thresholds",
@@ -115,6 +116,29 @@ class Rules:
 
 
 @dataclass(frozen=True)
+class ShipmentLimit:
+    """A shipment's allowed range as a hard limit: readings of its loggers in ``schema`` (a
+    schema id), timestamped within the window, whose value at ``value_index`` (fixed-point, as
+    signed) lies outside ``[min_value, max_value]`` raise a critical alarm at once, as the escrow
+    judges a breach."""
+
+    shipment: int
+    schema: bytes
+    value_index: int
+    min_value: int
+    max_value: int
+    window_start_ms: int
+    window_end_ms: int
+
+    def to_state(self) -> dict[str, Any]:
+        return asdict(self) | {"schema": self.schema.hex()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ShipmentLimit:
+        return cls(**(state | {"schema": bytes.fromhex(state["schema"])}))
+
+
+@dataclass(frozen=True)
 class AnomalyEvent:
     """An anomaly as stored and shown: which reading, which metric, how far from what."""
 
@@ -185,6 +209,8 @@ class StreamMonitor:
         self.clear = clear
         self.streams: dict[StreamKey, _Device] = {}
         self.device_per_week: dict[str, float] = {}
+        self.shipments: dict[str, dict[int, ShipmentLimit]] = {}
+        """Per device (lower-case): the shipments it logs, by id."""
         """Per-device false alarms a week set through the API; wins over ``sensitivity``."""
         self.dirty: set[StreamKey] = set()
         self._alarms: dict[int, AlarmChange] = {}
@@ -201,6 +227,31 @@ class StreamMonitor:
             self.device_per_week.pop(device.lower(), None)
         else:
             self.device_per_week[device.lower()] = per_week
+
+    def watch_shipment(self, loggers: list[str], limit: ShipmentLimit) -> None:
+        """Judge ``loggers``' readings against the shipment's range during its window."""
+        for logger in loggers:
+            self.shipments.setdefault(logger.lower(), {})[limit.shipment] = limit
+
+    def _shipment_limits(
+        self, device: str, spec: Schema, timestamp: int
+    ) -> dict[str, tuple[float | None, float | None]]:
+        """The shipments' ranges that apply to this reading, in the metrics' units (the
+        narrowest where several apply)."""
+        out: dict[str, tuple[float | None, float | None]] = {}
+        for lim in self.shipments.get(device.lower(), {}).values():
+            if lim.schema != spec.id or not lim.window_start_ms <= timestamp <= lim.window_end_ms:
+                continue
+            if lim.value_index >= len(spec.metrics):
+                continue
+            metric = spec.metrics[lim.value_index]
+            low, high = lim.min_value / 10**metric.scale, lim.max_value / 10**metric.scale
+            if metric.name in out:
+                old_low, old_high = out[metric.name]
+                low = low if old_low is None else max(low, old_low)
+                high = high if old_high is None else min(high, old_high)
+            out[metric.name] = (low, high)
+        return out
 
     def _new(self, device: str, spec: Schema) -> _Device:
         guard = JointGuard(
@@ -238,7 +289,8 @@ class StreamMonitor:
         per_week = self.per_week(device, spec.name)
         if guard.per_week != per_week:
             guard.set_per_week(per_week)
-        result = guard.step(xs, timestamp)
+        shipment = self._shipment_limits(device, spec, timestamp)
+        result = guard.step(xs, timestamp, limits=shipment)
         gate = state.gate
         gate.threshold = self.thresholds.get(device, spec.name)
         was_open = gate.open
@@ -247,7 +299,7 @@ class StreamMonitor:
         if opened or (gate.open and result.score >= gate.threshold):
             name = result.metrics[0] if result.metrics else spec.metrics[0].name
             metric = metrics[name]
-            low, high, expected = self._expected(guard, result, name)
+            low, high, expected = self._expected(guard, result, name, shipment)
             raw = dict(zip((m.name for m in spec.metrics), values, strict=False))
             value = metric.to_decimal(raw[name])
             message = self._message(metric, value, low, high, result.check)
@@ -276,9 +328,20 @@ class StreamMonitor:
         return events
 
     @staticmethod
-    def _expected(guard: JointGuard, result: JointResult, name: str) -> tuple[float, float, float]:
+    def _expected(
+        guard: JointGuard,
+        result: JointResult,
+        name: str,
+        shipment: Mapping[str, tuple[float | None, float | None]],
+    ) -> tuple[float, float, float]:
         if result.check == "limit":
+            # the narrowest of the schema's range and the shipments' that apply
             low, high = guard.limits.get(name, (None, None))
+            s_low, s_high = shipment.get(name, (None, None))
+            if s_low is not None:
+                low = s_low if low is None else max(low, s_low)
+            if s_high is not None:
+                high = s_high if high is None else min(high, s_high)
             a = result.parts.get(name)
             mid = a.predicted if a is not None else 0.0
             return (

@@ -21,7 +21,14 @@ from typing import Any
 
 from chainsense.ai.forecast import SeasonalProfile
 from chainsense.ai.maintenance import DegradationTrend, RemainingLife
-from chainsense.ai.monitor import AnomalyEvent, Rules, Sensitivity, StreamMonitor, Thresholds
+from chainsense.ai.monitor import (
+    AnomalyEvent,
+    Rules,
+    Sensitivity,
+    ShipmentLimit,
+    StreamMonitor,
+    Thresholds,
+)
 from chainsense.errors import ChainSenseError
 from chainsense.observability.metrics import metrics
 from chainsense.store import Alarm, AlarmChange, NewAnomaly, Store, StoredAnomaly, StoredReading
@@ -33,6 +40,8 @@ log = logging.getLogger(__name__)
 
 SENSITIVITY = "sensitivity"
 """The model kind under which a device's own false-alarm rate is saved (metric ``*``)."""
+SHIPMENT = "shipment"
+"""The model kind under which a logger's shipment range is saved (metric ``shipment:<id>``)."""
 MACHINE = "chainsense.machine.v1"
 METER = "chainsense.meter.v1"
 
@@ -97,6 +106,8 @@ class AIService:
                 self.trends[key] = DegradationTrend.from_state(state)
             elif model == "profile":
                 self.profiles[key] = SeasonalProfile.from_state(state)
+            elif model == SHIPMENT:
+                self.monitor.watch_shipment([device], ShipmentLimit.from_state(state))
             elif model == SENSITIVITY:
                 self.monitor.set_device_per_week(device, state.get("false_alarms_per_week"))
         self._task = asyncio.create_task(self._run(), name="ai-worker")
@@ -173,6 +184,15 @@ class AIService:
             (device, "*", SENSITIVITY), {"false_alarms_per_week": per_week}
         )
         self.monitor.set_device_per_week(device, per_week)
+
+    async def watch_shipment(self, loggers: Sequence[str], limit: ShipmentLimit) -> None:
+        """Save, then apply, a shipment's range as a hard limit on its loggers' readings during
+        its window (it survives a restart)."""
+        for logger in loggers:
+            await self.store.anomalies.put_state(
+                (logger, f"shipment:{limit.shipment}", SHIPMENT), limit.to_state()
+            )
+        self.monitor.watch_shipment(list(loggers), limit)
 
     # --- the loop -----------------------------------------------------------------------------
 
