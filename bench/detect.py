@@ -171,16 +171,26 @@ def recovery_reference(seconds: float = 1.0) -> float:
     return n / (time.perf_counter() - started)
 
 
-def monitor_throughput(seconds: float = 2.0) -> float:
-    """Readings per second through chainsense.ai.monitor (3 metrics each, 300 devices)."""
+def monitor_throughput(seconds: float = 2.0, devices_n: int = 50, warm: int = 500) -> float:
+    """Readings per second through chainsense.ai.monitor (3 metrics each, ``devices_n``
+    devices), in steady state: each device first sends ``warm`` readings, untimed, so that its
+    learning periods (200 readings) and its commissioning baseline (400) are behind it."""
     from chainsense.ai.monitor import StreamMonitor, Thresholds
     from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 
     machine = BUILTIN_SCHEMAS.by_name("chainsense.machine.v1")
     monitor = StreamMonitor(BUILTIN_SCHEMAS, Thresholds())
-    devices = [f"0x{i:040x}" for i in range(300)]
+    devices = [f"0x{i:040x}" for i in range(devices_n)]
     n = 0
     t = 1_767_225_600_000
+    for _ in range(warm):
+        for device in devices:
+            n += 1
+            monitor.observe(
+                reading_id=n, device=device, schema=machine.id, timestamp=t + n * 1000,
+                values=(2000 + n % 7, 4500 + n % 5, 12000 + n % 11),
+            )  # fmt: skip
+    warmed = n
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
         for device in devices:
@@ -192,7 +202,7 @@ def monitor_throughput(seconds: float = 2.0) -> float:
                 timestamp=t + n * 1000,
                 values=(2000 + n % 7, 4500 + n % 5, 12000 + n % 11),
             )
-    return n / (time.perf_counter() - started)
+    return (n - warmed) / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -251,8 +261,9 @@ def main() -> None:
         print(f"| {name} | {rate:,.0f} | {rate / reference:.2f} |")
     readings = monitor_throughput()
     print(
-        f"\nmonitor (chainsense.machine.v1, 3 metrics, 300 devices): {readings:,.0f} readings/s "
-        f"= {3 * readings:,.0f} points/s, {readings / reference:.2f} x recovery/s"
+        f"\nmonitor (chainsense.machine.v1, 3 metrics, 50 devices past their learning periods): "
+        f"{readings:,.0f} readings/s = {3 * readings:,.0f} points/s, "
+        f"{readings / reference:.2f} x recovery/s"
     )
 
 

@@ -175,6 +175,11 @@ class Settings(BaseSettings):
         default_factory=lambda: ["chainsense.charger.v1:energy_delivered"],
         description='Cumulative counters by "schema:metric": judged as a rate per second.',
     )
+    ai_baseline_schemas: list[str] = Field(
+        default_factory=lambda: ["chainsense.machine.v1"],
+        description="Schemas whose devices are judged against their first 400 readings (a "
+        "commissioning baseline of normal operation, all metrics together): machines.",
+    )
 
     # --- settlement --------------------------------------------------------------------------
     payment_token: str | None = Field(

@@ -129,7 +129,11 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
                     sensitivity=Sensitivity(
                         settings.ai_false_alarms_per_week, settings.ai_false_alarms
                     ),
-                    rules=Rules(settings.ai_hard_limits, tuple(settings.ai_counters)),
+                    rules=Rules(
+                        settings.ai_hard_limits,
+                        tuple(settings.ai_counters),
+                        tuple(settings.ai_baseline_schemas),
+                    ),
                     chunk=settings.ai_chunk,
                     poll_interval=settings.ai_poll_interval,
                     limits=settings.ai_limits,

@@ -149,6 +149,12 @@ def test_breach_is_proven_on_chain_from_a_reading_id(api: Api) -> None:
     )
     shipment = opened["id"]
     assert opened["shipper"] == DEV[SHIPPER]
+    # the shipment's range is now a hard limit of the AI worker on its logger, saved
+    assert api.platform.ai is not None
+    watched = api.platform.ai.monitor.shipments[logger.address.lower()][shipment]
+    assert (watched.min_value, watched.max_value) == (200, 800)
+    saved = api.client.portal.call(api.platform.store.anomalies.states)  # type: ignore[union-attr]
+    assert (logger.address, f"shipment:{shipment}", "shipment") in saved
     assert opened["tx"]["tx_hash"].startswith("0x")
     ok_id, breach_id = _post_readings(
         api,

@@ -35,11 +35,13 @@ from chainsense.store.alarms import AlarmChange
 from chainsense.telemetry.schemas import Metric, Schema, SchemaRegistry, UnknownSchemaError
 
 __all__ = [
+    "DEFAULT_BASELINE",
     "DEFAULT_COUNTERS",
     "DEFAULT_LIMITS",
     "AnomalyEvent",
     "Rules",
     "Sensitivity",
+    "ShipmentLimit",
     "StreamKey",
     "StreamMonitor",
     "Thresholds",
@@ -52,6 +54,9 @@ DEFAULT_LIMITS: dict[str, str] = {"chainsense.coldchain.v1:temperature": "2..8"}
 """Hard limits by ``schema:metric``: the cold chain's 2-8 Cel, as the escrow judges a breach."""
 DEFAULT_COUNTERS: tuple[str, ...] = ("chainsense.charger.v1:energy_delivered",)
 """Cumulative counters by ``schema:metric``: judged as a rate per second."""
+DEFAULT_BASELINE: tuple[str, ...] = ("chainsense.machine.v1",)
+"""Schemas whose devices are judged against their commissioning baseline (their first readings
+are normal operation): machines, not streams with a daily cycle (meters) or shipments."""
 
 
 @dataclass(frozen=True)
@@ -90,10 +95,12 @@ def _parse_range(text: str) -> tuple[float | None, float | None]:
 
 @dataclass(frozen=True)
 class Rules:
-    """Hard limits (``"schema:metric": "low..high"``, either end may be empty) and counters."""
+    """Hard limits (``"schema:metric": "low..high"``, either end may be empty), counters, and the
+    schemas judged against a commissioning baseline."""
 
     limits: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     counters: tuple[str, ...] = DEFAULT_COUNTERS
+    baseline: tuple[str, ...] = DEFAULT_BASELINE
 
     def limits_of(self, schema: Schema) -> dict[str, tuple[float | None, float | None]]:
         prefix = schema.name + ":"
@@ -106,6 +113,29 @@ class Rules:
     def counters_of(self, schema: Schema) -> list[str]:
         prefix = schema.name + ":"
         return [c[len(prefix) :] for c in self.counters if c.startswith(prefix)]
+
+
+@dataclass(frozen=True)
+class ShipmentLimit:
+    """A shipment's allowed range as a hard limit: readings of its loggers in ``schema`` (a
+    schema id), timestamped within the window, whose value at ``value_index`` (fixed-point, as
+    signed) lies outside ``[min_value, max_value]`` raise a critical alarm at once, as the escrow
+    judges a breach."""
+
+    shipment: int
+    schema: bytes
+    value_index: int
+    min_value: int
+    max_value: int
+    window_start_ms: int
+    window_end_ms: int
+
+    def to_state(self) -> dict[str, Any]:
+        return asdict(self) | {"schema": self.schema.hex()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ShipmentLimit:
+        return cls(**(state | {"schema": bytes.fromhex(state["schema"])}))
 
 
 @dataclass(frozen=True)
@@ -178,8 +208,50 @@ class StreamMonitor:
         self.cooldown = cooldown
         self.clear = clear
         self.streams: dict[StreamKey, _Device] = {}
+        self.device_per_week: dict[str, float] = {}
+        self.shipments: dict[str, dict[int, ShipmentLimit]] = {}
+        """Per device (lower-case): the shipments it logs, by id."""
+        """Per-device false alarms a week set through the API; wins over ``sensitivity``."""
         self.dirty: set[StreamKey] = set()
         self._alarms: dict[int, AlarmChange] = {}
+
+    def per_week(self, device: str, schema_name: str) -> float:
+        """The expected false alarms a week for a device's stream: the device's own (set through
+        the API), else the settings' (device, then schema, then default)."""
+        own = self.device_per_week.get(device.lower())
+        return own if own is not None else self.sensitivity.get(device, schema_name)
+
+    def set_device_per_week(self, device: str, per_week: float | None) -> None:
+        """Set (or with None, drop) a device's own rate; it applies from its next reading."""
+        if per_week is None:
+            self.device_per_week.pop(device.lower(), None)
+        else:
+            self.device_per_week[device.lower()] = per_week
+
+    def watch_shipment(self, loggers: list[str], limit: ShipmentLimit) -> None:
+        """Judge ``loggers``' readings against the shipment's range during its window."""
+        for logger in loggers:
+            self.shipments.setdefault(logger.lower(), {})[limit.shipment] = limit
+
+    def _shipment_limits(
+        self, device: str, spec: Schema, timestamp: int
+    ) -> dict[str, tuple[float | None, float | None]]:
+        """The shipments' ranges that apply to this reading, in the metrics' units (the
+        narrowest where several apply)."""
+        out: dict[str, tuple[float | None, float | None]] = {}
+        for lim in self.shipments.get(device.lower(), {}).values():
+            if lim.schema != spec.id or not lim.window_start_ms <= timestamp <= lim.window_end_ms:
+                continue
+            if lim.value_index >= len(spec.metrics):
+                continue
+            metric = spec.metrics[lim.value_index]
+            low, high = lim.min_value / 10**metric.scale, lim.max_value / 10**metric.scale
+            if metric.name in out:
+                old_low, old_high = out[metric.name]
+                low = low if old_low is None else max(low, old_low)
+                high = high if old_high is None else min(high, old_high)
+            out[metric.name] = (low, high)
+        return out
 
     def _new(self, device: str, spec: Schema) -> _Device:
         guard = JointGuard(
@@ -187,7 +259,8 @@ class StreamMonitor:
             limits=self.rules.limits_of(spec),
             counters=self.rules.counters_of(spec),
             resolutions={m.name: 10.0**-m.scale for m in spec.metrics},
-            per_week=self.sensitivity.get(device, spec.name),
+            per_week=self.per_week(device, spec.name),
+            baseline={} if spec.name in self.rules.baseline else None,
         )
         return _Device(guard, EventGate(cooldown=self.cooldown, clear=self.clear), None)
 
@@ -213,10 +286,11 @@ class StreamMonitor:
         metrics = {m.name: m for m in spec.metrics}
         xs = {m.name: raw / 10**m.scale for m, raw in zip(spec.metrics, values, strict=False)}
         guard = state.guard
-        per_week = self.sensitivity.get(device, spec.name)
+        per_week = self.per_week(device, spec.name)
         if guard.per_week != per_week:
             guard.set_per_week(per_week)
-        result = guard.step(xs, timestamp)
+        shipment = self._shipment_limits(device, spec, timestamp)
+        result = guard.step(xs, timestamp, limits=shipment)
         gate = state.gate
         gate.threshold = self.thresholds.get(device, spec.name)
         was_open = gate.open
@@ -225,7 +299,7 @@ class StreamMonitor:
         if opened or (gate.open and result.score >= gate.threshold):
             name = result.metrics[0] if result.metrics else spec.metrics[0].name
             metric = metrics[name]
-            low, high, expected = self._expected(guard, result, name)
+            low, high, expected = self._expected(guard, result, name, shipment)
             raw = dict(zip((m.name for m in spec.metrics), values, strict=False))
             value = metric.to_decimal(raw[name])
             message = self._message(metric, value, low, high, result.check)
@@ -254,9 +328,20 @@ class StreamMonitor:
         return events
 
     @staticmethod
-    def _expected(guard: JointGuard, result: JointResult, name: str) -> tuple[float, float, float]:
+    def _expected(
+        guard: JointGuard,
+        result: JointResult,
+        name: str,
+        shipment: Mapping[str, tuple[float | None, float | None]],
+    ) -> tuple[float, float, float]:
         if result.check == "limit":
+            # the narrowest of the schema's range and the shipments' that apply
             low, high = guard.limits.get(name, (None, None))
+            s_low, s_high = shipment.get(name, (None, None))
+            if s_low is not None:
+                low = s_low if low is None else max(low, s_low)
+            if s_high is not None:
+                high = s_high if high is None else min(high, s_high)
             a = result.parts.get(name)
             mid = a.predicted if a is not None else 0.0
             return (

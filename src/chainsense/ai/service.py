@@ -21,7 +21,14 @@ from typing import Any
 
 from chainsense.ai.forecast import SeasonalProfile
 from chainsense.ai.maintenance import DegradationTrend, RemainingLife
-from chainsense.ai.monitor import AnomalyEvent, Rules, Sensitivity, StreamMonitor, Thresholds
+from chainsense.ai.monitor import (
+    AnomalyEvent,
+    Rules,
+    Sensitivity,
+    ShipmentLimit,
+    StreamMonitor,
+    Thresholds,
+)
 from chainsense.errors import ChainSenseError
 from chainsense.observability.metrics import metrics
 from chainsense.store import Alarm, AlarmChange, NewAnomaly, Store, StoredAnomaly, StoredReading
@@ -31,6 +38,10 @@ __all__ = ["AIConfig", "AIService"]
 
 log = logging.getLogger(__name__)
 
+SENSITIVITY = "sensitivity"
+"""The model kind under which a device's own false-alarm rate is saved (metric ``*``)."""
+SHIPMENT = "shipment"
+"""The model kind under which a logger's shipment range is saved (metric ``shipment:<id>``)."""
 MACHINE = "chainsense.machine.v1"
 METER = "chainsense.meter.v1"
 
@@ -95,6 +106,10 @@ class AIService:
                 self.trends[key] = DegradationTrend.from_state(state)
             elif model == "profile":
                 self.profiles[key] = SeasonalProfile.from_state(state)
+            elif model == SHIPMENT:
+                self.monitor.watch_shipment([device], ShipmentLimit.from_state(state))
+            elif model == SENSITIVITY:
+                self.monitor.set_device_per_week(device, state.get("false_alarms_per_week"))
         self._task = asyncio.create_task(self._run(), name="ai-worker")
 
     async def stop(self) -> None:
@@ -152,6 +167,32 @@ class AIService:
             for (d, metric), profile in list(self.profiles.items())
             if d == device
         }
+
+    # --- sensitivity per device ---------------------------------------------------------------
+
+    def sensitivity(self, device: str) -> tuple[float | None, float]:
+        """(the device's own false alarms a week or None, the settings' default rate)."""
+        return (
+            self.monitor.device_per_week.get(device.lower()),
+            self.monitor.sensitivity.default,
+        )
+
+    async def set_sensitivity(self, device: str, per_week: float | None) -> None:
+        """Save a device's own rate (None: back to the settings'), then apply it: it survives a
+        restart and applies from the device's next reading."""
+        await self.store.anomalies.put_state(
+            (device, "*", SENSITIVITY), {"false_alarms_per_week": per_week}
+        )
+        self.monitor.set_device_per_week(device, per_week)
+
+    async def watch_shipment(self, loggers: Sequence[str], limit: ShipmentLimit) -> None:
+        """Save, then apply, a shipment's range as a hard limit on its loggers' readings during
+        its window (it survives a restart)."""
+        for logger in loggers:
+            await self.store.anomalies.put_state(
+                (logger, f"shipment:{limit.shipment}", SHIPMENT), limit.to_state()
+            )
+        self.monitor.watch_shipment(list(loggers), limit)
 
     # --- the loop -----------------------------------------------------------------------------
 

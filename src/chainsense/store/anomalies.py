@@ -129,6 +129,24 @@ class AnomalyRepository:
             await _set_cursor(self, conn, worker, cursor)
         return stored
 
+    async def put_state(self, key: ModelKey, state: dict[str, Any]) -> None:
+        """Upsert one saved state (a setting made through the API, outside the worker's
+        checkpoints)."""
+        device, metric, model = key
+        upsert = self._insert(ai_models).values(
+            device=device,
+            metric=metric,
+            model=model,
+            state=json.dumps(state, separators=(",", ":")),
+            updated_at=datetime.now(UTC),
+        )
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["device", "metric", "model"],
+            set_={"state": upsert.excluded.state, "updated_at": upsert.excluded.updated_at},
+        )
+        async with self._db.write() as conn:
+            await conn.execute(upsert)
+
     async def cursor(self, worker: str) -> int:
         """The last reading id the worker processed (0 if none)."""
         async with self._db.read() as conn:

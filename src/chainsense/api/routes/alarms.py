@@ -35,7 +35,7 @@ class AlarmPublic(BaseModel):
     schema_: str = Field(alias="schema", description="Schema id (0x-hex)")
     schema_name: str | None
     metrics: list[str] = Field(description="The metrics responsible, most responsible first")
-    check: str = Field(description="limit, level, shift, stuck or joint")
+    check: str = Field(description="limit, level, shift, stuck, joint or baseline")
     state: Literal["active", "cleared"]
     acknowledged: bool
     severity: Literal["critical", "major", "minor"]

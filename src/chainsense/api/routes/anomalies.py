@@ -43,7 +43,7 @@ class AnomalyPublic(BaseModel):
     expected: float
     low: float = Field(description="Lowest value expected at that time")
     high: float = Field(description="Highest value expected at that time")
-    check: str = Field(description="limit, level, shift, stuck or joint")
+    check: str = Field(description="limit, level, shift, stuck, joint or baseline")
     detector: str
     explanation: str
     proof: str

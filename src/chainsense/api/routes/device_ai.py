@@ -1,5 +1,6 @@
-"""/v1/devices/{address}/health (remaining useful life of a machine) and
-/v1/devices/{address}/forecast (a meter's next intervals)."""
+"""/v1/devices/{address}/health (remaining useful life of a machine),
+/v1/devices/{address}/forecast (a meter's next intervals) and
+/v1/devices/{address}/sensitivity (the device's expected false alarms a week)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from eth_utils.address import to_checksum_address
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from chainsense.api.deps import PlatformDep, ReaderDep
+from chainsense.api.deps import OperatorDep, PlatformDep, ReaderDep
+from chainsense.api.inputs import InputModel
 from chainsense.api.routes.anomalies import _service
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -117,3 +119,62 @@ async def device_forecast(
             m: [{"timestamp": t, "value": v} for t, v in points] for m, points in forecasts.items()
         },
     }
+
+
+class SensitivityIn(InputModel):
+    false_alarms_per_week: float | None = Field(
+        gt=0,
+        le=1e6,
+        description="About this many false alarms a week per stream of this device; null: "
+        "back to the settings' rate",
+        examples=[0.1],
+    )
+
+
+class SensitivityPublic(BaseModel):
+    device: str
+    false_alarms_per_week: float | None = Field(
+        description="The device's own rate; null: the settings' apply"
+    )
+    default_false_alarms_per_week: float = Field(
+        description="CHAINSENSE_AI_FALSE_ALARMS_PER_WEEK (a schema's or device's entry in "
+        "CHAINSENSE_AI_FALSE_ALARMS wins over it when the device has no rate of its own)"
+    )
+
+
+def _sensitivity(platform: PlatformDep, device: str) -> dict[str, Any]:
+    own, default = _service(platform).sensitivity(device)
+    return {
+        "device": device,
+        "false_alarms_per_week": own,
+        "default_false_alarms_per_week": default,
+    }
+
+
+@router.get(
+    "/{address}/sensitivity",
+    response_model=SensitivityPublic,
+    summary="The device's sensitivity",
+    responses={503: _RESPONSES[503]},
+)
+async def device_sensitivity(
+    address: AddressPath, platform: PlatformDep, _key: ReaderDep
+) -> dict[str, Any]:
+    return _sensitivity(platform, to_checksum_address(address))
+
+
+@router.put(
+    "/{address}/sensitivity",
+    response_model=SensitivityPublic,
+    summary="Set the device's sensitivity",
+    description="Sensitivity as an expected false-alarm rate: the alarm point of every stream "
+    "of this device becomes the tail probability rate * sampling interval / week, from its "
+    "next reading. Saved: it survives a restart.",
+    responses={503: _RESPONSES[503]},
+)
+async def set_device_sensitivity(
+    address: AddressPath, body: SensitivityIn, platform: PlatformDep, _key: OperatorDep
+) -> dict[str, Any]:
+    device = to_checksum_address(address)
+    await _service(platform).set_sensitivity(device, body.false_alarms_per_week)
+    return _sensitivity(platform, device)

@@ -9,6 +9,7 @@ from eth_utils.address import to_checksum_address
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, Field, model_validator
 
+from chainsense.ai.monitor import ShipmentLimit
 from chainsense.api.deps import OperatorDep, PlatformDep, ReaderDep
 from chainsense.api.inputs import InputModel
 from chainsense.api.routes._listing import ListCursor, ListLimit, newest_ids
@@ -196,6 +197,16 @@ async def open_shipment(
         max_penalty=body.max_penalty,
     )
     shipment, tx = await settlement_of(platform).escrow.open_shipment(signer, terms)
+    if platform.ai is not None:
+        # the shipment's range is a hard limit on its loggers' readings during its window
+        await platform.ai.watch_shipment(
+            terms.loggers,
+            ShipmentLimit(
+                shipment=shipment, schema=terms.schema, value_index=terms.value_index,
+                min_value=terms.min_value, max_value=terms.max_value,
+                window_start_ms=terms.window_start_ms, window_end_ms=terms.window_end_ms,
+            ),
+        )  # fmt: skip
     return ShipmentOpened(id=shipment, shipper=signer.address, tx=tx_public(tx))
 
 

@@ -1,0 +1,252 @@
+"""BaselineModel: a device's metrics judged together against its own commissioning baseline.
+
+SKAB's convention, and a common one in plant monitoring: the first ``fit_points`` readings of a
+device are normal operation. The model collects them, then fits once:
+
+- per metric, a straight line through time on the first ``1 - holdout`` of the window: its
+  mean, its slope and the noise around the line (never below the metric's ``resolution``);
+- the correlation of the metrics' standardised residuals, shrunk towards the identity
+  (``ridge``), inverted: the precision matrix ``P``.
+
+Each later reading is standardised, ``z_j = (x_j - mean_j) / s_j(t)``, where the scale grows with
+the time since the fit by the metric's own drift in the window,
+``s_j(t) = sqrt(noise_j^2 + (drift * slope_j * h)^2)``: a metric that was drifting while it was
+learned is expected to keep drifting and is judged more leniently the longer that goes on. A
+multivariate EWMA of ``z`` (MEWMA, ``lam``) gives Hotelling's statistic
+``T2 = e' P e * (2 - lam) / lam``: several metrics moving moderately, or one metric leaving its
+usual relation to the others, both raise it, and the EWMA makes a sustained move count more
+than one noisy reading (persistence without a k-of-n counter). Each metric's share of ``T2``
+(``e_j (P e)_j``) names the metrics responsible.
+
+Calibration: the last ``holdout`` of the window is not used in the fit; the model replays it and
+fits an exponential tail to its ``T2`` values (median, mean excess over the median, at least
+1):
+``P(T2 >= v) = 0.5 exp(-(v - median) / m)``. That held-out tail is honest about drift and
+autocorrelation (in-sample ``T2`` is too small). The caller turns ``p`` into a score against its
+alarm point (:func:`~chainsense.ai.calibrate.score`).
+
+The model never changes after the fit except for its EWMA, so scores are causal, and the whole
+state is JSON (``to_state`` / ``from_state``).
+
+>>> import math
+>>> m = BaselineModel(("a", "b"), fit_points=200)
+>>> for i in range(200):
+...     noise = math.sin(i * 1.7)
+...     _ = m.step({"a": 10 + noise, "b": 20 + 2 * noise + 0.1 * math.cos(i)}, i * 1000)
+>>> m.fitted, m.step({"a": 10.0, "b": 20.0}, 200_000).p > 0.01
+(True, True)
+>>> r = [m.step({"a": 11.0, "b": 20.0}, (201 + i) * 1000) for i in range(30)][-1]
+>>> r.p < 1e-6, r.metrics     # ``a`` left its usual relation to ``b``
+(True, ['a'])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from chainsense.ai.calibrate import P_FLOOR
+
+__all__ = ["BaselineModel", "BaselineResult", "invert"]
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineResult:
+    """One reading against the baseline: its tail probability, its ``T2`` and the metrics
+    responsible (largest share of ``T2`` first); ``ready`` once the model is fitted."""
+
+    p: float
+    t2: float
+    metrics: list[str]
+    ready: bool
+
+
+def invert(a: Sequence[Sequence[float]]) -> list[list[float]]:
+    """The inverse of a symmetric positive definite matrix (Gauss-Jordan, partial pivoting).
+
+    >>> invert([[2.0, 0.0], [0.0, 4.0]])
+    [[0.5, 0.0], [0.0, 0.25]]
+    """
+    n = len(a)
+    m = [
+        list(map(float, row)) + [1.0 if i == j else 0.0 for j in range(n)]
+        for i, row in enumerate(a)
+    ]
+    for c in range(n):
+        pivot = max(range(c, n), key=lambda r: abs(m[r][c]))
+        if abs(m[pivot][c]) < 1e-300:
+            raise ValueError("singular matrix")
+        m[c], m[pivot] = m[pivot], m[c]
+        d = m[c][c]
+        m[c] = [v / d for v in m[c]]
+        for r in range(n):
+            if r != c and m[r][c] != 0.0:
+                f = m[r][c]
+                m[r] = [v - f * w for v, w in zip(m[r], m[c], strict=True)]
+    return [row[n:] for row in m]
+
+
+class BaselineModel:
+    """See the module docstring. ``resolutions``: metric -> the smallest meaningful step."""
+
+    _PARAMS = ("fit_points", "holdout", "ridge", "lam", "drift")
+    _STATE = (
+        "buffer", "times", "last", "fitted", "mean", "slope", "noise", "t_mid", "precision",
+        "e", "median", "excess",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        metrics: Sequence[str],
+        *,
+        resolutions: Mapping[str, float] | None = None,
+        fit_points: int = 400,
+        holdout: float = 0.3,
+        ridge: float = 0.5,
+        lam: float = 0.1,
+        drift: float = 1.0,
+    ) -> None:
+        self.metrics = list(metrics)
+        res = resolutions or {}
+        self.resolutions = [float(res.get(m, 0.0)) for m in self.metrics]
+        self.fit_points = fit_points
+        self.holdout = holdout
+        self.ridge = ridge
+        self.lam = lam
+        self.drift = drift
+        self.buffer: list[list[float]] = []
+        self.times: list[int] = []
+        self.last: list[float | None] = [None] * len(self.metrics)
+        self.fitted = False
+        self.mean: list[float] = []
+        self.slope: list[float] = []
+        self.noise: list[float] = []
+        self.t_mid = 0.0
+        self.precision: list[list[float]] = []
+        self.e: list[float] = []
+        self.median = 0.0
+        self.excess = 1.0
+
+    # --- fitting -----------------------------------------------------------------------------
+
+    def _row(self, values: Mapping[str, float]) -> list[float] | None:
+        row: list[float] = []
+        for i, m in enumerate(self.metrics):
+            x = values.get(m, self.last[i])
+            if x is None or not math.isfinite(x):
+                return None
+            row.append(float(x))
+        self.last = list(row)
+        return row
+
+    def _fit(self) -> None:
+        k = len(self.metrics)
+        n = max(int(len(self.buffer) * (1.0 - self.holdout)), 3)
+        rows, ts = self.buffer[:n], [float(t) for t in self.times[:n]]
+        t_mid = sum(ts) / n
+        stt = sum((t - t_mid) ** 2 for t in ts)
+        mean, slope, noise = [], [], []
+        resid: list[list[float]] = [[0.0] * k for _ in range(n)]
+        for j in range(k):
+            col = [r[j] for r in rows]
+            mu = sum(col) / n
+            b = (
+                sum((t - t_mid) * (x - mu) for t, x in zip(ts, col, strict=True)) / stt
+                if stt
+                else 0.0
+            )
+            rs = [x - mu - b * (t - t_mid) for t, x in zip(ts, col, strict=True)]
+            sd = math.sqrt(sum(r * r for r in rs) / max(n - 2, 1))
+            sd = max(sd, self.resolutions[j], 1e-9 * max(abs(mu), 1.0))
+            mean.append(mu)
+            slope.append(b)
+            noise.append(sd)
+            for i, r in enumerate(rs):
+                resid[i][j] = r / sd
+        corr = [
+            [
+                (1 - self.ridge) * sum(resid[i][a] * resid[i][c] for i in range(n)) / n
+                + (self.ridge if a == c else 0.0)
+                for c in range(k)
+            ]
+            for a in range(k)
+        ]
+        self.mean, self.slope, self.noise, self.t_mid = mean, slope, noise, t_mid
+        self.precision = invert(corr)
+        self.fitted = True
+        # replay the window: the held-out part's statistics calibrate the tail
+        self.e = [0.0] * k
+        held: list[float] = []
+        for i, (row, t) in enumerate(zip(self.buffer, self.times, strict=True)):
+            t2, _ = self._advance(row, t, first=i == 0)
+            if i >= n:
+                held.append(t2)
+        held.sort()
+        if held:
+            med = held[len(held) // 2]
+            above = [v - med for v in held if v > med]
+            self.median = med
+            # never a steeper tail than chi-square's (scale 2) halved: a window too quiet
+            # or too regular must not make an ordinary reading look impossible
+            self.excess = max(sum(above) / len(above), 1.0) if above else 1.0
+        self.buffer, self.times = [], []
+
+    # --- judging -----------------------------------------------------------------------------
+
+    def _advance(
+        self, row: Sequence[float], t: int, *, first: bool = False
+    ) -> tuple[float, list[float]]:
+        """Move the EWMA by ``row``; (T2, each metric's share of it)."""
+        h = t - self.t_mid
+        lam = self.lam
+        for j, x in enumerate(row):
+            sd = math.hypot(self.noise[j], self.drift * self.slope[j] * h)
+            z = (x - self.mean[j]) / sd
+            self.e[j] = z if first else lam * z + (1 - lam) * self.e[j]
+        pe = [sum(p * e for p, e in zip(prow, self.e, strict=True)) for prow in self.precision]
+        scale = (2 - lam) / lam
+        shares = [e * q * scale for e, q in zip(self.e, pe, strict=True)]
+        return sum(shares), shares
+
+    def p_of(self, t2: float) -> float:
+        if t2 <= self.median:
+            return 1.0
+        return max(0.5 * math.exp(-(t2 - self.median) / self.excess), P_FLOOR)
+
+    def step(self, values: Mapping[str, float], t: int) -> BaselineResult:
+        """Judge one reading (metric -> value; a missing metric keeps its last value), then move
+        on: during the window the reading is collected, and the window's last one fits."""
+        row = self._row(values)
+        if row is None:
+            return BaselineResult(1.0, 0.0, [], False)
+        if not self.fitted:
+            self.buffer.append(row)
+            self.times.append(t)
+            if len(self.buffer) >= self.fit_points:
+                self._fit()
+            return BaselineResult(1.0, 0.0, [], False)
+        t2, shares = self._advance(row, t)
+        p = self.p_of(t2)
+        order = sorted(range(len(shares)), key=lambda j: -shares[j])
+        named = [self.metrics[j] for j in order if shares[j] >= 0.25 * max(t2, 1e-300)]
+        return BaselineResult(p, t2, named or [self.metrics[order[0]]], True)
+
+    def to_state(self) -> dict[str, Any]:
+        return (
+            {"metrics": self.metrics, "resolutions": self.resolutions}
+            | {f: getattr(self, f) for f in self._PARAMS}
+            | {f: getattr(self, f) for f in self._STATE}
+        )
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> BaselineModel:
+        b = cls(
+            state["metrics"],
+            resolutions=dict(zip(state["metrics"], state["resolutions"], strict=True)),
+            **{f: state[f] for f in cls._PARAMS},
+        )
+        for f in cls._STATE:
+            setattr(b, f, state[f])
+        return b
