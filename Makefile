@@ -61,7 +61,7 @@ console-assets: node_modules/.installed
 browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
 
-## test-mqtt: the MQTT tests, with the long ones make test leaves out (kill -9 under load, broker
+## test-mqtt: the MQTT tests, with the long ones make test leaves out (three kill -9s under load, broker
 ## restarts, two platform processes, the device SDK across crashes): several minutes
 test-mqtt: install
 	$(PY) -m pytest tests/mqtt
