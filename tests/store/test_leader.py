@@ -139,3 +139,27 @@ async def test_a_follower_keeps_one_session_and_sessions_name_their_process(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_follower_sees_who_holds_the_role(postgres_url: str) -> None:
+    url = parse_url(postgres_url)
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    a = Leadership("holder-role", url, retry_s=0.1)
+    b = Leadership("holder-role", url, retry_s=30)  # follows, and does not try again soon
+    task_a = asyncio.create_task(a.hold(forever))
+    await _until(lambda: a.is_leader)
+    task_b = asyncio.create_task(b.hold(forever))
+    await _until(lambda: b.backend_pid is not None)
+    assert not b.is_leader
+    assert await b.holder() == application_name("holder-role")
+    task_a.cancel()  # the leader stops: its session and lock go
+    with contextlib.suppress(asyncio.CancelledError):
+        await task_a
+    assert await b.holder() is None
+    task_b.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task_b
+    assert await Leadership("holder-role", None).holder() is None  # SQLite, not leading

@@ -101,6 +101,30 @@ class Leadership:
         if not held:
             raise NotLeaderError(f"{self.role} leadership lost")
 
+    async def holder(self) -> str | None:
+        """Who holds the role now, in any process: its election session's ``application_name``
+        (``chainsense-leader:<role>:<os pid>``), or None when nobody does (or this process has
+        no session to ask, between reconnection attempts)."""
+        if self.url is None:
+            return application_name(self.role) if self.is_leader else None
+        conn = self._conn
+        if conn is None:
+            return None
+        try:
+            async with self._query, asyncio.timeout(max(1.0, self.retry_s)):
+                name: str | None = await conn.fetchval(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+                    "USING (pid) WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = "
+                    "current_database()) AND l.classid = $1::oid AND l.objid = $2::oid",
+                    _NAMESPACE & 0xFFFFFFFF,
+                    role_key(self.role) & 0xFFFFFFFF,
+                )
+        except Exception as exc:  # asyncpg's errors, a timeout: not known now
+            log.debug("%s holder: %s", self.role, exc)
+            return None
+        return name
+
     async def hold(self, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``job`` whenever this process is the role's leader, until cancelled."""
         if self.url is None:
