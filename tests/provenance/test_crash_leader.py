@@ -250,7 +250,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 def test_kill_9_of_the_leader_under_load_moves_leadership_and_loses_nothing(
     cluster: Cluster,
 ) -> None:
+    t0 = time.monotonic()
     cluster.start()
+    ready_s = time.monotonic() - t0
     with httpx.Client(base_url=cluster.url, timeout=60) as api:
         chain = api.get("/v1/chain").json()
         domain = (chain["chain_id"], chain["contracts"]["DeviceRegistry"]["address"])
@@ -306,13 +308,20 @@ def test_kill_9_of_the_leader_under_load_moves_leadership_and_loses_nothing(
         f"sent again, {sum(d.replays for d in devices)} of them had been stored (200 replay)"
     )
 
+    loaded_s = time.monotonic() - t0
     _wait_anchored(cluster)
+    anchored_s = time.monotonic() - t0
     stored, batches = asyncio.run(_database(cluster))
     _check_readings(acked, stored)
     _check_batches(stored, batches)
     _check_chain(cluster, chain["contracts"]["ReadingAnchor"]["address"], batches)
     _check_some_proofs(cluster, acked)
     _check_leader_metric(cluster, dead=leader, leader=cluster.leaders()["anchorer"])
+    _check_anchoring_status_on_every_worker(cluster)
+    print(
+        f"phases: serve --workers 2 ready after {ready_s:.1f} s, load over at {loaded_s:.1f} s, "
+        f"all anchored at {anchored_s:.1f} s, checked at {time.monotonic() - t0:.1f} s"
+    )
 
 
 def _tail(cluster: Cluster) -> str:
@@ -403,3 +412,15 @@ def _check_leader_metric(cluster: Cluster, *, dead: int, leader: int) -> None:
     assert [line for line in anchorer if line.endswith(" 1.0")] == [
         f'chainsense_leader{{pid="{leader}",role="anchorer"}} 1.0'
     ], series
+
+
+def _check_anchoring_status_on_every_worker(cluster: Cluster) -> None:
+    """/v1/anchoring says the anchorer runs, whichever worker answers (new connections are
+    spread over the workers by the kernel)."""
+    answered: set[bool] = set()
+    for _ in range(12):
+        with httpx.Client(base_url=cluster.url, timeout=10) as fresh:
+            answered.add(
+                fresh.get("/v1/anchoring", headers=cluster.auth("reader")).json()["running"]
+            )
+    assert answered == {True}
