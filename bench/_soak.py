@@ -15,7 +15,8 @@ and open files of the server's processes (the serve process and its workers, Cha
 the dev chain's Anvil beside it), and the anchoring lag: the p95 of seal -> anchor delays of the
 batches anchored in the interval (from ``/v1/batches``: ``sealed_at`` to ``anchored_at``), the
 oldest batch still waiting, and the largest ``lag_seconds`` of ``/v1/anchoring`` (the oldest
-reading not anchored yet, sampled every 5 s).
+reading not anchored yet, sampled every 5 s), and how many of those 5 s samples found the chain
+RPC down (``chainsense_chain_rpc_up`` 0 in ``/metrics``), to tell a slow chain from a slow server.
 
 The verdict at the end, against issue 16's targets, over the samples after ``--warmup``: RSS and
 open files of the ChainSense processes within 10 % of the first sample after warm-up, and the
@@ -153,6 +154,7 @@ class AnchorWatch:
         self.batches: dict[int, tuple[datetime, datetime | None]] = {}
         self._floor = 0  # every batch up to this id is known and anchored
         self.max_lag_s = 0.0  # /v1/anchoring lag_seconds, largest since the last take
+        self.rpc_down = 0  # 5 s samples of /metrics with chainsense_chain_rpc_up 0, since then
 
     async def refresh(self) -> None:
         cursor: str | None = None
@@ -192,11 +194,18 @@ class AnchorWatch:
             with contextlib.suppress(httpx.HTTPError):
                 status = (await self.client.get("/v1/anchoring", headers=self.auth)).json()
                 self.max_lag_s = max(self.max_lag_s, float(status["lag_seconds"]))
+                text = (await self.client.get("/metrics")).text
+                self.rpc_down += any(
+                    line.startswith("chainsense_chain_rpc_up") and line.endswith(" 0.0")
+                    for line in text.splitlines()
+                )
             await asyncio.sleep(5)
 
-    def take_max_lag(self) -> float:
+    def take_max_lag(self) -> tuple[float, int]:
+        """The largest lag and the chain-RPC-down samples since the last call."""
         value, self.max_lag_s = self.max_lag_s, 0.0
-        return value
+        down, self.rpc_down = self.rpc_down, 0
+        return value, down
 
 
 def _p(values: list[float], q: float) -> float:
@@ -230,6 +239,7 @@ class Report:
     anchor_p95_s: float
     oldest_pending_s: float
     max_lag_s: float
+    rpc_down: int
 
 
 class SoakLoad:
@@ -319,6 +329,7 @@ def _line(r: Report) -> str:
         f"(anvil {u.anvil_rss_mib:6.1f} MiB {u.anvil_files:3d}) | anchored {r.anchored:4d} "
         f"p95 {r.anchor_p95_s:5.2f} s, oldest waiting {r.oldest_pending_s:5.2f} s, "
         f"max lag {r.max_lag_s:5.2f} s"
+        + (f" | chain RPC down in {r.rpc_down} probes" if r.rpc_down else "")
     )
 
 
@@ -353,6 +364,7 @@ async def _soak(server: base.Server, signer: load.Signer, args: argparse.Namespa
                 interval = soak.take()
                 await watch.refresh()
                 delays = watch.delays(since, now)
+                lag_s, rpc_down = watch.take_max_lag()
                 elapsed = time.perf_counter() - t0
                 if elapsed >= args.warmup:
                     all_delays += delays
@@ -366,7 +378,8 @@ async def _soak(server: base.Server, signer: load.Signer, args: argparse.Namespa
                     anchored=len(delays),
                     anchor_p95_s=_p(delays, 0.95),
                     oldest_pending_s=watch.oldest_pending_s(now),
-                    max_lag_s=watch.take_max_lag(),
+                    max_lag_s=lag_s,
+                    rpc_down=rpc_down,
                 )
                 reports.append(report)
                 base._log(_line(report) + (" (warm-up)" if elapsed < args.warmup else ""))
