@@ -10,13 +10,14 @@ reading due while the previous one is still out goes as soon as that one is answ
 request's latency is counted from when it was due, so a slow server shows as latency, not as a
 lower offered rate that hides it. Readings are signed ten seconds ahead in a thread.
 
-Every ``--report-every`` seconds one line: the rate stored, failures, request latency, the RSS
-and open files of the server's processes (the serve process and its workers, ChainSense's part;
-the dev chain's Anvil beside it), and the anchoring lag: the p95 of seal -> anchor delays of the
-batches anchored in the interval (from ``/v1/batches``: ``sealed_at`` to ``anchored_at``), the
-oldest batch still waiting, and the largest ``lag_seconds`` of ``/v1/anchoring`` (the oldest
-reading not anchored yet, sampled every 5 s), and how many of those 5 s samples found the chain
-RPC down (``chainsense_chain_rpc_up`` 0 in ``/metrics``), to tell a slow chain from a slow server.
+Every ``--report-every`` seconds one line: the rate stored, failures, request latency; the CPU
+(seconds per second), RSS and open files of the server's processes (the serve process and its
+workers, ChainSense's part; the dev chain's Anvil beside it); and the anchoring lag: the p95 of
+seal -> anchor delays of the batches anchored in the interval (from ``/v1/batches``:
+``sealed_at`` to ``anchored_at``), the oldest batch still waiting, and the largest
+``lag_seconds`` of ``/v1/anchoring`` (the oldest reading not anchored yet, sampled every 5 s),
+and how many of those 5 s samples found the chain RPC down (``chainsense_chain_rpc_up`` 0 in
+``/metrics``), to tell a slow chain from a slow server.
 
 The verdict at the end, against issue 16's targets, over the samples after ``--warmup``: RSS and
 open files of the ChainSense processes within 10 % of the first sample after warm-up, and the
@@ -121,12 +122,26 @@ class Usage:
     anvil_rss_mib: float
     anvil_files: int
     per_process: dict[int, tuple[str, float, int]]
+    cpu_s: dict[int, float] = field(default_factory=dict)  # user + system seconds, per pid
+
+    def cpu_share(self, before: Usage | None, wall_s: float, anvil: bool) -> float:
+        """CPU seconds per second since ``before``, of the ChainSense processes or of Anvil."""
+        if before is None or wall_s <= 0:
+            return float("nan")
+        used = sum(
+            cpu - before.cpu_s.get(pid, 0.0)
+            for pid, cpu in self.cpu_s.items()
+            if (self.per_process[pid][0] == "anvil") == anvil
+        )
+        return used / wall_s
 
     @classmethod
     def sample(cls, root: int) -> Usage:
         per: dict[int, tuple[str, float, int]] = {}
+        cpu: dict[int, float] = {}
         for pid, kind in server_processes(root).items():
             per[pid] = (kind, _rss_kib(pid) / 1024, _open_files(pid))
+            cpu[pid] = base._process_cpu_s(pid) or 0.0
         ours = [v for v in per.values() if v[0] != "anvil"]
         anvil = [v for v in per.values() if v[0] == "anvil"]
         return cls(
@@ -135,6 +150,7 @@ class Usage:
             anvil_rss_mib=sum(v[1] for v in anvil),
             anvil_files=sum(v[2] for v in anvil),
             per_process=per,
+            cpu_s=cpu,
         )
 
 
@@ -185,7 +201,9 @@ class AnchorWatch:
         ]
 
     def oldest_pending_s(self, now: datetime) -> float:
-        waiting = [(now - s).total_seconds() for s, a in self.batches.values() if a is None]
+        waiting = [
+            max(0.0, (now - s).total_seconds()) for s, a in self.batches.values() if a is None
+        ]
         return max(waiting, default=0.0)
 
     async def poll_lag(self) -> None:
@@ -240,6 +258,8 @@ class Report:
     oldest_pending_s: float
     max_lag_s: float
     rpc_down: int
+    cpu: float = float("nan")  # CPU seconds per second of the ChainSense processes
+    anvil_cpu: float = float("nan")
 
 
 class SoakLoad:
@@ -325,8 +345,9 @@ def _line(r: Report) -> str:
     u = r.usage
     return (
         f"{r.t_s:7.0f}s {r.rate:7.1f}/s fail {r.failed:<4d} p50 {r.p50_ms:6.1f} ms "
-        f"p99 {r.p99_ms:7.1f} ms | RSS {u.rss_mib:7.1f} MiB files {u.files:4d} "
-        f"(anvil {u.anvil_rss_mib:6.1f} MiB {u.anvil_files:3d}) | anchored {r.anchored:4d} "
+        f"p99 {r.p99_ms:7.1f} ms | CPU {r.cpu:4.0%} RSS {u.rss_mib:7.1f} MiB files {u.files:4d} "
+        f"(anvil CPU {r.anvil_cpu:4.0%} {u.anvil_rss_mib:6.1f} MiB {u.anvil_files:3d}) | "
+        f"anchored {r.anchored:4d} "
         f"p95 {r.anchor_p95_s:5.2f} s, oldest waiting {r.oldest_pending_s:5.2f} s, "
         f"max lag {r.max_lag_s:5.2f} s"
         + (f" | chain RPC down in {r.rpc_down} probes" if r.rpc_down else "")
@@ -381,6 +402,9 @@ async def _soak(server: base.Server, signer: load.Signer, args: argparse.Namespa
                     max_lag_s=lag_s,
                     rpc_down=rpc_down,
                 )
+                previous = reports[-1].usage if reports else None
+                report.cpu = report.usage.cpu_share(previous, args.report_every, anvil=False)
+                report.anvil_cpu = report.usage.cpu_share(previous, args.report_every, anvil=True)
                 reports.append(report)
                 base._log(_line(report) + (" (warm-up)" if elapsed < args.warmup else ""))
                 if interval.failed:
