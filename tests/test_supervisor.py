@@ -38,13 +38,13 @@ def _killed_during_a_ping(kind: type[multiprocess.Process], timeout: float) -> f
         worker = kind(config, [sock])
         worker.start()
         try:
-            assert worker.wait_until_ready(120), "the worker did not start"
+            # one check at a time, answered: no answer to an earlier check is left in the pipe
+            assert worker.ping(120), "the worker did not start"
             pid = worker.pid
             assert pid is not None
-            time.sleep(0.5)
-            while worker.parent_conn.poll(0):  # answers to the start-up checks that timed out
-                worker.parent_conn.recv()
             os.kill(pid, signal.SIGSTOP)
+            while _state(pid) != "T":  # the stop takes effect asynchronously
+                time.sleep(0.01)
             took: list[float] = []
 
             def check() -> None:
@@ -62,6 +62,11 @@ def _killed_during_a_ping(kind: type[multiprocess.Process], timeout: float) -> f
             if worker.process.is_alive():
                 worker.kill()
             worker.join()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
 
 
 def test_a_worker_killed_during_a_health_check_is_seen_dead_at_once() -> None:
