@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: run test test-mqtt check lint types audit contracts bench bench-ai bench-mqtt fuzz load install clean test-security web api-docs-assets console-assets docs browser vectors
+.PHONY: run test test-mqtt check lint types audit contracts bench soak test-leader bench-ai bench-mqtt fuzz load install clean test-security web api-docs-assets console-assets docs browser vectors
 
 ## install: the project virtualenv (locked Python deps) and node_modules (locked npm deps)
 install: $(VENV)/.installed node_modules/.installed
@@ -107,6 +107,19 @@ bench: install
 ## load: many concurrent devices against `chainsense serve` (SQLite and PostgreSQL), ~5 min
 load: install
 	$(PY) bench/load.py
+
+## test-leader: kill -9 of the anchorer's leader under load (serve --workers 2 on PostgreSQL, its
+## Anvil, six devices), with the figures it measured; make test runs it too (60-75 s measured on a
+## busy 2-core machine, ~50 s of it starting the two workers)
+test-leader: install
+	$(PY) -m pytest -s -q tests/provenance/test_crash_leader.py
+
+## soak: a steady rate for SOAK_SECONDS (1800) against `chainsense serve` on PostgreSQL (every
+## core), reporting RSS, open files and anchoring lag every SOAK_REPORT_S (60) s, then a verdict
+## against issue 16's targets (bench/_soak.py); SOAK_BACKENDS=sqlite,postgresql for both
+soak: install
+	$(PY) bench/load.py --soak $${SOAK_SECONDS:-1800} --backends $${SOAK_BACKENDS:-postgresql} \
+		--rate $${SOAK_RATE:-100} --report-every $${SOAK_REPORT_S:-60}
 
 ## bench-ai: anomaly detection on SKAB (dev/test split, NAB and F1/FAR/MAR) and the synthetic suite
 bench-ai: install

@@ -3,6 +3,7 @@
     .venv/bin/python bench/load.py [--backends sqlite,postgresql] [--devices 200]
                                    [--duration 10] [--batches 100,1000] [--connections 8]
                                    [--scenarios single,half,batch]
+    .venv/bin/python bench/load.py --soak 1800 [--rate 100] [--report-every 60]   (bench/_soak.py)
 
 ``python -m chainsense serve`` runs in its own process with its own Anvil, the anchorer and the
 AI worker on (bench/ingest.py's ``_serve``; a fresh data dir, a fresh PostgreSQL database).
@@ -430,7 +431,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-readings", type=int, default=60_000)
     parser.add_argument("--connections", type=int, default=8, help="batch senders")
     parser.add_argument("--scenarios", default="single,half,batch")
+    soak = parser.add_argument_group("soak mode (bench/_soak.py)")
+    soak.add_argument("--soak", type=float, help="seconds at a steady rate, watched (1800)")
+    soak.add_argument("--rate", type=float, default=100.0, help="readings/s in all (soak)")
+    soak.add_argument("--report-every", type=float, default=60.0, help="seconds (soak)")
+    soak.add_argument("--warmup", type=float, help="seconds not judged (soak; min(300, 20%%))")
     args = parser.parse_args(argv)
+    if args.soak is not None:
+        import _soak
+
+        if args.warmup is None:
+            args.warmup = min(300.0, args.soak * 0.2)
+        status = 0
+        for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+            status |= _soak.run_soak(backend, args)
+        return status
     args.scenarios = {s.strip() for s in args.scenarios.split(",")}
     cores = os.cpu_count() or 1
     print(

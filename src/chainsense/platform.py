@@ -53,6 +53,8 @@ class Platform:
     proofs: ProofService
     market_agent: MarketAgent
     ai: AIService | None = None
+    anchor_leader: Leadership | None = None
+    """The anchorer's election (which process runs it, with several workers or hosts)."""
 
 
 @asynccontextmanager
@@ -170,7 +172,7 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             await _start(stack, leaders.role("market-agent").hold(market_agent.run), "market-agent")
         platform = Platform(
             settings, store, chain, registry, schemas, verifier, ingest, anchorer, proofs,
-            market_agent, ai,
+            market_agent, ai, anchor_lead if settings.anchoring else None,
         )  # fmt: skip
         if settings.mqtt_url is not None and settings.mqtt_url.get_secret_value():
             from chainsense.mqtt import bridge_from_settings

@@ -44,7 +44,10 @@ def serve_workers(settings: Settings, host: str, port: int, count: int) -> None:
     """Serve with ``count`` worker processes (PostgreSQL): uvicorn's process manager."""
     import uvicorn
 
+    from chainsense import supervisor
     from chainsense.observability.logs import UVICORN_LOG_CONFIG
+
+    supervisor.install()  # a killed worker is replaced at once, not after a 60 s health check
 
     typer.echo(f"{count} worker processes (PostgreSQL); singletons elected per role")
     with _multiprocess_metrics(settings), _shared_dev_chain(settings):

@@ -6,6 +6,7 @@ Crash safety with real process kills is in test_crash.py; here each step is driv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -265,3 +266,34 @@ async def _until_async(check: object, timeout: float = 30.0) -> None:
     while not await check():  # type: ignore[operator]
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+async def test_a_new_term_reads_the_nonce_again_after_another_process_sent(
+    chain: DeployedChain, store: Store
+) -> None:
+    """Two processes' anchorers with the same key lead in turn (A, then B, then A again): A's
+    second term sends its first transaction with the chain's nonce, not the one it cached."""
+    a = make_anchorer(chain, store, max_size=100, max_age=0.0, poll_interval=0.05)
+    b = make_anchorer(chain, store, max_size=100)
+    await store_readings(store, 3)
+    await a.seal_now()
+    assert len(await a.anchor_sealed()) == 1  # A's first term: its signer caches the nonce
+    await store_readings(store, 3)
+    await b.seal_now()
+    assert len(await b.anchor_sealed()) == 1  # B leads: the chain's nonce moves on
+    await store_readings(store, 3)
+    term = asyncio.create_task(a.run())  # A leads again
+    try:
+        await _until_async(lambda: _all_anchored(store))
+    finally:
+        term.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await term
+    batches = await store.batches.find(limit=1000)
+    assert [bt.attempts for bt in batches] == [0] * len(batches)  # no attempt failed
+    assert a.state.consecutive_failures == 0
+
+
+async def _all_anchored(store: Store) -> bool:
+    backlog = await store.batches.backlog()
+    return backlog.unbatched_readings == 0 and backlog.sealed_batches == 0

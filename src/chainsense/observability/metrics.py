@@ -31,6 +31,7 @@ __all__ = [
     "CONTENT_TYPE_LATEST",
     "Metrics",
     "exposition",
+    "forget_dead_processes",
     "metrics",
     "record_rate_limited",
     "record_shed",
@@ -202,6 +203,9 @@ def _build() -> Metrics:
             "chainsense_leader",
             "1 when this process holds the role's leadership (anchorer, ai, ...), else 0.",
             ("role",),
+            # one series per live worker (a `pid` label) so that which one leads shows, and
+            # sum by (role) counts the leaders: 1, or 0 during a takeover
+            mode="all",
         ),
         build_info=gauge(
             "chainsense_build_info", "Always 1; the labels say which build runs.", ("version",)
@@ -236,7 +240,40 @@ def exposition() -> tuple[bytes, str]:
     if path:
         from prometheus_client import multiprocess
 
+        forget_dead_processes(path)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(metrics().registry), CONTENT_TYPE_LATEST
+
+
+def forget_dead_processes(path: str) -> list[int]:
+    """Drop the live gauges of worker processes that are gone (a worker killed and replaced by
+    the process manager never says so); return their pids. Counters and histograms of dead
+    workers stay: their totals still count. A pid reused by an unrelated process keeps its
+    worker's gauges until that process ends too."""
+    from prometheus_client import multiprocess
+
+    dead: set[int] = set()
+    for name in os.listdir(path):
+        if not (name.startswith("gauge_live") and name.endswith(".db")):
+            continue
+        try:
+            pid = int(name[: -len(".db")].rsplit("_", 1)[1])
+        except ValueError:
+            continue
+        if pid not in dead and not _alive(pid):
+            dead.add(pid)
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+    return sorted(dead)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

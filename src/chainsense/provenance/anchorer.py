@@ -153,8 +153,13 @@ class Anchorer:
         self._wake.set()
 
     async def run(self) -> None:
-        """Seal and anchor until cancelled; chain failures are retried with backoff."""
+        """Seal and anchor until cancelled; chain failures are retried with backoff.
+
+        Each call is a term of the anchorer's leadership: the signer's nonce is read again from
+        the chain, since another process may have sent with the same key since this one last
+        led (the first send would otherwise fail with a stale nonce)."""
         self.state.running = True
+        await self.signer.reset_nonce()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._seal_loop(), name="batch-sealer")

@@ -176,9 +176,12 @@ class BatchPage(BaseModel):
 class AnchoringStatus(BaseModel):
     """How far anchoring lags behind ingestion."""
 
-    running: bool
-    chain_ok: bool
-    consecutive_failures: int
+    running: bool = Field(
+        description="The anchorer runs: in this process, or (several workers or hosts) in the "
+        "process that holds its leadership"
+    )
+    chain_ok: bool = Field(description="The last anchoring attempt of this process succeeded")
+    consecutive_failures: int = Field(description="Of this process's anchoring attempts")
     last_error: str | None
     unbatched_readings: int = Field(description="Stored readings not yet in a batch")
     sealed_batches: int = Field(description="Batches waiting for their anchor")

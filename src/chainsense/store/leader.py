@@ -17,6 +17,11 @@ a leader calls it before each write it makes (the anchorer does, before sealing,
 recording). A leader whose connection has died thus stops writing at its next check, and its job
 is cancelled by the watchdog within ``retry_s`` seconds.
 
+Which process leads: every election session is named ``chainsense-leader:<role>:<os pid>``
+(``application_name``), and a follower keeps its one session between attempts, so
+``SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE
+l.locktype = 'advisory' AND l.granted`` lists the leaders (docs/operations.md).
+
 SQLite has one process by design: there, :meth:`hold` just runs the job.
 """
 
@@ -34,7 +39,7 @@ from sqlalchemy.engine import URL
 
 from chainsense.errors import ChainSenseError
 
-__all__ = ["Leadership", "NotLeaderError"]
+__all__ = ["Leadership", "NotLeaderError", "application_name", "role_key"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +101,30 @@ class Leadership:
         if not held:
             raise NotLeaderError(f"{self.role} leadership lost")
 
+    async def holder(self) -> str | None:
+        """Who holds the role now, in any process: its election session's ``application_name``
+        (``chainsense-leader:<role>:<os pid>``), or None when nobody does (or this process has
+        no session to ask, between reconnection attempts)."""
+        if self.url is None:
+            return application_name(self.role) if self.is_leader else None
+        conn = self._conn
+        if conn is None:
+            return None
+        try:
+            async with self._query, asyncio.timeout(max(1.0, self.retry_s)):
+                name: str | None = await conn.fetchval(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
+                    "USING (pid) WHERE l.locktype = 'advisory' AND l.granted "
+                    "AND l.database = (SELECT oid FROM pg_database WHERE datname = "
+                    "current_database()) AND l.classid = $1::oid AND l.objid = $2::oid",
+                    _NAMESPACE & 0xFFFFFFFF,
+                    role_key(self.role) & 0xFFFFFFFF,
+                )
+        except Exception as exc:  # asyncpg's errors, a timeout: not known now
+            log.debug("%s holder: %s", self.role, exc)
+            return None
+        return name
+
     async def hold(self, job: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``job`` whenever this process is the role's leader, until cancelled."""
         if self.url is None:
@@ -110,11 +139,16 @@ class Leadership:
                 try:
                     if await self._acquire():
                         await self._lead(job)
+                        # a new session for the next term: nothing of this one carries over
+                        await self._drop()
                 except (OSError, TimeoutError) as exc:
                     log.debug("%s election: database unavailable: %s", self.role, exc)
+                    await self._drop()
                 except Exception as exc:  # asyncpg's errors, NotLeaderError: the term ended
                     log.debug("%s election: %s", self.role, exc)
-                await self._drop()
+                    await self._drop()
+                # A follower keeps its session between attempts (one connection per role, not
+                # a new PostgreSQL backend every retry_s seconds).
                 await asyncio.sleep(self.retry_s)
         finally:
             await self._drop()
@@ -124,7 +158,13 @@ class Leadership:
 
         async with self._query:
             if self._conn is None:
-                self._conn = await asyncpg.connect(_dsn(self.url), timeout=10)
+                self._conn = await asyncpg.connect(
+                    _dsn(self.url),
+                    timeout=10,
+                    # names the OS process in pg_stat_activity: which process leads is one
+                    # query away (pg_locks joined with pg_stat_activity on pid)
+                    server_settings={"application_name": application_name(self.role)},
+                )
                 self.backend_pid = await self._conn.fetchval("SELECT pg_backend_pid()")
             got = await self._conn.fetchval(
                 "SELECT pg_try_advisory_lock($1, $2)", _NAMESPACE, role_key(self.role)
@@ -176,6 +216,12 @@ class Leadership:
 
     async def close(self) -> None:
         await self._drop()
+
+
+def application_name(role: str, pid: int | None = None) -> str:
+    """The ``application_name`` of a process's election session for ``role``:
+    ``chainsense-leader:<role>:<os pid>``."""
+    return f"chainsense-leader:{role}:{os.getpid() if pid is None else pid}"
 
 
 def _dsn(url: URL | None) -> str:

@@ -91,11 +91,15 @@ async def get_batch(
 async def anchoring_status(platform: PlatformDep, _key: ReaderDep) -> AnchoringStatus:
     state, backlog = await platform.anchorer.status()
     policy = platform.anchorer.policy
+    running = state.running
+    if not running and platform.anchor_leader is not None:
+        # with several workers (or hosts) the anchorer runs in the role's leader, maybe not here
+        running = await platform.anchor_leader.holder() is not None
     lag = 0.0
     if backlog.oldest_unanchored_at is not None:
         lag = max(0.0, (datetime.now(UTC) - backlog.oldest_unanchored_at).total_seconds())
     return AnchoringStatus(
-        running=state.running,
+        running=running,
         chain_ok=state.chain_ok,
         consecutive_failures=state.consecutive_failures,
         last_error=state.last_error,
