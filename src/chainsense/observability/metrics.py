@@ -75,6 +75,7 @@ class Metrics:
     chain_rpc_circuit: Gauge
     chain_rpc_short_circuited: Counter
     anchorer_balance: Gauge
+    anchorer_blocked: Gauge
     dev_chain_state_dump_ok: Gauge
     dev_chain_state_age: Gauge
     # storage
@@ -219,6 +220,11 @@ def _build() -> Metrics:
         ),
         anchorer_balance=gauge(
             "chainsense_anchorer_balance_wei", "Balance of the anchorer account, in wei."
+        ),
+        anchorer_blocked=gauge(
+            "chainsense_anchorer_blocked",
+            "1 while anchoring is stopped by a failure retrying cannot fix (the anchorer account "
+            "cannot pay for gas), else 0; /v1/anchoring says why.",
         ),
         dev_chain_state_dump_ok=gauge(
             "chainsense_dev_chain_state_dump_ok",

@@ -177,9 +177,14 @@ class AnchoringStatus(BaseModel):
     """How far anchoring lags behind ingestion."""
 
     running: bool
-    chain_ok: bool
+    chain_ok: bool = Field(description="False while sealing or anchoring fails")
     consecutive_failures: int
-    last_error: str | None
+    last_error: str | None = Field(description="Cleared once sealing and anchoring work again")
+    sealing_ok: bool = Field(description="False while sealing batches fails (the store)")
+    blocked: str | None = Field(
+        description="A failure retrying cannot fix (an anchorer account without funds) and "
+        "what fixes it; nothing is sent meanwhile"
+    )
     unbatched_readings: int = Field(description="Stored readings not yet in a batch")
     sealed_batches: int = Field(description="Batches waiting for their anchor")
     sealed_readings: int
