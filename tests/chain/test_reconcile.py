@@ -48,7 +48,7 @@ async def test_a_chain_that_lost_a_registration_and_an_anchor_is_reconciled(
     snapshot = None
     try:
         await _register(chain, kept)
-        snapshot = (await w3.provider.make_request("evm_snapshot", []))["result"]  # type: ignore[arg-type]
+        snapshot = (await w3.provider.make_request("evm_snapshot", []))["result"]
         await _register(chain, lost)
         await _view(chain, store).sync()  # the store mirrors both
         assert (await store.devices.get(lost.address)).status is DeviceStatus.ACTIVE  # type: ignore[union-attr]
@@ -63,7 +63,7 @@ async def test_a_chain_that_lost_a_registration_and_an_anchor_is_reconciled(
         (anchored,) = await anchorer.anchor_sealed()
 
         # the chain loses everything after the snapshot: the second registration, the anchor
-        await w3.provider.make_request("evm_revert", [snapshot])  # type: ignore[arg-type]
+        await w3.provider.make_request("evm_revert", [snapshot])
         for signer in (chain.operator, chain.anchorer):
             await signer.reset_nonce()  # their later transactions are gone
         view = _view(chain, store)  # a fresh process's view

@@ -45,7 +45,7 @@ async def test_an_unfunded_anchorer_is_blocked_not_retried_until_funded(
     )
     task = asyncio.create_task(anchorer.run())
     try:
-        await w3.provider.make_request("anvil_setBalance", [account, "0x0"])  # type: ignore[arg-type]
+        await w3.provider.make_request("anvil_setBalance", [account, "0x0"])
         await store_readings(store, 3)
         await _until(lambda: anchorer.state.blocked is not None)
         assert "cannot pay for gas" in str(anchorer.state.blocked)
@@ -58,7 +58,7 @@ async def test_an_unfunded_anchorer_is_blocked_not_retried_until_funded(
         assert again.attempts == batch.attempts == 1
         assert anchorer.state.chain_ok is False
 
-        await w3.provider.make_request("anvil_setBalance", [account, hex(funds)])  # type: ignore[arg-type]
+        await w3.provider.make_request("anvil_setBalance", [account, hex(funds)])
         await _until(lambda: anchorer.state.batches_anchored >= 1)
         assert anchorer.state.blocked is None
         assert metrics().anchorer_blocked._value.get() == 0
@@ -68,7 +68,7 @@ async def test_an_unfunded_anchorer_is_blocked_not_retried_until_funded(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await w3.provider.make_request("anvil_setBalance", [account, hex(funds)])  # type: ignore[arg-type]
+        await w3.provider.make_request("anvil_setBalance", [account, hex(funds)])
         await store.close()
 
 
