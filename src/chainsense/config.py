@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     )
     rpc_timeout: float = Field(default=10.0, gt=0, description="Seconds per RPC request.")
     rpc_retries: int = Field(default=4, ge=0, description="Retries of a failed RPC request.")
+    rpc_breaker_failures: int = Field(
+        default=3,
+        ge=0,
+        description="Failed RPC calls in a row that open the circuit breaker (0: no breaker).",
+    )
+    rpc_breaker_cooldown: float = Field(
+        default=5.0, gt=0, description="Seconds the open circuit refuses calls before a probe."
+    )
     tx_timeout: float = Field(default=120.0, gt=0, description="Seconds to wait for a receipt.")
     confirmations: int = Field(default=1, ge=1, description="Blocks a transaction must have.")
 
@@ -59,6 +67,11 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy async URL; default: a SQLite file in the data dir. For PostgreSQL: "
         "postgresql+asyncpg://user:password@host/db",
+    )
+    min_free_disk_mb: int = Field(
+        default=32,
+        ge=0,
+        description="Free space (MiB) a SQLite database's disk needs for /readyz to say ready.",
     )
 
     # --- ingest ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 from chainsense.ai.monitor import Rules, Sensitivity, Thresholds
 from chainsense.ai.service import AIConfig, AIService
+from chainsense.chain.reconcile import reconcile
 from chainsense.chain.registry import DeviceState, RegistryView
 from chainsense.chain.runtime import ChainContext, open_chain
 from chainsense.config import Settings
@@ -35,7 +36,7 @@ from chainsense.telemetry.committer import GroupCommitter
 from chainsense.telemetry.ingest import IngestPipeline, IngestResult
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS, SchemaRegistry
 
-__all__ = ["Platform", "anchor_policy", "open_platform"]
+__all__ = ["Platform", "anchor_policy", "open_platform", "registry_mirror"]
 
 log = logging.getLogger(__name__)
 
@@ -67,29 +68,16 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
         chain = await stack.enter_async_context(open_chain(settings))
         registry_deployment = chain.deployment.contracts["DeviceRegistry"]
 
-        async def mirror(states: Sequence[DeviceState]) -> None:
-            await store.devices.upsert_many(
-                DeviceRecord(
-                    address=s.key,
-                    identity=s.device,
-                    owner=s.owner,
-                    metadata_hash=s.metadata_hash,
-                    status=DeviceStatus(s.status),
-                    registered_at=s.registered_at,
-                    revoked_at=s.revoked_at,
-                    last_seq=0,  # the store keeps the higher of this and what it has
-                )
-                for s in states
-            )
-
         registry = RegistryView(
             chain.client,
             registry_deployment.address,
             from_block=registry_deployment.block_number,
             poll_interval=settings.registry_poll_interval,
-            on_change=mirror,
+            on_change=registry_mirror(store),
         )
         await registry.sync()
+        # a chain that lost what the store recorded (a dev chain restarted from an older state)
+        await reconcile(store, registry, chain.client)
         await _start(stack, registry.run(), "registry-sync")
         # Singletons run once across every process on this database: one leader per role
         # (store/leader.py; PostgreSQL advisory locks; SQLite is one process anyway).
@@ -191,6 +179,27 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
         metrics().leader.labels(role="registry-sync").set(1)  # every process keeps its view
         await _start(stack, sample_gauges(platform), "metrics-sampler")
         yield platform
+
+
+def registry_mirror(store: Store) -> Callable[[Sequence[DeviceState]], Awaitable[None]]:
+    """The registry view's listener that mirrors key states into ``store.devices``."""
+
+    async def mirror(states: Sequence[DeviceState]) -> None:
+        await store.devices.upsert_many(
+            DeviceRecord(
+                address=s.key,
+                identity=s.device,
+                owner=s.owner,
+                metadata_hash=s.metadata_hash,
+                status=DeviceStatus(s.status),
+                registered_at=s.registered_at,
+                revoked_at=s.revoked_at,
+                last_seq=0,  # the store keeps the higher of this and what it has
+            )
+            for s in states
+        )
+
+    return mirror
 
 
 class _Leaders:

@@ -5,26 +5,43 @@ process manager); the singletons (anchorer, AI worker, market agent, demo fleet)
 them, elected per role (store/leader.py). The dev chain, when no RPC URL is set, is started once
 by this parent process (as ``chainsense chain up``) and the workers use it as an external RPC.
 Metrics of every worker are aggregated through ``PROMETHEUS_MULTIPROC_DIR``.
+
+Startup failures exit as one process does (README's exit codes): the parent binds the API socket
+itself (a taken port is exit 2 before anything starts), and a worker whose startup fails writes its
+one-line reason and exit code to ``<data dir>/startup-failures/<pid>.json``; the parent watches that
+directory, stops the other workers at once and exits with that code (uvicorn's own supervisor
+would exit 0, after up to a minute of health-check timeouts).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from chainsense.config import Settings
 
-__all__ = ["serve_workers", "worker_count"]
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["on_startup_failure", "report_startup_failures", "serve_workers", "worker_count"]
 
 _CHAIN_UP_TIMEOUT_S = 180.0
+#: set by the parent for its workers: where a worker reports why its startup failed
+STARTUP_REPORTS_ENV = "CHAINSENSE_STARTUP_REPORTS"
 
 
 def worker_count(settings: Settings, asked: int | None) -> tuple[int, str | None]:
@@ -40,22 +57,71 @@ def worker_count(settings: Settings, asked: int | None) -> tuple[int, str | None
     return (asked if asked is not None else (os.cpu_count() or 1)), None
 
 
-def serve_workers(settings: Settings, host: str, port: int, count: int) -> None:
-    """Serve with ``count`` worker processes (PostgreSQL): uvicorn's process manager."""
+def on_startup_failure(app: FastAPI, record: Callable[[BaseException], None]) -> None:
+    """Call ``record`` with the exception that stops ``app``'s lifespan before it started
+    (never for one raised while stopping); the exception still propagates."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        started = False
+        try:
+            async with inner(a) as state:
+                started = True
+                yield state
+        except Exception as exc:
+            if not started:
+                record(exc)
+            raise
+
+    app.router.lifespan_context = lifespan
+
+
+def report_startup_failures(app: FastAPI) -> None:
+    """In a worker: write why startup failed where the parent looks (``STARTUP_REPORTS_ENV``)."""
+    directory = os.environ.get(STARTUP_REPORTS_ENV)
+    if not directory:
+        return
+
+    def record(exc: BaseException) -> None:
+        from chainsense.cli._common import exit_code
+        from chainsense.errors import ChainSenseError
+
+        if isinstance(exc, ChainSenseError):
+            report = {"message": f"startup failed: {exc}", "code": exit_code(exc)}
+        else:
+            report = {"message": f"startup failed: {type(exc).__name__}: {exc}", "code": 3}
+        # the parent prints this in one line: drop uvicorn's traceback of it
+        logging.getLogger("uvicorn.error").addFilter(lambda r: r.levelno < logging.ERROR)
+        path = Path(directory) / f"{os.getpid()}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report))
+        tmp.replace(path)
+
+    on_startup_failure(app, record)
+
+
+def serve_workers(settings: Settings, sock: Any, count: int) -> None:
+    """Serve with ``count`` worker processes (PostgreSQL) on the bound socket ``sock``; exit with
+    the code of a worker's startup failure, as one process would."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    from chainsense import supervisor
+    from chainsense.cli._common import fail
     from chainsense.observability.logs import UVICORN_LOG_CONFIG
+    from chainsense.supervisor import install as notice_dead_workers_at_once
 
-    supervisor.install()  # a killed worker is replaced at once, not after a 60 s health check
+    notice_dead_workers_at_once()  # a killed worker is replaced at once, not after 60 s
 
     typer.echo(f"{count} worker processes (PostgreSQL); singletons elected per role")
+    reports = settings.data_dir / "startup-failures"
+    shutil.rmtree(reports, ignore_errors=True)
+    reports.mkdir(parents=True, exist_ok=True)
+    os.environ[STARTUP_REPORTS_ENV] = str(reports.resolve())
     with _multiprocess_metrics(settings), _shared_dev_chain(settings):
-        uvicorn.run(
+        config = uvicorn.Config(
             "chainsense.api.app:create_worker_app",
             factory=True,
-            host=host,
-            port=port,
             workers=count,
             # a worker imports and opens its platform before it answers the supervisor's
             # health checks: on a busy machine that takes more than uvicorn's 5 s default
@@ -63,6 +129,36 @@ def serve_workers(settings: Settings, host: str, port: int, count: int) -> None:
             log_level=settings.log_level.lower(),
             log_config=UVICORN_LOG_CONFIG,
         )
+        supervisor = Multiprocess(config, sockets=[sock])
+        stop = threading.Event()
+        watcher = threading.Thread(
+            target=_watch_reports, args=(reports, supervisor.should_exit, stop), daemon=True
+        )
+        watcher.start()
+        try:
+            supervisor.run()
+        finally:
+            stop.set()
+            watcher.join()
+    failure = _first_report(reports)
+    if failure is not None:
+        fail(str(failure["message"]), int(failure["code"]))
+
+
+def _first_report(reports: Path) -> dict[str, Any] | None:
+    found = sorted(reports.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        return None
+    report: dict[str, Any] = json.loads(found[0].read_text())
+    return report
+
+
+def _watch_reports(reports: Path, should_exit: threading.Event, stop: threading.Event) -> None:
+    """Stop every worker as soon as one reports a startup failure."""
+    while not stop.wait(0.2):
+        if any(reports.glob("*.json")):
+            should_exit.set()
+            return
 
 
 @contextlib.contextmanager

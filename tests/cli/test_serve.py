@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
-from tests.support import free_port
+from tests.support import free_port, temp_postgres_database
 
 
 @pytest.fixture
@@ -89,6 +89,48 @@ def test_an_external_chain_without_keys_or_unreachable_is_one_line(tmp_path: Pat
     line = _error_line(down)
     assert line.startswith("error: startup failed: chain RPC at")
     assert url in line
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    with temp_postgres_database() as url:
+        yield url
+
+
+@pytest.mark.postgres
+def test_workers_exit_2_on_a_taken_api_port(
+    postgres_url: str, taken_port: int, tmp_path: Path
+) -> None:
+    done = _serve(
+        tmp_path, "--workers", "2", "--port", str(taken_port),
+        CHAINSENSE_DATABASE_URL=postgres_url, CHAINSENSE_ANVIL_PORT=str(free_port()),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"the API port {taken_port} on 127.0.0.1 is taken" in _error_line(done)
+    assert not (tmp_path / "chain").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_workers_exit_3_with_one_line_when_the_chain_is_unreachable(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A worker's startup failure stops every worker and exits with one process's code (it
+    used to exit 0, after a minute of uvicorn's health-check timeouts)."""
+    url = f"http://127.0.0.1:{free_port()}"
+    keys = {f"CHAINSENSE_{role}_KEY": ANVIL_DEV_KEYS[i]  # well-known Anvil development keys
+            for i, role in enumerate(("DEPLOYER", "OPERATOR", "ANCHORER"))}  # fmt: skip
+    done = _serve(
+        tmp_path, "--workers", "2", "--port", str(free_port()),
+        CHAINSENSE_DATABASE_URL=postgres_url, CHAINSENSE_RPC_URL=url,
+        CHAINSENSE_RPC_RETRIES="0", CHAINSENSE_RPC_TIMEOUT="2", **keys,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [x for x in done.stderr.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: startup failed: chain RPC at")
+    assert url in lines[0]
 
 
 def test_make_run_passes_args_to_serve(taken_port: int, tmp_path: Path) -> None:

@@ -33,10 +33,13 @@ def create_worker_app() -> FastAPI:
     """The app of one ``serve --workers N`` process: settings from the environment, and this
     process's logging set up the same way as the parent's."""
     from chainsense.observability.logs import configure_logging
+    from chainsense.serve_cli import report_startup_failures
 
     settings = Settings()
     configure_logging(fmt=settings.log_format, level=settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    report_startup_failures(app)
+    return app
 
 
 def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -> FastAPI:

@@ -21,6 +21,7 @@ from chainsense.errors import (
     TransactionRejectedError,
     TransactionRevertedError,
 )
+from chainsense.observability.metrics import record_unavailable
 from chainsense.provenance.proof import ProofFormatError
 from chainsense.settlement.agent import AgentNotAllowedError, NoMandateError
 from chainsense.settlement.errors import (
@@ -155,6 +156,7 @@ def install_error_handlers(app: FastAPI) -> None:
         response = problem(status, title, str(exc), code=code, **extra)
         if status == 503:
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            record_unavailable("store" if isinstance(exc, StoreUnavailableError) else "chain")
         return response
 
     @app.exception_handler(StarletteHTTPException)

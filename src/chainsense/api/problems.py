@@ -130,7 +130,9 @@ PROBLEM_TYPES = _types(
      "The device is active on chain but not yet mirrored in the store: retry in a moment."),
     # --- chain, proofs, settlement ------------------------------------------------------------
     ("invalid-proof", 422, "Invalid proof document", "Not a proof document; `field` names why."),
-    ("chain-unavailable", 503, "Chain unavailable", "The chain's RPC endpoint does not answer."),
+    ("chain-unavailable", 503, "Chain unavailable",
+     "The chain's RPC endpoint does not answer, or failed repeatedly and its circuit breaker "
+     "refuses calls until a probe finds it back. Retry after the Retry-After header's seconds."),
     (
         "store-unavailable",
         503,

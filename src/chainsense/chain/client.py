@@ -4,6 +4,9 @@ What it adds to a bare ``AsyncWeb3``:
 
 - every RPC request has a timeout, and read requests are retried with exponential backoff; when the
   endpoint stays down, a :class:`~chainsense.errors.ChainUnavailableError` names it;
+- a circuit breaker (:mod:`chainsense.chain.breaker`): after repeated failed calls every call fails
+  at once until a probe finds the node back, so an outage costs callers no waiting;
+  :meth:`ChainClient.probe` is the time-bounded head check of ``/readyz`` and the metrics;
 - :meth:`ChainClient.wait_for_receipt` polls from 5 ms up to 250 ms instead of web3's fixed 0.1 s
   floor, and waits for a number of confirmations;
 - :class:`Signer` signs locally and hands out nonces under a lock, so concurrent sends from one
@@ -33,6 +36,7 @@ from web3.providers.rpc import AsyncHTTPProvider
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt
 
+from chainsense.chain.breaker import CircuitBreaker
 from chainsense.chain.errors import ErrorDecoder
 from chainsense.contracts import load_artifact
 from chainsense.errors import (
@@ -71,8 +75,10 @@ class ChainClient:
         retries: int = 4,
         backoff: float = 0.25,
         decoder: ErrorDecoder | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._url = rpc_url
+        self.breaker = breaker or CircuitBreaker()
         self.timeout = timeout
         provider = AsyncHTTPProvider(
             rpc_url,
@@ -138,13 +144,38 @@ class ChainClient:
     # --- the guard every request goes through -----------------------------------------------
 
     async def rpc(self, request: Callable[[], Awaitable[T]], *, function: str | None = None) -> T:
-        """Run one web3 request, mapping network failures and reverts to ChainSense errors."""
+        """Run one web3 request, mapping network failures and reverts to ChainSense errors.
+        While the circuit is open it fails at once, without a request."""
+        refused = self.breaker.before()
+        if refused is not None:
+            raise ChainUnavailableError(self._url, str(refused))
         try:
-            return await request()
+            result = await request()
         except ContractLogicError as exc:
+            self.breaker.success()  # the node answered
             raise self._reverted(exc, function=function) from exc
         except _NETWORK_ERRORS as exc:
+            self.breaker.failure(_describe(exc))
             raise ChainUnavailableError(self._url, _describe(exc)) from exc
+        except Exception:
+            self.breaker.success()  # the node answered, with an error (TransactionNotFound, ...)
+            raise
+        except BaseException:
+            self.breaker.release()  # cancelled: no verdict on the node
+            raise
+        self.breaker.success()
+        return result
+
+    async def probe(self, timeout: float) -> int:
+        """The head block within ``timeout`` seconds, else ChainUnavailableError; a probe that
+        runs out of time counts as a failed call (``/readyz`` and the metrics sampler use it)."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.block_number()
+        except TimeoutError:
+            reason = f"no answer within {timeout:g} s"
+            self.breaker.failure(reason)
+            raise ChainUnavailableError(self._url, reason) from None
 
     def _reverted(
         self, exc: ContractLogicError, *, function: str | None, tx_hash: str | None = None

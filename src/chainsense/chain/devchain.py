@@ -7,6 +7,11 @@ receipts, balances and contracts survive. What a ``kill -9`` can lose is therefo
 transactions mined in the last ``anvil_state_interval`` seconds (default 1 s) before the kill.
 A half-written dump cannot happen, because the old file is replaced only by a complete new one.
 
+A dump that fails (a full disk, an unwritable directory) is never silent: :attr:`DevChain.dumps`
+says since when it fails and why, ``/readyz`` reports the platform not ready with that reason,
+and the failure and the recovery are logged once each. While dumps fail, what a restart would
+lose grows: everything since the last saved state.
+
 Anvil is started with the parent-death signal set (Linux), so it never outlives a killed ChainSense.
 """
 
@@ -26,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -33,7 +39,7 @@ import httpx
 
 from chainsense.errors import DevChainError
 
-__all__ = ["DevChain", "find_anvil"]
+__all__ = ["DevChain", "DumpStatus", "find_anvil"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,33 @@ def find_anvil(explicit: Path | None = None) -> Path:
         "no anvil binary found: run `npm ci` in the ChainSense checkout (the Makefile does), "
         "set CHAINSENSE_ANVIL_BIN, or set CHAINSENSE_RPC_URL to use an external chain"
     )
+
+
+@dataclass
+class DumpStatus:
+    """How the periodic state dumps go (times from ``time.monotonic()``)."""
+
+    last_saved: float | None = None
+    """When the state on disk was last known to match the chain's."""
+    failing_since: float | None = None
+    last_error: str | None = None
+
+    def saved(self) -> None:
+        if self.failing_since is not None:
+            log.info("dev chain state dump works again: state saved")
+        self.last_saved = time.monotonic()
+        self.failing_since = None
+        self.last_error = None
+
+    def failed(self, reason: str) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+            log.error(
+                "dev chain state dump failing: %s; a restart now would roll the chain back to "
+                "the last saved state",
+                reason,
+            )
+        self.last_error = reason
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -104,6 +137,7 @@ class DevChain:
         self._dumper: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
         self._last_digest: bytes | None = None
+        self.dumps = DumpStatus()
 
     @property
     def rpc_url(self) -> str:
@@ -201,12 +235,23 @@ class DevChain:
         """
         # The state is megabytes of hex: decoding, unzipping and hashing it happen in a worker
         # thread, so a dump never stalls the event loop that answers devices.
-        hex_state = await self._rpc("anvil_dumpState", raw=True)
-        raw, digest = await asyncio.to_thread(_decode_state, hex_state)
-        if digest == self._last_digest:
-            return False
-        await asyncio.to_thread(_atomic_write, self.state_file, raw)
+        try:
+            hex_state = await self._rpc("anvil_dumpState", raw=True)
+            raw, digest = await asyncio.to_thread(_decode_state, hex_state)
+            if digest == self._last_digest:
+                self.dumps.saved()
+                return False
+            try:
+                await asyncio.to_thread(_atomic_write, self.state_file, raw)
+            except OSError as exc:
+                raise DevChainError(
+                    f"cannot write the dev chain state to {self.state_file}: {exc.strerror or exc}"
+                ) from exc
+        except DevChainError as exc:
+            self.dumps.failed(str(exc))
+            raise
         self._last_digest = digest
+        self.dumps.saved()
         return True
 
     async def _dump_periodically(self) -> None:
@@ -214,8 +259,10 @@ class DevChain:
             await asyncio.sleep(self.state_interval)
             try:
                 await self.dump()
-            except DevChainError as exc:
-                log.warning("periodic state dump failed: %s", exc)
+            except DevChainError:
+                pass  # recorded in self.dumps and logged once by it
+            except Exception as exc:  # never let the dumper die silently
+                self.dumps.failed(f"state dump failed: {type(exc).__name__}: {exc}")
 
     async def _terminate(self) -> None:
         proc, self._proc = self._proc, None
@@ -263,11 +310,15 @@ def _decode_state(hex_state: str) -> tuple[bytes, bytes]:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk keeps no half-written copy
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

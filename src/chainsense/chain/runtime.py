@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from eth_account import Account
 
+from chainsense.chain.breaker import BreakerState, CircuitBreaker
 from chainsense.chain.client import ChainClient, Signer
 from chainsense.chain.deploy import (
     Deployment,
@@ -23,7 +24,14 @@ from chainsense.config import Settings
 from chainsense.errors import ConfigError
 from chainsense.redact import redact_url
 
-__all__ = ["ChainContext", "RoleKeys", "open_chain", "role_keys", "settlement_params"]
+__all__ = [
+    "ChainContext",
+    "RoleKeys",
+    "open_chain",
+    "role_keys",
+    "rpc_breaker",
+    "settlement_params",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,32 @@ def settlement_params(settings: Settings) -> SettlementParams:
     )
 
 
+def rpc_breaker(settings: Settings, url: str) -> CircuitBreaker:
+    """The RPC circuit breaker from settings; its transitions are logged and in the metrics
+    (``chainsense_chain_rpc_circuit_state``, ``chainsense_chain_rpc_short_circuited_total``)."""
+    from chainsense.observability.metrics import record_rpc_circuit, record_rpc_short_circuit
+
+    def changed(state: BreakerState, last_error: str | None) -> None:
+        record_rpc_circuit(state.value)
+        if state is BreakerState.OPEN:
+            log.warning(
+                "chain RPC circuit open: calls to %s fail at once for %g s (last error: %s)",
+                url,
+                settings.rpc_breaker_cooldown,
+                last_error,
+            )
+        elif state is BreakerState.CLOSED:
+            log.info("chain RPC circuit closed: %s answers again", url)
+
+    record_rpc_circuit(BreakerState.CLOSED.value)
+    return CircuitBreaker(
+        failures=settings.rpc_breaker_failures,
+        cooldown=settings.rpc_breaker_cooldown,
+        on_change=changed,
+        on_refuse=record_rpc_short_circuit,
+    )
+
+
 @dataclass
 class ChainContext:
     """Everything the platform needs from the chain, opened once per process."""
@@ -108,7 +142,10 @@ async def open_chain(settings: Settings) -> AsyncIterator[ChainContext]:
         else:
             rpc_url = settings.rpc_url
         client = await ChainClient.connect(
-            rpc_url, timeout=settings.rpc_timeout, retries=settings.rpc_retries
+            rpc_url,
+            timeout=settings.rpc_timeout,
+            retries=settings.rpc_retries,
+            breaker=rpc_breaker(settings, redact_url(rpc_url)),
         )
         stack.push_async_callback(client.close)
         deployer = Signer(client, keys.deployer)

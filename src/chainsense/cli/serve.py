@@ -21,8 +21,6 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -129,43 +127,31 @@ def serve(
     count, message = worker_count(settings, workers)
     if message:
         typer.secho(message, fg="yellow", err=True)
-    if count > 1:
-        if not check_port_free(settings.host, settings.port):
-            fail(
-                f"the API port {settings.port} on {settings.host} is taken; stop what listens "
-                "there, or choose another port with CHAINSENSE_PORT or --port",
-                2,
-            )
-        _check_dev_chain_port(settings)
-        typer.echo(f"ChainSense on {settings.client_api_url}")
-        serve_workers(settings, settings.host, settings.port, count)
-        return
     sock = bind_api_socket(settings.host, settings.port)
     _check_dev_chain_port(settings)
+    if count > 1:
+        typer.echo(f"ChainSense on {settings.client_api_url}")
+        try:
+            serve_workers(settings, sock, count)
+        finally:
+            sock.close()
+        return
 
     import uvicorn
 
     from chainsense.api import create_app
     from chainsense.cli._common import exit_code
     from chainsense.errors import ChainSenseError
+    from chainsense.serve_cli import on_startup_failure
 
     app = create_app(settings)
     failures: list[BaseException] = []
-    inner = app.router.lifespan_context
 
-    @asynccontextmanager
-    async def lifespan(a: Any) -> AsyncIterator[Any]:
-        started = False
-        try:
-            async with inner(a) as state:
-                started = True
-                yield state
-        except ChainSenseError as exc:
-            if not started:
-                failures.append(exc)  # reported in one line below, not as uvicorn's traceback
-            raise
+    def keep(exc: BaseException) -> None:
+        if isinstance(exc, ChainSenseError):
+            failures.append(exc)  # reported in one line below, not as uvicorn's traceback
 
-    app.router.lifespan_context = lifespan
+    on_startup_failure(app, keep)
     url = settings.client_api_url
     typer.echo(f"ChainSense on {url}  (console: {url}/, API docs: {url}/docs)")
     if settings.uses_dev_chain:

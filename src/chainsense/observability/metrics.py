@@ -34,7 +34,10 @@ __all__ = [
     "forget_dead_processes",
     "metrics",
     "record_rate_limited",
+    "record_rpc_circuit",
+    "record_rpc_short_circuit",
     "record_shed",
+    "record_unavailable",
 ]
 
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -50,6 +53,7 @@ class Metrics:
     http_request_duration: Histogram
     rate_limited: Counter
     shed: Counter
+    unavailable: Counter
     # ingest
     readings_ingested: Counter
     ack_latency: Histogram
@@ -69,7 +73,14 @@ class Metrics:
     # chain
     chain_head_block: Gauge
     chain_rpc_up: Gauge
+    chain_rpc_circuit: Gauge
+    chain_rpc_short_circuited: Counter
     anchorer_balance: Gauge
+    anchorer_blocked: Gauge
+    dev_chain_state_dump_ok: Gauge
+    dev_chain_state_age: Gauge
+    # storage
+    store_writes_failing: Gauge
     # AI
     ai_lag_readings: Gauge
     anomalies_raised: Counter
@@ -112,6 +123,13 @@ def _build() -> Metrics:
             "chainsense_shed_requests_total",
             "Requests answered 503 by overload shedding, by reason.",
             ("reason",),
+            registry=registry,
+        ),
+        unavailable=Counter(
+            "chainsense_unavailable_responses_total",
+            "Requests answered 503 with Retry-After because a dependency was unavailable, by "
+            "dependency (store: down, locked or full; chain: RPC down or circuit open).",
+            ("dependency",),
             registry=registry,
         ),
         readings_ingested=Counter(
@@ -190,8 +208,38 @@ def _build() -> Metrics:
         chain_rpc_up=gauge(
             "chainsense_chain_rpc_up", "1 when the chain RPC answered the last probe, else 0."
         ),
+        chain_rpc_circuit=gauge(
+            "chainsense_chain_rpc_circuit_state",
+            "1 for the state the chain RPC's circuit breaker is in (closed, open, half_open), "
+            "0 for the others.",
+            ("state",),
+        ),
+        chain_rpc_short_circuited=Counter(
+            "chainsense_chain_rpc_short_circuited_total",
+            "Chain RPC calls failed at once, without a request, because the circuit was open.",
+            registry=registry,
+        ),
         anchorer_balance=gauge(
             "chainsense_anchorer_balance_wei", "Balance of the anchorer account, in wei."
+        ),
+        anchorer_blocked=gauge(
+            "chainsense_anchorer_blocked",
+            "1 while anchoring is stopped by a failure retrying cannot fix (the anchorer account "
+            "cannot pay for gas), else 0; /v1/anchoring says why.",
+        ),
+        dev_chain_state_dump_ok=gauge(
+            "chainsense_dev_chain_state_dump_ok",
+            "1 while the dev chain's periodic state dumps succeed, 0 while they fail (a restart "
+            "would roll the chain back); absent without a dev chain.",
+            mode="min",
+        ),
+        dev_chain_state_age=gauge(
+            "chainsense_dev_chain_state_age_seconds",
+            "Seconds since the dev chain's state was last saved to disk.",
+        ),
+        store_writes_failing=gauge(
+            "chainsense_store_writes_failing",
+            "1 while this process's database writes fail (down, locked, disk full), else 0.",
         ),
         ai_lag_readings=gauge(
             "chainsense_ai_lag_readings", "Stored readings the AI worker has not scored yet."
@@ -226,6 +274,26 @@ def metrics() -> Metrics:
 def record_rate_limited(policy: str) -> None:
     """Count one request a rate limit refused (``policy``: key, device or address)."""
     metrics().rate_limited.labels(policy=policy).inc()
+
+
+_CIRCUIT_STATES = ("closed", "open", "half_open")
+
+
+def record_rpc_circuit(state: str) -> None:
+    """The chain RPC's circuit breaker is now in ``state`` (closed, open or half_open)."""
+    gauge = metrics().chain_rpc_circuit
+    for name in _CIRCUIT_STATES:
+        gauge.labels(state=name).set(1 if name == state else 0)
+
+
+def record_rpc_short_circuit() -> None:
+    """Count one chain RPC call refused at once by the open circuit."""
+    metrics().chain_rpc_short_circuited.inc()
+
+
+def record_unavailable(dependency: str) -> None:
+    """Count one request answered 503 because ``dependency`` (store, chain) was unavailable."""
+    metrics().unavailable.labels(dependency=dependency).inc()
 
 
 def record_shed(reason: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -49,10 +50,19 @@ async def sample_once(platform: Platform, rpc_was_up: bool | None = None) -> boo
         m.oldest_pending_anchor_age.set(_age(now, pending[0].sealed_at) if pending else 0.0)
     except ChainSenseError as exc:
         log.debug("metrics: store figures unavailable: %s", exc)
+    health = platform.store.write_health
+    m.store_writes_failing.set(0 if health.failing_since is None else 1)
+    devchain = platform.chain.devchain
+    if devchain is not None:
+        dumps = devchain.dumps
+        m.dev_chain_state_dump_ok.set(1 if dumps.failing_since is None else 0)
+        if dumps.last_saved is not None:
+            m.dev_chain_state_age.set(time.monotonic() - dumps.last_saved)
     client = platform.chain.client
     try:
+        # the probe goes through the circuit breaker: while it is open this costs nothing
+        m.chain_head_block.set(await client.probe(PROBE_TIMEOUT_S))
         async with asyncio.timeout(PROBE_TIMEOUT_S):
-            m.chain_head_block.set(await client.block_number())
             address = platform.chain.anchorer.address
             balance = await client.rpc(lambda: client.w3.eth.get_balance(address))
             m.anchorer_balance.set(balance)

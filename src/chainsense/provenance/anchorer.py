@@ -21,7 +21,12 @@ anchored, the batch goes back to ``sealed`` and is anchored again; if the root w
 another block, the record moves there. Proofs read the anchor from the batch record, so they follow.
 
 RPC outages: failed attempts are counted and retried with exponential backoff (up to
-``max_backoff``); :meth:`Anchorer.status` reports the backlog so the lag is visible.
+``max_backoff``), which newly sealed batches do not cut short; :meth:`Anchorer.status` reports the
+backlog so the lag is visible. A failure that waiting cannot fix (the anchorer account cannot pay
+for gas) is not retried on a timer: the anchorer says so in ``blocked`` (``/v1/anchoring``, the
+``chainsense_anchorer_blocked`` gauge, one ERROR log line) and sends nothing until the account's
+balance grows. ``chain_ok`` is false while either loop fails, and ``last_error`` is cleared when
+both work again.
 """
 
 from __future__ import annotations
@@ -42,7 +47,12 @@ from hexbytes import HexBytes
 from web3.contract import AsyncContract
 
 from chainsense.chain.client import ChainClient, Signer
-from chainsense.errors import ChainError, ChainSenseError, TransactionRevertedError
+from chainsense.errors import (
+    ChainError,
+    ChainSenseError,
+    TransactionRejectedError,
+    TransactionRevertedError,
+)
 from chainsense.observability.metrics import metrics
 from chainsense.provenance.merkle import MerkleTree
 from chainsense.store import Backlog, BatchRecord, BatchState, PendingReading, Store
@@ -94,6 +104,10 @@ class AnchorerStatus:
     consecutive_failures: int = 0
     last_error: str | None = None
     last_error_at: datetime | None = None
+    sealing_error: str | None = None
+    """Why the last sealing attempt failed (None once one succeeds)."""
+    blocked: str | None = None
+    """A failure retrying cannot fix, and what would (None when none)."""
     batches_sealed: int = 0
     batches_anchored: int = 0
     reanchored: int = 0
@@ -173,9 +187,17 @@ class Anchorer:
                 if await self.seal_due():
                     self._sealed.set()
             except ChainSenseError as exc:  # the store is down: ingestion fails too; retry
-                log.warning("sealing failed: %s", exc)
+                if self.state.sealing_error is None:
+                    log.warning("sealing failed: %s", exc)
+                self.state.sealing_error = str(exc)
+                self.state.chain_ok = False
                 self.state.last_error = f"sealing failed: {exc}"
                 self.state.last_error_at = self._clock()
+            else:
+                if self.state.sealing_error is not None:
+                    log.info("sealing recovered")
+                    self.state.sealing_error = None
+                    self._refresh_ok()
             await _wait(self._wake, self.policy.poll_interval)
 
     async def _anchor_loop(self) -> None:
@@ -188,17 +210,54 @@ class Anchorer:
                 await self.anchor_sealed()
                 self._succeeded()
             except ChainSenseError as exc:
-                # a failing chain waits its whole backoff: newly sealed batches do not cut it
-                await asyncio.sleep(self._failed(exc))
+                delay = self._failed(exc)
+                if _unfunded(exc):
+                    await self._blocked_until_funded(exc)
+                else:
+                    # a failing chain waits its whole backoff: newly sealed batches do not cut it
+                    await asyncio.sleep(delay)
                 continue
             await _wait(self._sealed, self.policy.poll_interval)
 
+    async def _blocked_until_funded(self, exc: ChainSenseError) -> None:
+        """Send nothing until the anchorer account's balance grows (checked every
+        ``max_backoff`` seconds, a read): retrying cannot fix an account without funds."""
+        address = self.signer.address
+        self.state.blocked = (
+            f"the anchorer account {address} cannot pay for gas ({exc}); fund it: anchoring "
+            "resumes when its balance grows"
+        )
+        metrics().anchorer_blocked.set(1)
+        log.error("anchoring blocked: %s", self.state.blocked)
+        start: int | None = None
+        while True:
+            try:
+                balance = await self.client.rpc(lambda: self.client.w3.eth.get_balance(address))
+            except ChainSenseError:
+                balance = None
+            if balance is not None:
+                if start is not None and balance > start:
+                    break
+                start = balance if start is None else min(start, balance)
+            await asyncio.sleep(self.policy.max_backoff)
+        log.info("anchorer account %s funded (balance %d wei): anchoring again", address, balance)
+        self.state.blocked = None
+        metrics().anchorer_blocked.set(0)
+
+    def _refresh_ok(self) -> None:
+        """``chain_ok`` and ``last_error`` after one loop recovered: clear only if both work."""
+        ok = self.state.sealing_error is None and self.state.consecutive_failures == 0
+        self.state.chain_ok = ok
+        if ok:
+            self.state.last_error = None
+        elif self.state.sealing_error is not None:
+            self.state.last_error = f"sealing failed: {self.state.sealing_error}"
+
     def _succeeded(self) -> None:
-        if not self.state.chain_ok:
+        if self.state.consecutive_failures:
             log.info("anchoring recovered after %d failures", self.state.consecutive_failures)
-        self.state.chain_ok = True
         self.state.consecutive_failures = 0
-        self.state.last_error = None
+        self._refresh_ok()
 
     def _failed(self, exc: BaseException) -> float:
         self.state.chain_ok = False
@@ -441,6 +500,11 @@ class Anchorer:
         if self._crash_at == name:
             log.error("fault injection: SIGKILL at %s", name)
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _unfunded(exc: BaseException) -> bool:
+    """The node refused a transaction because the sender cannot pay for it."""
+    return isinstance(exc, TransactionRejectedError) and "insufficient funds" in str(exc).lower()
 
 
 def _0x(value: str | bytes) -> str:

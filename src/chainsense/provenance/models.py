@@ -180,9 +180,14 @@ class AnchoringStatus(BaseModel):
         description="The anchorer runs: in this process, or (several workers or hosts) in the "
         "process that holds its leadership"
     )
-    chain_ok: bool = Field(description="The last anchoring attempt of this process succeeded")
+    chain_ok: bool = Field(description="False while this process's sealing or anchoring fails")
     consecutive_failures: int = Field(description="Of this process's anchoring attempts")
-    last_error: str | None
+    last_error: str | None = Field(description="Cleared once sealing and anchoring work again")
+    sealing_ok: bool = Field(description="False while sealing batches fails (the store)")
+    blocked: str | None = Field(
+        description="A failure retrying cannot fix (an anchorer account without funds) and "
+        "what fixes it; nothing is sent meanwhile"
+    )
     unbatched_readings: int = Field(description="Stored readings not yet in a batch")
     sealed_batches: int = Field(description="Batches waiting for their anchor")
     sealed_readings: int

@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import functools
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from chainsense.redact import redact_url, scrub, url_secrets
 from chainsense.store.errors import StoreError, StoreUnavailableError
 
-__all__ = ["Database", "default_url", "mask_url", "parse_url"]
+__all__ = ["Database", "WriteHealth", "default_url", "mask_url", "parse_url"]
 
 BUSY_TIMEOUT_S = 30.0
 """How long a SQLite writer waits for the write lock before the store reports it unavailable."""
@@ -113,6 +115,40 @@ def _sqlite_on_begin(conn: Connection) -> None:
 
 _UNAVAILABLE = (OperationalError, InterfaceError, OSError, TimeoutError)
 
+#: SQLSTATE codes (or their two-character classes) of a PostgreSQL that cannot serve now, as
+#: opposed to one that refused this statement: connection exceptions (08), insufficient resources
+#: such as a full disk (53), a server shutting down or starting (57P01-57P03), a system or I/O
+#: error (58), a read-only standby after a failover (25006). They answer 503, not 500.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03", "58", "25006")
+
+
+def _unavailable_sqlstate(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(code, str) and code.startswith(_UNAVAILABLE_SQLSTATES)
+
+
+@dataclass
+class WriteHealth:
+    """How this process's last write transactions went (for ``/readyz``): a store that is down
+    or full fails every write while reads may still work."""
+
+    last_ok: float | None = None
+    """``time.monotonic()`` of the last committed write."""
+    failing_since: float | None = None
+    last_failed: float = 0.0
+    last_error: str | None = None
+
+    def succeeded(self) -> None:
+        self.last_ok = time.monotonic()
+        self.failing_since = None
+        self.last_error = None
+
+    def failed(self, reason: str) -> None:
+        self.last_failed = time.monotonic()
+        if self.failing_since is None:
+            self.failing_since = self.last_failed
+        self.last_error = reason
+
 
 class Database:
     """One engine and the connection discipline every repository follows."""
@@ -122,6 +158,7 @@ class Database:
         self.masked_url = mask_url(url)
         self._secrets = url_secrets(url.render_as_string(hide_password=False))
         self.dialect: str = _ALIASES[url.drivername]
+        self.write_health = WriteHealth()
         kwargs: dict[str, Any] = {
             "json_serializer": functools.partial(json.dumps, separators=(",", ":")),
         }
@@ -161,7 +198,7 @@ class Database:
         except _UNAVAILABLE as exc:
             raise StoreUnavailableError(self.masked_url, self._reason(exc)) from exc
         except DBAPIError as exc:
-            if exc.connection_invalidated:
+            if exc.connection_invalidated or _unavailable_sqlstate(exc):
                 raise StoreUnavailableError(self.masked_url, self._reason(exc)) from exc
             raise StoreError(f"database error at {self.masked_url}: {self._reason(exc)}") from exc
         except SQLAlchemyError as exc:
@@ -191,15 +228,21 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a write transaction, committed (durably) when the block exits."""
-        async with self._write_lock:
-            conn = await self._connect(self._writer)
-            try:
-                async with self.translate(), conn.begin():
-                    yield conn
-            finally:
-                async with self.translate():
-                    await conn.close()
+        """A connection in a write transaction, committed (durably) when the block exits.
+        Its outcome goes to :attr:`write_health` (only an unavailable store counts as failing)."""
+        try:
+            async with self._write_lock:
+                conn = await self._connect(self._writer)
+                try:
+                    async with self.translate(), conn.begin():
+                        yield conn
+                finally:
+                    async with self.translate():
+                        await conn.close()
+        except StoreUnavailableError as exc:
+            self.write_health.failed(exc.reason)
+            raise
+        self.write_health.succeeded()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

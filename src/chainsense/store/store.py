@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -16,13 +18,23 @@ from chainsense.store.anomalies import AnomalyRepository
 from chainsense.store.api_keys import ApiKeyRepository
 from chainsense.store.batches import BatchRepository
 from chainsense.store.devices import DeviceRepository
-from chainsense.store.engine import CONNECT_TIMEOUT_S, Database, parse_url
+from chainsense.store.engine import CONNECT_TIMEOUT_S, Database, WriteHealth, parse_url
 from chainsense.store.errors import StoreError, StoreUnavailableError
 from chainsense.store.market_agents import MarketAgentRepository
 from chainsense.store.readings import ReadingRepository
 from chainsense.store.sessions import SessionRepository
 
-__all__ = ["Store"]
+__all__ = ["RECENT_WRITE_FAILURE_S", "WRITE_PROBE_AFTER_S", "Store"]
+
+RECENT_WRITE_FAILURE_S = 10.0
+"""A write that failed this recently makes :meth:`Store.check_writes` fail without trying."""
+WRITE_PROBE_AFTER_S = 30.0
+"""With no committed write for this long, :meth:`Store.check_writes` tries one."""
+
+
+def _free_bytes(folder: Path) -> int:
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
 
 
 class Store:
@@ -97,6 +109,57 @@ class Store:
                 await conn.execute(text("SELECT 1"))
         except TimeoutError as exc:
             raise StoreUnavailableError(self.url, f"no answer within {timeout:g} s") from exc
+
+    @property
+    def write_health(self) -> WriteHealth:
+        """How this process's recent write transactions went."""
+        return self._db.write_health
+
+    async def check_writes(
+        self, *, timeout: float = CONNECT_TIMEOUT_S, min_free_bytes: int = 0
+    ) -> str:
+        """Whether writes work now; a line saying so, else StoreUnavailableError saying why.
+
+        - SQLite: the database's file system must have ``min_free_bytes`` free;
+        - writes that failed in the last :data:`RECENT_WRITE_FAILURE_S` seconds (the database
+          down, its disk full) mean failing; no need to try one;
+        - after an older failure, or with no write in :data:`WRITE_PROBE_AFTER_S` seconds, one
+          small write transaction is tried within ``timeout`` seconds (it rewrites the schema
+          revision row with its own value).
+        """
+        if self._closed:
+            raise StoreError(f"the store at {self.url} is closed")
+        db = self._db
+        if db.is_sqlite and db.url.database:
+            folder = Path(db.url.database).parent
+            free = await asyncio.to_thread(_free_bytes, folder)
+            if free < min_free_bytes:
+                raise StoreUnavailableError(
+                    self.url,
+                    f"disk full: {free / 2**20:.1f} MiB free on {folder}, writes need "
+                    f"{min_free_bytes / 2**20:.0f} MiB (CHAINSENSE_MIN_FREE_DISK_MB)",
+                )
+        health = db.write_health
+        now = time.monotonic()
+        if health.failing_since is not None and now - health.last_failed < RECENT_WRITE_FAILURE_S:
+            raise StoreUnavailableError(
+                self.url,
+                f"writes failing for {now - health.failing_since:.0f} s: {health.last_error}",
+            )
+        if (
+            health.failing_since is None
+            and health.last_ok is not None
+            and now - health.last_ok < WRITE_PROBE_AFTER_S
+        ):
+            return f"ok (last write {now - health.last_ok:.1f} s ago)"
+        try:
+            async with asyncio.timeout(timeout), db.write() as conn:
+                await conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
+        except TimeoutError as exc:
+            reason = f"a write did not complete within {timeout:g} s"
+            health.failed(reason)
+            raise StoreUnavailableError(self.url, reason) from exc
+        return "ok (write probe committed)"
 
     async def close(self) -> None:
         """Close every pooled connection. Idempotent."""

@@ -103,6 +103,8 @@ async def anchoring_status(platform: PlatformDep, _key: ReaderDep) -> AnchoringS
         chain_ok=state.chain_ok,
         consecutive_failures=state.consecutive_failures,
         last_error=state.last_error,
+        sealing_ok=state.sealing_error is None,
+        blocked=state.blocked,
         unbatched_readings=backlog.unbatched_readings,
         sealed_batches=backlog.sealed_batches,
         sealed_readings=backlog.sealed_readings,
