@@ -34,11 +34,14 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -297,6 +300,32 @@ def _explain(before: dict[str, float], after: dict[str, float]) -> str:
     )
 
 
+@contextlib.contextmanager
+def _sampled(server: base.Server, out: Path | None) -> Iterator[None]:
+    """py-spy sampling the server (every thread while on a CPU, child processes too) into
+    ``out`` (collapsed stacks, one line per stack: ``frame;frame;... count``) while the block
+    runs; nothing when ``out`` is None."""
+    if out is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--pid", str(server.process.pid), "--format", "raw",
+               "--threads", "--subprocesses", "--rate", "200", "--output", str(out)]  # fmt: skip
+    spying = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        spying.send_signal(signal.SIGINT)
+        try:
+            _, err = spying.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            spying.kill()
+            _, err = spying.communicate()
+        if not out.exists():
+            base._log(f"py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
+
+
 def _measure(
     server: base.Server,
     name: str,
@@ -304,11 +333,13 @@ def _measure(
     domain: base.Domain,
     run: Coroutine[Any, Any, None],
     res: Result,
+    spy: Path | None = None,
 ) -> Result:
     before = _ceiling(sample, domain)
     scraped = _scrape(server.base_url)
     cpu0 = base._process_cpu_s(server.process.pid)
-    asyncio.run(run)
+    with _sampled(server, spy / f"{_slug(res.scenario)}.txt" if spy else None):
+        asyncio.run(run)
     cpu1 = base._process_cpu_s(server.process.pid)
     res.explain = _explain(scraped, _scrape(server.base_url))
     after = _ceiling(sample, domain)
@@ -317,6 +348,10 @@ def _measure(
         res.server_cpu_s = cpu1 - cpu0
     _print_row(res)
     return res
+
+
+def _slug(text: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in text).split())
 
 
 def _print_row(r: Result) -> None:
@@ -341,7 +376,9 @@ def _run_backend(backend: str, args: argparse.Namespace) -> list[Result]:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cs-load-")))
         url = stack.enter_context(base._postgres_database()) if backend == "postgresql" else None
         base._log(f"{backend}: starting `chainsense serve` (Anvil, anchorer, AI worker on)")
-        server = stack.enter_context(base._serve(workdir, url, None))
+        extra = dict(item.split("=", 1) for item in args.env)
+        serve_args = ["--workers", str(args.workers)] if args.workers else []
+        server = stack.enter_context(base._serve(workdir, url, None, extra, serve_args))
         base._log(f"{backend}: registering {len(keys)} devices")
         domain = base._register(server, keys)
         signer = Signer(keys, domain)
@@ -364,6 +401,7 @@ def _run_backend(backend: str, args: argparse.Namespace) -> list[Result]:
                 domain,
                 _closed_loop(server.base_url, streams, [1], args.duration, res),
                 res,
+                args.pyspy,
             )
             results.append(single)
             # The readings a device did not send leave a gap in its seq: allowed (seq only
@@ -385,6 +423,7 @@ def _run_backend(backend: str, args: argparse.Namespace) -> list[Result]:
                     domain,
                     _open_loop(server.base_url, streams, interval, args.duration, res),
                     res,
+                    args.pyspy,
                 )
             )
         if "batch" in args.scenarios:
@@ -414,6 +453,7 @@ def _run_backend(backend: str, args: argparse.Namespace) -> list[Result]:
                         domain,
                         _closed_loop(server.base_url, streams, [size], args.duration, res),
                         res,
+                        args.pyspy,
                     )
                 )
         base._log(f"{backend}: stopping the server")
@@ -430,7 +470,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-readings", type=int, default=60_000)
     parser.add_argument("--connections", type=int, default=8, help="batch senders")
     parser.add_argument("--scenarios", default="single,half,batch")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="CHAINSENSE_X=VALUE",
+        help="a setting for the server (repeatable), e.g. CHAINSENSE_COMMIT_WINDOW_MS=2",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="serve --workers N (0: default)")
+    parser.add_argument(
+        "--pyspy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the server with py-spy during each scenario into DIR/<scenario>.txt",
+    )
     args = parser.parse_args(argv)
+    for item in args.env:
+        if "=" not in item or not item.startswith("CHAINSENSE_"):
+            parser.error(f"--env takes CHAINSENSE_NAME=VALUE, got {item!r}")
+    if args.pyspy:
+        args.pyspy.mkdir(parents=True, exist_ok=True)
     args.scenarios = {s.strip() for s in args.scenarios.split(",")}
     cores = os.cpu_count() or 1
     print(
