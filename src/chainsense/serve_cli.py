@@ -59,6 +59,7 @@ def serve_workers(settings: Settings, host: str, port: int, count: int) -> None:
             timeout_worker_healthcheck=60,
             log_level=settings.log_level.lower(),
             log_config=UVICORN_LOG_CONFIG,
+            access_log=settings.access_log,
         )
 
 
