@@ -396,7 +396,8 @@ def _ensure_postgres() -> None:
 @contextlib.contextmanager
 def _postgres_database() -> Iterator[str]:
     _ensure_postgres()
-    name = f"chainsense_bench_{secrets.token_hex(4)}"
+    # BENCH_PG_PREFIX: a name prefix of your own on a shared server
+    name = f"{os.environ.get('BENCH_PG_PREFIX', 'chainsense_bench_')}{secrets.token_hex(4)}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield f"postgresql+asyncpg://root@127.0.0.1:5432/{name}"

@@ -68,6 +68,15 @@ class Result:
     offered_rate: float | None = None
     exhausted: bool = False
     explain: str = ""
+    loop: tuple[float, float] | None = None
+    """Shares of the wall time the server's main thread (the event loop) ran on a CPU and
+    waited, runnable, for one (other load on the machine)."""
+
+    def loop_text(self) -> str:
+        if self.loop is None:
+            return "n/a"
+        on, runq = self.loop
+        return f"{on:.0%}/{runq:.0%}/{max(0.0, 1 - on - runq):.0%}"
 
     @property
     def rate(self) -> float:
@@ -337,10 +346,14 @@ def _measure(
 ) -> Result:
     before = _ceiling(sample, domain)
     scraped = _scrape(server.base_url)
-    cpu0 = base._process_cpu_s(server.process.pid)
+    cpu0 = _tree_cpu_s(server.process.pid)
+    sched0 = base._main_thread_sched(server.process.pid)
     with _sampled(server, spy / f"{_slug(res.scenario)}.txt" if spy else None):
         asyncio.run(run)
-    cpu1 = base._process_cpu_s(server.process.pid)
+    cpu1 = _tree_cpu_s(server.process.pid)
+    sched1 = base._main_thread_sched(server.process.pid)
+    if sched0 is not None and sched1 is not None and res.wall_s:
+        res.loop = ((sched1[0] - sched0[0]) / res.wall_s, (sched1[1] - sched0[1]) / res.wall_s)
     res.explain = _explain(scraped, _scrape(server.base_url))
     after = _ceiling(sample, domain)
     res.ceiling_all = max(before, after)
@@ -348,6 +361,35 @@ def _measure(
         res.server_cpu_s = cpu1 - cpu0
     _print_row(res)
     return res
+
+
+def _tree_cpu_s(pid: int) -> float | None:
+    """CPU seconds of the server process and its descendants (``--workers``: the worker
+    processes), Anvil left out; None off Linux."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+            names[int(entry.name)] = name
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        stack.extend(children.get(current, []))
+        if names.get(current, "").startswith("anvil"):
+            continue
+        cpu = base._process_cpu_s(current)
+        if cpu is None:
+            if current == pid:
+                return None
+            continue
+        total += cpu
+    return total
 
 
 def _slug(text: str) -> str:
@@ -361,7 +403,7 @@ def _print_row(r: Result) -> None:
         f"{r.scenario}:{offered} {r.stored:,} stored in {r.wall_s:.1f} s = {r.rate:,.0f} "
         f"readings/s, ratio {r.ratio:.3f} of {r.ceiling_all:,.0f}/s; {r.requests:,} requests, "
         f"p50 {r.pct(0.5):.1f} ms, p99 {r.pct(0.99):.1f} ms; server CPU {srv}, client CPU "
-        f"{r.client_cpu_s / r.wall_s:.0%}"
+        f"{r.client_cpu_s / r.wall_s:.0%}; event loop on CPU/runnable/asleep {r.loop_text()}"
         + (f"; FAILED {dict(r.failed)}" if r.failed else "")
         + ("; (ran out of pre-signed readings: raise --per-device)" if r.exhausted else "")
     )
@@ -505,18 +547,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(
         f"{'scenario':<34}{'readings/s':>11}{'all-core ceil':>14}{'ratio':>7}"
-        f"{'p50 ms':>8}{'p99 ms':>8}{'srv cpu':>8}{'cli cpu':>8}  failed"
+        f"{'p50 ms':>8}{'p99 ms':>8}{'srv cpu':>8}{'cli cpu':>8}{'loop cpu/runq/sleep':>21}"
+        "  failed"
     )
     for r in results:
         srv = f"{r.server_cpu_s / r.wall_s:.0%}" if r.server_cpu_s is not None else "n/a"
         print(
             f"{r.scenario:<34}{r.rate:>11,.0f}{r.ceiling_all:>14,.0f}{r.ratio:>7.3f}"
             f"{r.pct(0.5):>8.1f}{r.pct(0.99):>8.1f}{srv:>8}{r.client_cpu_s / r.wall_s:>8.0%}"
-            f"  {sum(r.failed.values()) or ''}"
+            f"{r.loop_text():>21}  {sum(r.failed.values()) or ''}"
         )
     print(
         "targets: single >= 0.25 of the all-core ceiling, p99 < 100 ms at half that rate; "
         "batches of 100+ >= 0.5"
+    )
+    print(
+        "loop: the server's event-loop thread, share of wall time on a CPU / runnable but "
+        "waiting for a CPU (other load on the machine) / asleep (idle or waiting on I/O)"
     )
     print(f"load average at the end: {base._load()}")
     return 1 if any(r.failed for r in results) else 0
