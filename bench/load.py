@@ -499,6 +499,9 @@ def _run_backend(backend: str, args: argparse.Namespace) -> list[Result]:
                     )
                 )
         base._log(f"{backend}: stopping the server")
+    if args.workers:  # the main thread measured is uvicorn's supervisor, not an event loop
+        for r in results:
+            r.loop = None
     return results
 
 
