@@ -260,10 +260,17 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 @contextlib.contextmanager
-def _serve(workdir: Path, database_url: str | None, profile: Path | None) -> Iterator[Server]:
+def _serve(
+    workdir: Path,
+    database_url: str | None,
+    profile: Path | None,
+    extra_env: dict[str, str] | None = None,
+    serve_args: Sequence[str] = (),
+) -> Iterator[Server]:
     """``python -m chainsense serve`` on a fresh data dir and free ports (``bench/_server.py``
     writing cProfile windows to ``profile`` when given); stopped on exit with SIGINT, so the
-    lifespan closes Anvil."""
+    lifespan closes Anvil. ``extra_env`` adds settings (``CHAINSENSE_...``), ``serve_args``
+    options of ``serve`` (``--workers 2``)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAINSENSE_")}
     env |= {
@@ -276,6 +283,7 @@ def _serve(workdir: Path, database_url: str | None, profile: Path | None) -> Ite
     }
     if database_url:
         env["CHAINSENSE_DATABASE_URL"] = database_url
+    env |= extra_env or {}
     created = subprocess.run(
         [
             sys.executable,
@@ -299,7 +307,7 @@ def _serve(workdir: Path, database_url: str | None, profile: Path | None) -> Ite
         raise RuntimeError(f"chainsense apikey create failed:\n{created.stderr}")
     api_key = created.stdout.strip().splitlines()[-1]
 
-    command = [sys.executable, "-m", "chainsense", "serve"]
+    command = [sys.executable, "-m", "chainsense", "serve", *serve_args]
     if profile is not None:
         command = [sys.executable, str(Path(__file__).with_name("_server.py")), str(profile)]
     log = workdir / "server.log"
@@ -388,7 +396,8 @@ def _ensure_postgres() -> None:
 @contextlib.contextmanager
 def _postgres_database() -> Iterator[str]:
     _ensure_postgres()
-    name = f"chainsense_bench_{secrets.token_hex(4)}"
+    # BENCH_PG_PREFIX: a name prefix of your own on a shared server
+    name = f"{os.environ.get('BENCH_PG_PREFIX', 'chainsense_bench_')}{secrets.token_hex(4)}"
     asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
     try:
         yield f"postgresql+asyncpg://root@127.0.0.1:5432/{name}"

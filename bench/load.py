@@ -35,11 +35,14 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,15 @@ class Result:
     offered_rate: float | None = None
     exhausted: bool = False
     explain: str = ""
+    loop: tuple[float, float] | None = None
+    """Shares of the wall time the server's main thread (the event loop) ran on a CPU and
+    waited, runnable, for one (other load on the machine)."""
+
+    def loop_text(self) -> str:
+        if self.loop is None:
+            return "n/a"
+        on, runq = self.loop
+        return f"{on:.0%}/{runq:.0%}/{max(0.0, 1 - on - runq):.0%}"
 
     @property
     def rate(self) -> float:
@@ -298,6 +310,32 @@ def _explain(before: dict[str, float], after: dict[str, float]) -> str:
     )
 
 
+@contextlib.contextmanager
+def _sampled(server: base.Server, out: Path | None) -> Iterator[None]:
+    """py-spy sampling the server (every thread while on a CPU, child processes too) into
+    ``out`` (collapsed stacks, one line per stack: ``frame;frame;... count``) while the block
+    runs; nothing when ``out`` is None."""
+    if out is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--pid", str(server.process.pid), "--format", "raw",
+               "--threads", "--subprocesses", "--rate", "200", "--output", str(out)]  # fmt: skip
+    spying = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        spying.send_signal(signal.SIGINT)
+        try:
+            _, err = spying.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            spying.kill()
+            _, err = spying.communicate()
+        if not out.exists():
+            base._log(f"py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
+
+
 def _measure(
     server: base.Server,
     name: str,
@@ -305,12 +343,18 @@ def _measure(
     domain: base.Domain,
     run: Coroutine[Any, Any, None],
     res: Result,
+    spy: Path | None = None,
 ) -> Result:
     before = _ceiling(sample, domain)
     scraped = _scrape(server.base_url)
-    cpu0 = base._process_cpu_s(server.process.pid)
-    asyncio.run(run)
-    cpu1 = base._process_cpu_s(server.process.pid)
+    cpu0 = _tree_cpu_s(server.process.pid)
+    sched0 = base._main_thread_sched(server.process.pid)
+    with _sampled(server, spy / f"{_slug(res.scenario)}.txt" if spy else None):
+        asyncio.run(run)
+    cpu1 = _tree_cpu_s(server.process.pid)
+    sched1 = base._main_thread_sched(server.process.pid)
+    if sched0 is not None and sched1 is not None and res.wall_s:
+        res.loop = ((sched1[0] - sched0[0]) / res.wall_s, (sched1[1] - sched0[1]) / res.wall_s)
     res.explain = _explain(scraped, _scrape(server.base_url))
     after = _ceiling(sample, domain)
     res.ceiling_all = max(before, after)
@@ -320,6 +364,39 @@ def _measure(
     return res
 
 
+def _tree_cpu_s(pid: int) -> float | None:
+    """CPU seconds of the server process and its descendants (``--workers``: the worker
+    processes), Anvil left out; None off Linux."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+            names[int(entry.name)] = name
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        stack.extend(children.get(current, []))
+        if names.get(current, "").startswith("anvil"):
+            continue
+        cpu = base._process_cpu_s(current)
+        if cpu is None:
+            if current == pid:
+                return None
+            continue
+        total += cpu
+    return total
+
+
+def _slug(text: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in text).split())
+
+
 def _print_row(r: Result) -> None:
     srv = f"{r.server_cpu_s / r.wall_s:.0%}" if r.server_cpu_s is not None else "n/a"
     offered = f" offered {r.offered_rate:,.0f}/s;" if r.offered_rate else ""
@@ -327,7 +404,7 @@ def _print_row(r: Result) -> None:
         f"{r.scenario}:{offered} {r.stored:,} stored in {r.wall_s:.1f} s = {r.rate:,.0f} "
         f"readings/s, ratio {r.ratio:.3f} of {r.ceiling_all:,.0f}/s; {r.requests:,} requests, "
         f"p50 {r.pct(0.5):.1f} ms, p99 {r.pct(0.99):.1f} ms; server CPU {srv}, client CPU "
-        f"{r.client_cpu_s / r.wall_s:.0%}"
+        f"{r.client_cpu_s / r.wall_s:.0%}; event loop on CPU/runnable/asleep {r.loop_text()}"
         + (f"; FAILED {dict(r.failed)}" if r.failed else "")
         + ("; (ran out of pre-signed readings: raise --per-device)" if r.exhausted else "")
     )
@@ -342,7 +419,9 @@ def _run_backend(backend: str, args: argparse.Namespace) -> list[Result]:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cs-load-")))
         url = stack.enter_context(base._postgres_database()) if backend == "postgresql" else None
         base._log(f"{backend}: starting `chainsense serve` (Anvil, anchorer, AI worker on)")
-        server = stack.enter_context(base._serve(workdir, url, None))
+        extra = dict(item.split("=", 1) for item in args.env)
+        serve_args = ["--workers", str(args.workers)] if args.workers else []
+        server = stack.enter_context(base._serve(workdir, url, None, extra, serve_args))
         base._log(f"{backend}: registering {len(keys)} devices")
         domain = base._register(server, keys)
         signer = Signer(keys, domain)
@@ -365,6 +444,7 @@ def _run_backend(backend: str, args: argparse.Namespace) -> list[Result]:
                 domain,
                 _closed_loop(server.base_url, streams, [1], args.duration, res),
                 res,
+                args.pyspy,
             )
             results.append(single)
             # The readings a device did not send leave a gap in its seq: allowed (seq only
@@ -386,6 +466,7 @@ def _run_backend(backend: str, args: argparse.Namespace) -> list[Result]:
                     domain,
                     _open_loop(server.base_url, streams, interval, args.duration, res),
                     res,
+                    args.pyspy,
                 )
             )
         if "batch" in args.scenarios:
@@ -415,9 +496,13 @@ def _run_backend(backend: str, args: argparse.Namespace) -> list[Result]:
                         domain,
                         _closed_loop(server.base_url, streams, [size], args.duration, res),
                         res,
+                        args.pyspy,
                     )
                 )
         base._log(f"{backend}: stopping the server")
+    if args.workers:  # the main thread measured is uvicorn's supervisor, not an event loop
+        for r in results:
+            r.loop = None
     return results
 
 
@@ -431,12 +516,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-readings", type=int, default=60_000)
     parser.add_argument("--connections", type=int, default=8, help="batch senders")
     parser.add_argument("--scenarios", default="single,half,batch")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="CHAINSENSE_X=VALUE",
+        help="a setting for the server (repeatable), e.g. CHAINSENSE_COMMIT_WINDOW_MS=2",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="serve --workers N (0: default)")
+    parser.add_argument(
+        "--pyspy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the server with py-spy during each scenario into DIR/<scenario>.txt",
+    )
     soak = parser.add_argument_group("soak mode (bench/_soak.py)")
     soak.add_argument("--soak", type=float, help="seconds at a steady rate, watched (1800)")
     soak.add_argument("--rate", type=float, default=100.0, help="readings/s in all (soak)")
     soak.add_argument("--report-every", type=float, default=60.0, help="seconds (soak)")
     soak.add_argument("--warmup", type=float, help="seconds not judged (soak; min(300, 20%%))")
     args = parser.parse_args(argv)
+    for item in args.env:
+        if "=" not in item or not item.startswith("CHAINSENSE_"):
+            parser.error(f"--env takes CHAINSENSE_NAME=VALUE, got {item!r}")
+    if args.pyspy:
+        args.pyspy.mkdir(parents=True, exist_ok=True)
     if args.soak is not None:
         import _soak
 
@@ -460,18 +565,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(
         f"{'scenario':<34}{'readings/s':>11}{'all-core ceil':>14}{'ratio':>7}"
-        f"{'p50 ms':>8}{'p99 ms':>8}{'srv cpu':>8}{'cli cpu':>8}  failed"
+        f"{'p50 ms':>8}{'p99 ms':>8}{'srv cpu':>8}{'cli cpu':>8}{'loop cpu/runq/sleep':>21}"
+        "  failed"
     )
     for r in results:
         srv = f"{r.server_cpu_s / r.wall_s:.0%}" if r.server_cpu_s is not None else "n/a"
         print(
             f"{r.scenario:<34}{r.rate:>11,.0f}{r.ceiling_all:>14,.0f}{r.ratio:>7.3f}"
             f"{r.pct(0.5):>8.1f}{r.pct(0.99):>8.1f}{srv:>8}{r.client_cpu_s / r.wall_s:>8.0%}"
-            f"  {sum(r.failed.values()) or ''}"
+            f"{r.loop_text():>21}  {sum(r.failed.values()) or ''}"
         )
     print(
         "targets: single >= 0.25 of the all-core ceiling, p99 < 100 ms at half that rate; "
         "batches of 100+ >= 0.5"
+    )
+    print(
+        "loop: the server's event-loop thread, share of wall time on a CPU / runnable but "
+        "waiting for a CPU (other load on the machine) / asleep (idle or waiting on I/O)"
     )
     print(f"load average at the end: {base._load()}")
     return 1 if any(r.failed for r in results) else 0

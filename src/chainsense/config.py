@@ -355,6 +355,11 @@ class Settings(BaseSettings):
         pattern="^(?i:debug|info|warning|error)$",
         description="Lowest level logged; DEBUG adds per-request RPC chatter.",
     )
+    access_log: bool = Field(
+        default=True,
+        description="One log line per HTTP request (uvicorn's access log). Every request is "
+        "counted in /metrics either way; off saves its formatting on the event loop.",
+    )
     otlp_endpoint: str | None = Field(
         default=None,
         description="OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318) to export traces to; unset: "

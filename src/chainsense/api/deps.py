@@ -50,16 +50,20 @@ _cookie = APIKeyCookie(
 )
 
 
-def _platform(request: Request) -> Platform:
+# The dependencies are coroutines, not plain functions: FastAPI runs a plain dependency in a
+# worker thread, one thread hop per request for an attribute lookup (seen in a profile under
+# 200 devices: 12% of the event loop's time in solve_dependencies).
+async def _platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
 
-def _chain(request: Request) -> ChainContext:
-    return _platform(request).chain
+async def _chain(request: Request) -> ChainContext:
+    platform: Platform = request.app.state.platform
+    return platform.chain
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

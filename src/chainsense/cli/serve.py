@@ -163,6 +163,7 @@ def serve(
         app,
         log_level=settings.log_level.lower(),
         log_config=UVICORN_LOG_CONFIG,
+        access_log=settings.access_log,
         lifespan="on",
     )
     server = uvicorn.Server(config)

@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ColumnElement, bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 
 from chainsense.store.engine import Database
 from chainsense.store.records import checksum_address
 from chainsense.store.schema import ai_alarms
 
-__all__ = ["Alarm", "AlarmChange", "AlarmRepository"]
+__all__ = ["Alarm", "AlarmChange", "AlarmRepository", "apply_changes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,47 +99,68 @@ def _fields(change: AlarmChange) -> dict[str, Any]:
     return out
 
 
+def apply_changes(conn: Connection, changes: Sequence[AlarmChange]) -> None:
+    """Open, update or clear alarms inside the caller's (synchronous) write transaction; fills
+    ``stored`` and ``alarm_id`` of each change.
+
+    A change with an ``alarm_id`` updates that alarm if it is still active; otherwise (no id, or
+    an operator cleared it meanwhile) it opens a new one. A handful of statements whatever the
+    number of changes (the AI worker sends one per device and chunk): one query for which
+    alarms are active, one executemany per shape of update, one multi-row INSERT ... RETURNING,
+    one query reading the updated alarms back.
+    """
+    ids = [c.alarm_id for c in changes if c.alarm_id is not None]
+    active: set[int] = set()
+    for start in range(0, len(ids), _CHUNK):
+        stmt = select(_C.id).where(_C.id.in_(ids[start : start + _CHUNK]), _C.state == "active")
+        active.update(int(i) for i in conn.execute(stmt).scalars())
+    updated = [c for c in changes if c.alarm_id in active]
+    opened = [c for c in changes if c.alarm_id not in active]
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for change in updated:
+        values = _fields(change)
+        if change.cleared_at_ms is not None:
+            values |= {"state": "cleared", "cleared_at_ms": change.cleared_at_ms}
+        values["b_id"] = change.alarm_id
+        shapes.setdefault(tuple(values), []).append(values)
+    for params in shapes.values():  # the SET clause comes from the parameters' keys
+        conn.execute(_UPDATE_ACTIVE, params)
+    rows: dict[int, Any] = {}
+    updated_ids = [c.alarm_id for c in updated]
+    for start in range(0, len(updated_ids), _CHUNK):
+        stmt2 = select(*_COLUMNS).where(_C.id.in_(updated_ids[start : start + _CHUNK]))
+        rows.update((int(row[0]), row) for row in conn.execute(stmt2))
+    for change in updated:
+        assert change.alarm_id is not None
+        change.stored = _alarm(rows[change.alarm_id])
+    if opened:
+        params = [
+            {
+                **_fields(change),
+                "device": change.device,
+                "schema": change.schema,
+                "state": "active" if change.cleared_at_ms is None else "cleared",
+                "acknowledged": False,
+                "first_seen_ms": change.first_seen_ms,
+                "cleared_at_ms": change.cleared_at_ms,
+            }
+            for change in opened
+        ]
+        for change, row in zip(opened, conn.execute(_INSERT_RETURNING, params), strict=True):
+            change.stored = _alarm(row)
+            change.alarm_id = change.stored.id
+
+
+_CHUNK = 2_000  # ids per IN list
+_UPDATE_ACTIVE = update(ai_alarms).where(_C.id == bindparam("b_id"), _C.state == "active")
+_INSERT_RETURNING = insert(ai_alarms).returning(*_COLUMNS, sort_by_parameter_order=True)
+
+
 class AlarmRepository:
     """Obtain it as ``store.alarms``."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    async def apply(self, conn: AsyncConnection, changes: Sequence[AlarmChange]) -> None:
-        """Open, update or clear alarms inside the caller's transaction; fills ``stored`` and
-        ``alarm_id`` of each change."""
-        for change in changes:
-            row = None
-            if change.alarm_id is not None:
-                values = _fields(change)
-                if change.cleared_at_ms is not None:
-                    values |= {"state": "cleared", "cleared_at_ms": change.cleared_at_ms}
-                stmt = (
-                    update(ai_alarms)
-                    .where(_C.id == change.alarm_id, _C.state == "active")
-                    .values(**values)
-                    .returning(*_COLUMNS)
-                )
-                row = (await conn.execute(stmt)).first()
-            if row is None:
-                cleared = change.cleared_at_ms
-                stmt2 = (
-                    insert(ai_alarms)
-                    .values(
-                        **_fields(change),
-                        device=change.device,
-                        schema=change.schema,
-                        state="active" if cleared is None else "cleared",
-                        acknowledged=False,
-                        first_seen_ms=change.first_seen_ms,
-                        cleared_at_ms=cleared,
-                    )
-                    .returning(*_COLUMNS)
-                )
-                row = (await conn.execute(stmt2)).first()
-            assert row is not None
-            change.stored = _alarm(row)
-            change.alarm_id = change.stored.id
 
     async def get(self, alarm_id: int) -> Alarm | None:
         async with self._db.read() as conn:

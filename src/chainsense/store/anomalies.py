@@ -8,17 +8,18 @@ metric).
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Insert, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
-from chainsense.store.alarms import AlarmChange, AlarmRepository
+from chainsense.store.alarms import AlarmChange, apply_changes
 from chainsense.store.engine import Database
 from chainsense.store.records import checksum_address
 from chainsense.store.schema import ai_anomalies, ai_cursors, ai_models, readings
@@ -91,43 +92,12 @@ class AnomalyRepository:
         ``alarms`` changes (each gets its ``stored`` alarm), move the cursor; one transaction.
         Returns the events that were new, with their ids."""
         now = datetime.now(UTC)
-        stored: list[StoredAnomaly] = []
-        async with self._db.write() as conn:
-            for event in events:
-                stmt: Insert = (
-                    self._insert(ai_anomalies)
-                    .values(
-                        **{f: getattr(event, f) for f in NewAnomaly.__slots__},
-                        created_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["reading_id", "metric"])
-                    .returning(ai_anomalies.c.id)
-                )
-                new_id = (await conn.execute(stmt)).scalar_one_or_none()
-                if new_id is not None:
-                    fields = {f: getattr(event, f) for f in NewAnomaly.__slots__}
-                    stored.append(StoredAnomaly(**fields, id=new_id, created_at=now))
-            if states:
-                rows = [
-                    {
-                        "device": d,
-                        "metric": m,
-                        "model": k,
-                        "state": json.dumps(s, separators=(",", ":")),
-                        "updated_at": now,
-                    }
-                    for (d, m, k), s in states.items()
-                ]
-                upsert = self._insert(ai_models)
-                upsert = upsert.on_conflict_do_update(
-                    index_elements=["device", "metric", "model"],
-                    set_={"state": upsert.excluded.state, "updated_at": upsert.excluded.updated_at},
-                )
-                await conn.execute(upsert, rows)
-            if alarms:
-                await AlarmRepository(self._db).apply(conn, alarms)
-            await _set_cursor(self, conn, worker, cursor)
-        return stored
+        # The model states are hundreds of kilobytes of JSON per chunk: encoded before the
+        # write lock is taken, not while other writers (the group commit) wait for it.
+        rows = await asyncio.to_thread(_state_rows, states, now) if states else []
+        return await self._db.run_write(
+            _checkpoint_transaction, self._insert, worker, cursor, events, rows, alarms, now
+        )
 
     async def put_state(self, key: ModelKey, state: dict[str, Any]) -> None:
         """Upsert one saved state (a setting made through the API, outside the worker's
@@ -210,11 +180,55 @@ class AnomalyRepository:
             return [StoredAnomaly(*tuple(row)) for row in await conn.execute(stmt)]
 
 
-async def _set_cursor(
-    repo: AnomalyRepository, conn: AsyncConnection, worker: str, cursor: int
-) -> None:
-    upsert = repo._insert(ai_cursors).values(name=worker, reading_id=cursor)
-    upsert = upsert.on_conflict_do_update(
-        index_elements=["name"], set_={"reading_id": upsert.excluded.reading_id}
+def _state_rows(states: Mapping[ModelKey, dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "device": d,
+            "metric": m,
+            "model": k,
+            "state": json.dumps(s, separators=(",", ":")),
+            "updated_at": now,
+        }
+        for (d, m, k), s in states.items()
+    ]
+
+
+def _checkpoint_transaction(
+    conn: Connection,
+    insert_for: Callable[[Any], Any],
+    worker: str,
+    cursor: int,
+    events: Sequence[NewAnomaly],
+    states: list[dict[str, Any]],
+    alarms: Sequence[AlarmChange],
+    now: datetime,
+) -> list[StoredAnomaly]:
+    """The body of :meth:`AnomalyRepository.checkpoint`'s write transaction (``states`` as rows
+    of ai_models)."""
+    stored: list[StoredAnomaly] = []
+    for event in events:
+        stmt: Insert = (
+            insert_for(ai_anomalies)
+            .values(**{f: getattr(event, f) for f in NewAnomaly.__slots__}, created_at=now)
+            .on_conflict_do_nothing(index_elements=["reading_id", "metric"])
+            .returning(ai_anomalies.c.id)
+        )
+        new_id = conn.execute(stmt).scalar_one_or_none()
+        if new_id is not None:
+            fields = {f: getattr(event, f) for f in NewAnomaly.__slots__}
+            stored.append(StoredAnomaly(**fields, id=new_id, created_at=now))
+    if states:
+        upsert = insert_for(ai_models)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=["device", "metric", "model"],
+            set_={"state": upsert.excluded.state, "updated_at": upsert.excluded.updated_at},
+        )
+        conn.execute(upsert, states)
+    if alarms:
+        apply_changes(conn, alarms)
+    upsert_cursor = insert_for(ai_cursors).values(name=worker, reading_id=cursor)
+    upsert_cursor = upsert_cursor.on_conflict_do_update(
+        index_elements=["name"], set_={"reading_id": upsert_cursor.excluded.reading_id}
     )
-    await conn.execute(upsert)
+    conn.execute(upsert_cursor)
+    return stored

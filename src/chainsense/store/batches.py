@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Executable, func, insert, select, update
+from sqlalchemy.engine import Connection
 
 from chainsense.store.engine import Database
 from chainsense.store.errors import StoreError
@@ -207,26 +208,7 @@ class BatchRepository:
             "contract": checksum_address(contract),
             "sealed_at": utc(sealed_at, "sealed_at"),
         }
-        async with self._db.write() as conn:
-            batch_id = (
-                await conn.execute(insert(batches).values(**values).returning(batches.c.id))
-            ).scalar_one()
-            moved = 0
-            ids = list(reading_ids)
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                result = await conn.execute(
-                    update(readings)
-                    .where(readings.c.id.in_(chunk), readings.c.batch_id.is_(None))
-                    .values(batch_id=batch_id)
-                )
-                moved += result.rowcount
-            if moved != len(ids):
-                raise StoreError(
-                    f"cannot seal batch: {len(ids) - moved} of {len(ids)} readings are already "
-                    "sealed or missing"
-                )
-            row = (await conn.execute(select(*_COLUMNS).where(batches.c.id == batch_id))).one()
+        row = await self._db.run_write(_seal_transaction, values, list(reading_ids))
         return _record(row)
 
     # --- reading back ----------------------------------------------------------------------
@@ -311,17 +293,39 @@ class BatchRepository:
 
     async def record_failure(self, batch_id: int, error: str) -> None:
         """Count a failed anchoring attempt and keep its reason."""
-        async with self._db.write() as conn:
-            await conn.execute(
-                update(batches)
-                .where(batches.c.id == batch_id)
-                .values(attempts=batches.c.attempts + 1, last_error=error[:500])
-            )
+        stmt = (
+            update(batches)
+            .where(batches.c.id == batch_id)
+            .values(attempts=batches.c.attempts + 1, last_error=error[:500])
+        )
+        await self._db.run_write(_execute, stmt)
 
     async def _update(self, batch_id: int, **values: object) -> None:
-        async with self._db.write() as conn:
-            result = await conn.execute(
-                update(batches).where(batches.c.id == batch_id).values(**values)
-            )
-            if result.rowcount != 1:
-                raise StoreError(f"no batch {batch_id}")
+        stmt = update(batches).where(batches.c.id == batch_id).values(**values)
+        if await self._db.run_write(_execute, stmt) != 1:
+            raise StoreError(f"no batch {batch_id}")
+
+
+def _execute(conn: Connection, stmt: Executable) -> int:
+    """One statement in its own write transaction; the rows it changed."""
+    return int(conn.execute(stmt).rowcount)
+
+
+def _seal_transaction(conn: Connection, values: dict[str, Any], ids: list[int]) -> Any:
+    """The body of :meth:`BatchRepository.seal`'s write transaction: the new batch's row."""
+    batch_id = conn.execute(insert(batches).values(**values).returning(batches.c.id)).scalar_one()
+    moved = 0
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        result = conn.execute(
+            update(readings)
+            .where(readings.c.id.in_(chunk), readings.c.batch_id.is_(None))
+            .values(batch_id=batch_id)
+        )
+        moved += result.rowcount
+    if moved != len(ids):
+        raise StoreError(
+            f"cannot seal batch: {len(ids) - moved} of {len(ids)} readings are already "
+            "sealed or missing"
+        )
+    return conn.execute(select(*_COLUMNS).where(batches.c.id == batch_id)).one()

@@ -7,6 +7,15 @@ legacy transaction handling is switched off): ``BEGIN`` for reads, ``BEGIN IMMED
 so a write transaction holds the database write lock from its first statement and concurrent
 writers (tasks or processes) queue instead of failing half-way. PostgreSQL writers lock the
 rows they depend on (``SELECT ... FOR UPDATE``) instead.
+
+The hot write transactions (the group commit of readings, the AI worker's checkpoint, sealing)
+are plain functions of a synchronous connection run with :meth:`Database.run_write`. On SQLite
+the whole transaction runs in one hop on the store's writer thread, over its own synchronous
+connection: the event loop waits for one result instead of coming round once per statement
+(aiosqlite answers each statement through the loop, so a transaction of ten statements held the
+write lock for ten turns of a busy loop: measured 300-1,100 ms per AI checkpoint under 200
+devices, while the group commit waited for the lock). On PostgreSQL the same function runs
+through the async driver (``AsyncConnection.run_sync``).
 """
 
 from __future__ import annotations
@@ -16,13 +25,14 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -114,6 +124,7 @@ def _sqlite_on_begin(conn: Connection) -> None:
 
 
 _UNAVAILABLE = (OperationalError, InterfaceError, OSError, TimeoutError)
+T = TypeVar("T")
 
 #: SQLSTATE codes (or their two-character classes) of a PostgreSQL that cannot serve now, as
 #: opposed to one that refused this statement: connection exceptions (08), insufficient resources
@@ -173,6 +184,9 @@ class Database:
         self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = (
             asyncio.Lock() if self.dialect == "sqlite" else contextlib.nullcontext()
         )
+        self._sync_engine: Engine | None = None
+        self._sync_writer: Engine | None = None
+        self._writer_thread: ThreadPoolExecutor | None = None
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
@@ -244,7 +258,69 @@ class Database:
             raise
         self.write_health.succeeded()
 
+    async def run_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)`` in one write transaction, committed (durably) before this
+        returns; ``fn`` is a plain function of a synchronous SQLAlchemy Connection.
+
+        SQLite: under the same lock as :meth:`write`, the whole transaction runs on the store's
+        writer thread (one thread, one connection of its own, ``BEGIN IMMEDIATE``), so the event
+        loop is not needed between statements. If the caller is cancelled, the lock is kept
+        until that thread has finished the transaction. PostgreSQL: through the async driver.
+        """
+        if not self.is_sqlite:
+            async with self.write() as conn:
+                return await conn.run_sync(fn, *args)
+        try:
+            result = await self._run_sqlite_write(fn, *args)
+        except StoreUnavailableError as exc:
+            self.write_health.failed(exc.reason)
+            raise
+        self.write_health.succeeded()
+        return result
+
+    async def _run_sqlite_write(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._write_lock:
+            loop = asyncio.get_running_loop()
+            pending = loop.run_in_executor(
+                self._writer_executor(), functools.partial(self._transact, fn, *args)
+            )
+            async with self.translate():
+                try:
+                    return await asyncio.shield(pending)
+                except asyncio.CancelledError:
+                    # the transaction goes on in the thread: hold the lock until it ends
+                    await asyncio.wait([pending])
+                    raise
+
+    def _writer_executor(self) -> ThreadPoolExecutor:
+        if self._writer_thread is None:
+            self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        return self._writer_thread
+
+    def _transact(self, fn: Callable[..., T], *args: Any) -> T:
+        """On the writer thread: one transaction over the synchronous writer connection."""
+        if self._sync_writer is None:
+            engine = create_engine(
+                self.url.set(drivername="sqlite"),
+                connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
+                pool_size=1,
+                max_overflow=0,
+                json_serializer=functools.partial(json.dumps, separators=(",", ":")),
+            )
+            event.listen(engine, "connect", _sqlite_on_connect)
+            event.listen(engine, "begin", _sqlite_on_begin)
+            self._sync_engine = engine
+            self._sync_writer = engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        with self._sync_writer.connect() as conn, conn.begin():
+            return fn(conn, *args)
+
     async def dispose(self) -> None:
+        if self._writer_thread is not None:
+            executor, self._writer_thread = self._writer_thread, None
+            writer, self._sync_engine, self._sync_writer = self._sync_engine, None, None
+            if writer is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, writer.dispose)
+            await asyncio.to_thread(executor.shutdown)
         await self.engine.dispose()
 
 

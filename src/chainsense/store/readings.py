@@ -32,7 +32,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from chainsense.store.engine import Database
 from chainsense.store.records import (
@@ -102,24 +102,9 @@ class ReadingRepository:
         if not rows:
             return []
         checked = [_check(i, row) for i, row in enumerate(rows)]
-        addresses = sorted({row[0] for row in checked})
-        received_at = datetime.now(UTC)
-        async with self._db.write() as conn:
-            last_seq = await _lock_devices(conn, addresses)
-            candidates = [(r[0], r[1]) for r in checked if r[1] <= last_seq.get(r[0], -1)]
-            existing = await _existing(conn, candidates)
-            plan, new = _plan(checked, last_seq, existing)
-            new_ids: list[int] = []
-            if new:
-                if self._db.is_sqlite:
-                    new_ids = await _insert_sqlite(conn, new, received_at)
-                else:
-                    new_ids = await _insert_returning(conn, new, received_at)
-                top: dict[str, int] = {}
-                for row in new:  # in increasing seq order per device
-                    top[row[0]] = row[1]
-                moved = [{"b_address": d, "b_last_seq": seq} for d, seq in top.items()]
-                await conn.execute(_SET_LAST_SEQ, moved)
+        plan, new_ids = await self._db.run_write(
+            _insert_transaction, checked, datetime.now(UTC), self._db.is_sqlite
+        )
         return [
             InsertResult(outcome, new_ids[k] if k is not None else reading_id)
             for outcome, reading_id, k in plan
@@ -237,6 +222,30 @@ class SeriesBucket:
 _Plan = list[tuple[Outcome, int | None, int | None]]
 
 
+def _insert_transaction(
+    conn: Connection, checked: list[_Checked], received_at: datetime, is_sqlite: bool
+) -> tuple[_Plan, list[int]]:
+    """The body of :meth:`ReadingRepository.insert_batch`'s write transaction: the plan, and
+    the ids of the rows it inserted."""
+    addresses = sorted({row[0] for row in checked})
+    last_seq = _lock_devices(conn, addresses)
+    candidates = [(r[0], r[1]) for r in checked if r[1] <= last_seq.get(r[0], -1)]
+    existing = _existing(conn, candidates)
+    plan, new = _plan(checked, last_seq, existing)
+    new_ids: list[int] = []
+    if new:
+        if is_sqlite:
+            new_ids = _insert_sqlite(conn, new, received_at)
+        else:
+            new_ids = _insert_returning(conn, new, received_at)
+        top: dict[str, int] = {}
+        for row in new:  # in increasing seq order per device
+            top[row[0]] = row[1]
+        moved = [{"b_address": d, "b_last_seq": seq} for d, seq in top.items()]
+        conn.execute(_SET_LAST_SEQ, moved)
+    return plan, new_ids
+
+
 def _plan(
     checked: list[_Checked],
     last_seq: dict[str, int],
@@ -278,9 +287,7 @@ def _plan(
     return plan, new
 
 
-async def _insert_returning(
-    conn: AsyncConnection, new: list[_Checked], received_at: datetime
-) -> list[int]:
+def _insert_returning(conn: Connection, new: list[_Checked], received_at: datetime) -> list[int]:
     """One multi-row INSERT ... RETURNING id, ids in row order (PostgreSQL)."""
     params = [
         {
@@ -295,19 +302,17 @@ async def _insert_returning(
         }
         for device, seq, timestamp, schema, values, signature, struct_hash in new
     ]
-    return list((await conn.execute(_INSERT_RETURNING, params)).scalars())
+    return list(conn.execute(_INSERT_RETURNING, params).scalars())
 
 
-async def _insert_sqlite(
-    conn: AsyncConnection, new: list[_Checked], received_at: datetime
-) -> list[int]:
+def _insert_sqlite(conn: Connection, new: list[_Checked], received_at: datetime) -> list[int]:
     """One executemany with explicit ids (SQLite, under its write lock).
 
     It goes to the driver's ``executemany`` directly, with the column types' own bind
     processors applied here: twice the speed of a Core executemany, same stored form.
     """
     dialect = conn.dialect
-    first = int((await conn.execute(_SQLITE_NEXT_ID)).scalar_one())
+    first = int(conn.execute(_SQLITE_NEXT_ID).scalar_one())
     sql = _sqlite_insert_sql(dialect)
     when = _processor("received_at", dialect)(received_at)
     rows = [
@@ -324,7 +329,7 @@ async def _insert_sqlite(
         )
         for k, (device, seq, timestamp, schema, values, signature, struct_hash) in enumerate(new)
     ]
-    await conn.exec_driver_sql(sql, rows)
+    conn.exec_driver_sql(sql, rows)
     return list(range(first, first + len(new)))
 
 
@@ -367,7 +372,7 @@ def _identity(value: Any) -> Any:
     return value
 
 
-async def _lock_devices(conn: AsyncConnection, addresses: list[str]) -> dict[str, int]:
+def _lock_devices(conn: Connection, addresses: list[str]) -> dict[str, int]:
     """``last_seq`` of the known devices among ``addresses``, their rows locked until COMMIT."""
     found: dict[str, int] = {}
     for chunk in _chunks(addresses):
@@ -377,13 +382,13 @@ async def _lock_devices(conn: AsyncConnection, addresses: list[str]) -> dict[str
             .order_by(devices.c.address)
             .with_for_update()
         )
-        for address, last in await conn.execute(stmt):
+        for address, last in conn.execute(stmt):
             found[address] = last
     return found
 
 
-async def _existing(
-    conn: AsyncConnection, keys: list[tuple[str, int]]
+def _existing(
+    conn: Connection, keys: list[tuple[str, int]]
 ) -> dict[tuple[str, int], tuple[int, bytes, bytes]]:
     """Stored readings at those (device, seq): id, struct hash and signature."""
     found: dict[tuple[str, int], tuple[int, bytes, bytes]] = {}
@@ -402,7 +407,7 @@ async def _existing(
                 *(and_(readings.c.device == d, readings.c.seq.in_(s)) for d, s in by_device.items())
             )
         )
-        for device, seq, reading_id, struct_hash, signature in await conn.execute(stmt):
+        for device, seq, reading_id, struct_hash, signature in conn.execute(stmt):
             found[(device, seq)] = (reading_id, bytes(struct_hash), bytes(signature))
     return found
 
