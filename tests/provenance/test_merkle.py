@@ -150,3 +150,16 @@ async def test_openZeppelinMerkleProof_acceptsEveryProofOnChain(snapshot: Chain)
         bad.append((proof, other.root, leaf))
         assert not verify_proof(proof, other.root, leaf)
     assert not any(await _verify_all(chain, bad))
+
+
+def test_processProof_withKnownNodes_isTheSameRoot() -> None:
+    values = [bytes([i]) * 32 for i in range(37)]
+    tree = MerkleTree(values)
+    known: dict[bytes, bytes] = {}
+    for value in values:
+        path = tree.proof(value)
+        assert process_proof(path, leaf_of(value), known) == process_proof(path, leaf_of(value))
+        assert process_proof(path, leaf_of(value), known) == tree.root
+    assert 0 < len(known) < 37 * 6  # shared upper nodes are hashed once
+    forged = [bytes(32), *tree.proof(values[0])[1:]]
+    assert process_proof(forged, leaf_of(values[0]), known) != tree.root

@@ -152,3 +152,41 @@ def test_negativeScale_andNullIssuerReferences_areAccepted() -> None:
     doc = ProofDocument.from_json(raw)
     assert doc.schema.metrics[0].scale == -3
     assert doc.reading_id is None
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "read"),
+    [
+        (["anchor", "header_rlp"], "0xc101", lambda d: d.anchor.header_rlp),
+        (["anchor", "receipt_proof", 0], "0xc17f", lambda d: d.anchor.receipt_proof),
+        (["anchor", "block_time_s"], "1763700006", lambda d: d.anchor.block_time),
+        (["schema", "metrics", 0, "scale"], "1", lambda d: d.schema.metrics[0].scale),
+        (["schema", "metrics", 1, "unit"], "K", lambda d: d.schema.metrics[1].unit),
+        (["domain", "name"], "ChainSensf", lambda d: d.domain.name),
+        (["merkle_proof", 0], "0x" + "ab" * 32, lambda d: d.proof[0]),
+    ],
+)
+def test_rememberedBlocks_neverHideAChange(path: list[Any], value: Any, read: Any) -> None:
+    """The parser remembers the domain, schema and anchor blocks (and bytes32 texts) it has
+    seen; a block that differs in any member, under the same block hash or registry, is parsed
+    afresh."""
+    first = ProofDocument.from_json(_document())
+    changed = ProofDocument.from_json(_broken(path, value))
+    assert read(changed) != read(first)
+    assert changed.to_json() == _broken(path, value)
+    again = ProofDocument.from_json(_document())
+    assert again.to_json() == _document()
+
+
+def test_rememberedBlocks_stillRefuseAWrongType() -> None:
+    ProofDocument.from_json(_document())
+    for path, value, field in [
+        (["anchor", "receipt_proof"], [1], "anchor.receipt_proof[0]"),
+        (["anchor", "header_rlp"], ["0xc0"], "anchor.header_rlp"),
+        (["schema", "metrics", 0, "scale"], 2, "schema.metrics[0].scale"),
+        (["domain", "chain_id"], 31337, "domain.chain_id"),
+        (["merkle_proof", 0], 7, "merkle_proof[0]"),
+    ]:
+        with pytest.raises(ProofFormatError) as caught:
+            ProofDocument.from_json(_broken(path, value))
+        assert caught.value.field == field

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from eth_account import Account
 from playwright.sync_api import Browser, Page, expect
@@ -124,11 +125,52 @@ def test_a_proof_is_downloaded_and_verified_in_the_console(
     proof = json.loads(saved.read_text())
     assert proof["reading"]["device"].lower() == truck.address.lower()
     page.goto(server.url + "/verify")
+    # checked in the browser (no POST /v1/verify), pinned to the served deployment; without a
+    # trusted block hash the verdict is incomplete, never "proven"
+    verify_calls: list[str] = []
+    page.on("request", lambda r: verify_calls.append(r.url) if "/v1/verify" in r.url else None)
     page.set_input_files("#proof-file", str(saved))
     verdict = page.locator(".verdict")
-    expect(verdict).to_contain_text("every check passed", timeout=30_000)
+    expect(verdict).to_contain_text("incomplete", timeout=30_000)
+    expect(verdict).to_contain_text("not checked: block")
+    expect(verdict).to_contain_text("the deployment this server publishes")
     expect(verdict.locator("li.fail")).to_have_count(0)
-    assert verdict.locator("li.pass").count() >= 5
+    assert verdict.locator("li.pass").count() == 8  # every offline check but block
+    # the block hash from the chain node (the auditor's own source), then the user's own pins
+    rpc = server.http.get("/v1/chain").json()["rpc_url"]
+    block = httpx.post(
+        rpc,
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "eth_getBlockByNumber",
+            "params": [hex(int(proof["anchor"]["block_number"])), False],
+        },
+    )
+    page.fill("#block-hashes", block.json()["result"]["hash"])
+    deployment = tmp_path / "deployment.json"
+    deployment.write_text(server.http.get("/v1/deployment").text)
+    page.set_input_files("#deployment-file", str(deployment))
+    expect(page.locator("#deployment-status")).to_contain_text("deployment.json")
+    again = tmp_path / "again.proof.json"  # another file: choosing the same one fires no change
+    again.write_text(saved.read_text())
+    page.set_input_files("#proof-file", str(again))
+    expect(verdict).to_contain_text("every check passed", timeout=30_000)
+    expect(verdict).to_contain_text("your deployment document")
+    expect(verdict.locator("li.fail")).to_have_count(0)
+    assert verdict.locator("li.pass").count() == 9
+    # a deployment that names other contracts fails the contracts check
+    other = json.loads(deployment.read_text())
+    other["contracts"]["ReadingAnchor"]["address"] = "0x" + "42" * 20
+    forged = tmp_path / "forged.deployment.json"
+    forged.write_text(json.dumps(other))
+    page.set_input_files("#deployment-file", str(forged))
+    expect(page.locator("#deployment-status")).to_contain_text("forged.deployment.json")
+    page.set_input_files("#proof-file", str(saved))
+    expect(verdict).to_contain_text("failed: contracts", timeout=30_000)
+    page.set_input_files("#deployment-file", str(deployment))
+    expect(page.locator("#deployment-status")).to_have_text("pinned to deployment.json")
+    assert verify_calls == []
     # a tampered copy fails, and says which check
     proof["reading"]["values"][0] = str(int(proof["reading"]["values"][0]) + 1)  # v2: decimals
     tampered = tmp_path / "tampered.json"

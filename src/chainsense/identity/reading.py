@@ -98,6 +98,23 @@ class Reading:
         if values is not self.values:
             set_(self, "values", values)
 
+    @classmethod
+    def checked(
+        cls, device: str, seq: int, timestamp: int, schema: bytes, values: tuple[int, ...]
+    ) -> Reading:
+        """A reading from fields the caller has already checked exactly as construction does
+        (``device`` in EIP-55 form, uint64 ``seq`` and ``timestamp``, 32-byte ``schema``, a
+        tuple of int64 ``values``): for parsers that validate every field themselves and
+        name it in their own terms (the proof parser)."""
+        reading = object.__new__(cls)
+        set_ = object.__setattr__
+        set_(reading, "device", device)
+        set_(reading, "seq", seq)
+        set_(reading, "timestamp", timestamp)
+        set_(reading, "schema", schema)
+        set_(reading, "values", values)
+        return reading
+
     def __repr__(self) -> str:
         return (
             f"Reading(device={self.device!r}, seq={self.seq}, timestamp={self.timestamp}, "

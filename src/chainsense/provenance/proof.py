@@ -25,11 +25,12 @@ naming the check.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from chainsense.errors import ChainSenseError
+from chainsense.identity._address import checksum_address
 from chainsense.identity.reading import Reading
 from chainsense.identity.schema_id import SCALE_MAX, SCALE_MIN, VERSION_MAX
 
@@ -176,59 +177,136 @@ class ProofDocument:
 
     @classmethod
     def from_json(cls, obj: Any) -> ProofDocument:
-        """Parse a v2 proof document; :class:`ProofFormatError` names the first bad field."""
+        """Parse a v2 proof document; :class:`ProofFormatError` names the first bad field.
+
+        The domain, schema and anchor blocks are the same for every proof of a batch: each
+        parsed block is remembered (a bounded table keyed by its exact JSON strings), so a bundle
+        pays for parsing them once per batch. Only well-formed blocks are remembered, and a key
+        holds every member's text by name, so a hit returns what parsing the block would."""
         doc = _fields("", obj, _TOP)
         fmt = doc["format"]
         if fmt != FORMAT:
             raise ProofFormatError("format", f"expected {FORMAT!r}, got {fmt!r}")
-        raw = _fields("reading", doc["reading"], _READING)
-        values = _list("reading.values", raw["values"], 1024)
-        try:
-            reading = Reading(
-                device=_address("reading.device", raw["device"]),
-                seq=_uint("reading.seq", raw["seq"], 64),
-                timestamp=_uint("reading.timestamp_ms", raw["timestamp_ms"], 64),
-                schema=_bytes("reading.schema", raw["schema"], 32),
-                values=tuple(_int(f"reading.values[{i}]", v, 64) for i, v in enumerate(values)),
-            )
-        except ValueError as exc:  # Reading's own checks (InvalidReadingError is a ValueError)
-            raise ProofFormatError("reading", str(exc)) from None
-        domain = _fields("domain", doc["domain"], _DOMAIN)
-        anchor = _fields("anchor", doc["anchor"], _ANCHOR)
+        reading, signature = _reading(doc["reading"])
         merkle = _list("merkle_proof", doc["merkle_proof"], MAX_PROOF_STEPS)
-        nodes = _list("anchor.receipt_proof", anchor["receipt_proof"], MAX_TRIE_NODES)
         return cls(
             reading=reading,
-            signature=_bytes("reading.signature", raw["signature"], 65),
-            domain=DomainRef(
-                chain_id=_uint("domain.chain_id", domain["chain_id"], 256),
-                verifying_contract=_address(
-                    "domain.verifying_contract", domain["verifying_contract"]
-                ),
-                name=_str("domain.name", domain["name"]),
-                version=_str("domain.version", domain["version"]),
+            signature=signature,
+            domain=_remembered(
+                _DOMAINS, "domain", doc["domain"], _DOMAIN, _domain, "verifying_contract"
             ),
-            schema=_schema(doc["schema"]),
+            schema=_schema_block(doc["schema"]),
             struct_hash=_bytes("struct_hash", doc["struct_hash"], 32),
             leaf=_bytes("leaf", doc["leaf"], 32),
             proof=_hashes("merkle_proof", merkle),
             root=_bytes("root", doc["root"], 32),
-            anchor=AnchorRef(
-                chain_id=_uint("anchor.chain_id", anchor["chain_id"], 256),
-                contract=_address("anchor.contract", anchor["contract"]),
-                tx_hash=_bytes("anchor.tx_hash", anchor["tx_hash"], 32),
-                tx_index=_uint("anchor.tx_index", anchor["tx_index"], 64),
-                block_number=_uint("anchor.block_number", anchor["block_number"], 64),
-                block_hash=_bytes("anchor.block_hash", anchor["block_hash"], 32),
-                block_time=_uint("anchor.block_time_s", anchor["block_time_s"], 64),
-                header_rlp=_bytes("anchor.header_rlp", anchor["header_rlp"], None),
-                receipt_proof=tuple(
-                    _bytes(f"anchor.receipt_proof[{i}]", n, None) for i, n in enumerate(nodes)
-                ),
-            ),
+            anchor=_remembered(_ANCHORS, "anchor", doc["anchor"], _ANCHOR, _anchor, "block_hash"),
             reading_id=_optional_uint("reading_id", doc["reading_id"]),
             batch_id=_optional_uint("batch_id", doc["batch_id"]),
         )
+
+
+def _reading(value: Any) -> tuple[Reading, bytes]:
+    raw = _fields("reading", value, _READING)
+    values = _list("reading.values", raw["values"], 1024)
+    device = _address("reading.device", raw["device"])
+    seq = _uint("reading.seq", raw["seq"], 64)
+    timestamp = _uint("reading.timestamp_ms", raw["timestamp_ms"], 64)
+    schema = _bytes("reading.schema", raw["schema"], 32)
+    parsed = _ints("reading.values", values, 64)
+    signature = _bytes("reading.signature", raw["signature"], 65)
+    # Every field was checked above exactly as Reading checks it (an EIP-55 address, uint64,
+    # 32 bytes, int64 values): build it without checking each field a second time.
+    return Reading.checked(device, seq, timestamp, schema, parsed), signature
+
+
+def _domain(domain: Mapping[str, Any]) -> DomainRef:
+    return DomainRef(
+        chain_id=_uint("domain.chain_id", domain["chain_id"], 256),
+        verifying_contract=_address("domain.verifying_contract", domain["verifying_contract"]),
+        name=_str("domain.name", domain["name"]),
+        version=_str("domain.version", domain["version"]),
+    )
+
+
+def _anchor(anchor: Mapping[str, Any]) -> AnchorRef:
+    nodes = _list("anchor.receipt_proof", anchor["receipt_proof"], MAX_TRIE_NODES)
+    return AnchorRef(
+        chain_id=_uint("anchor.chain_id", anchor["chain_id"], 256),
+        contract=_address("anchor.contract", anchor["contract"]),
+        tx_hash=_bytes("anchor.tx_hash", anchor["tx_hash"], 32),
+        tx_index=_uint("anchor.tx_index", anchor["tx_index"], 64),
+        block_number=_uint("anchor.block_number", anchor["block_number"], 64),
+        block_hash=_bytes("anchor.block_hash", anchor["block_hash"], 32),
+        block_time=_uint("anchor.block_time_s", anchor["block_time_s"], 64),
+        header_rlp=_bytes("anchor.header_rlp", anchor["header_rlp"], None),
+        receipt_proof=tuple(
+            _bytes(f"anchor.receipt_proof[{i}]", n, None) for i, n in enumerate(nodes)
+        ),
+    )
+
+
+# --- remembered blocks ---------------------------------------------------------------------------
+
+_REMEMBER = 1024
+"""Blocks kept per table; a full table is emptied (a bundle comes batch by batch)."""
+_DOMAINS: dict[str, tuple[tuple[Any, ...], Any]] = {}
+_ANCHORS: dict[str, tuple[tuple[Any, ...], Any]] = {}
+_SCHEMAS: dict[tuple[str, ...], SchemaRef] = {}
+
+
+def _remembered(
+    table: dict[str, tuple[tuple[Any, ...], Any]],
+    field: str,
+    value: Any,
+    keys: tuple[str, ...],
+    parse: Callable[[Mapping[str, Any]], Any],
+    by: str,
+) -> Any:
+    """``parse(value)``, or the block parsed from the same texts before. The table is indexed
+    by one short member (``by``: a block hash, a registry address); a hit also needs every
+    member equal (compared, not hashed: a header is a kilobyte). A remembered block holds only
+    strings (a list member as a tuple of strings), and a string equals only a string, so
+    equal members are the same JSON texts."""
+    obj = _fields(field, value, keys)
+    texts = tuple(tuple(t) if type(t) is list else t for t in [obj[name] for name in keys])
+    index = obj[by]
+    found = table.get(index) if type(index) is str else None
+    if found is not None and found[0] == texts:
+        return found[1]
+    parsed = parse(obj)
+    if type(index) is str and all(
+        type(t) is str or (type(t) is tuple and all(type(x) is str for x in t)) for t in texts
+    ):
+        if len(table) >= _REMEMBER:
+            table.clear()
+        table[index] = (texts, parsed)
+    return parsed
+
+
+def _schema_block(value: Any) -> SchemaRef:
+    obj = _fields("schema", value, _SCHEMA)
+    metrics = obj["metrics"]
+    key: tuple[str, ...] | None = None
+    if type(metrics) is list and len(metrics) <= 1024:
+        parts: list[str] = [obj["id"], obj["name"], obj["version"]]
+        for m in metrics:
+            if type(m) is not dict or m.keys() != _KEYSETS[_METRIC]:
+                break
+            parts.extend((m["name"], m["unit"], m["scale"]))
+        else:
+            if all(type(x) is str for x in parts):
+                key = tuple(parts)
+    if key is not None:
+        found = _SCHEMAS.get(key)
+        if found is not None:
+            return found
+    parsed = _schema(obj)
+    if key is not None:
+        if len(_SCHEMAS) >= _REMEMBER:
+            _SCHEMAS.clear()
+        _SCHEMAS[key] = parsed
+    return parsed
 
 
 _TOP = (
@@ -250,16 +328,24 @@ _KEYSETS: dict[tuple[str, ...], frozenset[str]] = {
 }
 
 
+_HASH_TEXTS: dict[str, bytes] = {}
+"""bytes32 texts already decoded: the upper steps of Merkle paths repeat across a batch."""
+
+
 def _hashes(field: str, items: list[Any]) -> tuple[bytes, ...]:
-    """A list of bytes32: one hex decode for the whole list when every item is well formed."""
-    if all(type(x) is str and len(x) == 66 and x[:2] == "0x" for x in items):
-        try:
-            raw = bytes.fromhex("".join(x[2:] for x in items))
-        except ValueError:
-            raw = b""
-        if len(raw) == 32 * len(items):
-            return tuple(raw[i : i + 32] for i in range(0, len(raw), 32))
-    return tuple(_bytes(f"{field}[{i}]", p, 32) for i, p in enumerate(items))
+    """A list of bytes32 (the path of an item, ``field[i]``, is spelled only on an error)."""
+    known = _HASH_TEXTS
+    out: list[bytes] = []
+    for item in items:
+        raw = known.get(item) if type(item) is str else None
+        if raw is None:
+            raw = _bytes(f"{field}[{len(out)}]", item, 32)
+            if type(item) is str:
+                if len(known) >= 1 << 16:
+                    known.clear()
+                known[item] = raw
+        out.append(raw)
+    return tuple(out)
 
 
 def _hex(value: bytes) -> str:
@@ -329,6 +415,21 @@ def _int(field: str, value: Any, bits: int) -> int:
     return number
 
 
+def _ints(field: str, items: list[Any], bits: int) -> tuple[int, ...]:
+    """``_int`` over a list; the path of an item (``field[i]``) is spelled only on an error."""
+    low, high = -(1 << (bits - 1)), 1 << (bits - 1)
+    match = _INT.fullmatch
+    out: list[int] = []
+    for item in items:
+        if type(item) is str and match(item):
+            number = int(item)
+            if low <= number < high:
+                out.append(number)
+                continue
+        out.append(_int(f"{field}[{len(out)}]", item, bits))
+    return tuple(out)
+
+
 def _optional_uint(field: str, value: Any) -> int | None:
     return None if value is None else _uint(field, value, 64)
 
@@ -349,16 +450,13 @@ def _bytes(field: str, value: Any, size: int | None) -> bytes:
 
 def _address(field: str, value: Any) -> str:
     """A 20-byte address; any letter case is accepted, it is compared as bytes."""
-    from chainsense.identity._address import checksum_address
-
     text = _str(field, value)
     if not _ADDRESS.fullmatch(text):
         raise ProofFormatError(field, "expected 0x followed by 40 hex digits")
     return checksum_address(text.lower())
 
 
-def _schema(value: Any) -> SchemaRef:
-    obj = _fields("schema", value, _SCHEMA)
+def _schema(obj: Mapping[str, Any]) -> SchemaRef:
     metrics = _list("schema.metrics", obj["metrics"], 1024)
     refs = []
     for i, raw in enumerate(metrics):

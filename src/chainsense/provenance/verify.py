@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from chainsense.identity import (
     DOMAIN_NAME,
@@ -48,6 +48,7 @@ from chainsense.identity import (
     schema_id,
     struct_hash,
 )
+from chainsense.identity._address import address_bytes, checksum_from_bytes
 from chainsense.provenance.blockproof import (
     BlockEvidenceError,
     decode_header,
@@ -74,9 +75,10 @@ OFFLINE_CHECKS = (
 ONCHAIN_CHECKS = ("code", "device")
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One named check: passed (``ok``), failed, or ``skipped`` (not run; the detail says why)."""
+class Check(NamedTuple):
+    """One named check: passed (``ok``), failed, or ``skipped`` (not run; the detail says why).
+
+    A named tuple, not a dataclass: a bundle builds eight per proof."""
 
     name: str
     ok: bool
@@ -197,18 +199,23 @@ def _check_domain(doc: ProofDocument) -> Check:
     )
 
 
+@lru_cache(maxsize=64)
+def _verifier(chain_id: int, registry: str) -> ReadingVerifier:
+    return ReadingVerifier(chain_id, registry)
+
+
 def _check_signature(doc: ProofDocument, computed: bytes) -> Check:
     device = doc.reading.device
     try:
-        verifier = ReadingVerifier(doc.domain.chain_id, doc.domain.verifying_contract)
-        signer = verifier.recover_struct(computed, doc.signature)
+        verifier = _verifier(doc.domain.chain_id, doc.domain.verifying_contract)
+        signer = verifier.recover_struct_bytes(computed, doc.signature)
     except IdentityError as exc:
         return Check("signature", False, str(exc))
-    if signer != device:
+    if signer != address_bytes(device):
         return Check(
             "signature",
             False,
-            f"recovers {signer}, not reading.device {device}: "
+            f"recovers {checksum_from_bytes(signer)}, not reading.device {device}: "
             "the reading, the signature or the domain was altered",
         )
     return Check("signature", True, f"recovers reading.device {device}")
@@ -232,8 +239,15 @@ def _check_leaf(doc: ProofDocument, computed: bytes) -> Check:
     return Check("leaf", True, f"leaf {_short(leaf)} = keccak256(keccak256(hashStruct(reading)))")
 
 
+_NODES: dict[bytes, bytes] = {}
+"""Merkle node hashes already computed, by their 64 input bytes (see ``process_proof``)."""
+_NODES_MAX = 1 << 15
+
+
 def _check_path(doc: ProofDocument) -> Check:
-    reached = process_proof(doc.proof, doc.leaf)
+    if len(_NODES) > _NODES_MAX:
+        _NODES.clear()
+    reached = process_proof(doc.proof, doc.leaf, _NODES)
     steps = len(doc.proof)
     if reached != doc.root:
         return Check(
@@ -254,6 +268,12 @@ def _check_contracts(doc: ProofDocument, pins: Pins | None) -> Check:
             "pass the expected deployment (--deployment FILE, or --registry/--anchor)",
             skipped=True,
         )
+    if (
+        doc.anchor.chain_id == doc.domain.chain_id == pins.chain_id
+        and doc.domain.verifying_contract == pins.registry
+        and doc.anchor.contract == pins.anchor
+    ):  # the parser gives EIP-55 forms: equal strings are equal addresses
+        return _pinned(pins)
     wrong = pins.mismatches(
         chain_ids={"anchor.chain_id": doc.anchor.chain_id, "domain.chain_id": doc.domain.chain_id},
         registry=doc.domain.verifying_contract,
@@ -261,6 +281,11 @@ def _check_contracts(doc: ProofDocument, pins: Pins | None) -> Check:
     )
     if wrong:
         return Check("contracts", False, "; ".join(wrong))
+    return _pinned(pins)
+
+
+@lru_cache(maxsize=16)
+def _pinned(pins: Pins) -> Check:
     return Check("contracts", True, f"the pinned deployment: {pins.describe()}")
 
 

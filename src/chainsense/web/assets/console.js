@@ -219,6 +219,13 @@ function alarmsPage() {
 // --- verify page ------------------------------------------------------------------------------
 function verifyPage() {
   const out = $("#verdicts");
+  let deployment = null;
+  const pinsInput = $("#deployment-file");
+  pinsInput.addEventListener("change", async () => {
+    const f = pinsInput.files[0];
+    try { deployment = f ? JSON.parse(await f.text()) : null; $("#deployment-status").textContent = f ? `pinned to ${f.name}` : ""; }
+    catch { deployment = null; $("#deployment-status").textContent = `${f.name}: not JSON`; }
+  });
   async function handle(file) {
     let doc;
     try { doc = JSON.parse(await file.text()); } catch { out.replaceChildren(el("p", { class: "error" }, `${file.name}: not JSON`)); return; }
@@ -228,13 +235,14 @@ function verifyPage() {
       const card = el("section", { class: "card verdict" }, el("h2", {}, proofs.length > 1 ? `${file.name} #${i + 1}` : file.name));
       out.append(card);
       try {
-        const v = await verifyProof(proof, { onchain: $("#onchain").checked });
-        card.classList.add(v.ok ? "ok" : "bad");
-        card.append(el("p", { class: "verdict-line" }, pill(v.ok ? "proven" : "NOT proven", v.ok ? "ok" : "bad"),
-          " ", v.ok ? "every check passed" : `failed: ${v.failed.join(", ")}`));
+        const v = await verifyProof(proof, { deployment, blockHashes: $("#block-hashes").value });
+        const line = v.ok ? "every check passed" : v.failed.length ? `failed: ${v.failed.join(", ")}` : `not checked: ${v.unchecked.join(", ")}`;
+        card.classList.add(v.ok ? "ok" : v.failed.length ? "bad" : "warn");
+        card.append(el("p", { class: "verdict-line" }, pill(v.ok ? "proven" : v.failed.length ? "NOT proven" : "incomplete", v.ok ? "ok" : v.failed.length ? "bad" : "warn"),
+          " ", line, el("span", { class: "sub" }, ` — checked in this browser; contracts pinned to ${v.pinsFrom}`)));
         card.append(el("ul", { class: "checks" }, v.checks.map((c) =>
-          el("li", { class: c.ok ? "pass" : "fail" }, el("span", { class: "mark", "aria-hidden": "true" }, c.ok ? "✓" : "✗"),
-            el("strong", {}, c.name), " ", c.ok ? "passed" : c.skipped ? "skipped" : "failed", c.detail ? el("span", { class: "sub" }, " — " + c.detail) : ""))));
+          el("li", { class: c.ok ? "pass" : c.skipped ? "skip" : "fail" }, el("span", { class: "mark", "aria-hidden": "true" }, c.ok ? "✓" : c.skipped ? "–" : "✗"),
+            el("strong", {}, c.name), " ", c.ok ? "passed" : c.skipped ? "not checked" : "failed", c.detail ? el("span", { class: "sub" }, " — " + c.detail) : ""))));
       } catch (e) { card.classList.add("bad"); card.append(el("p", { class: "error" }, e.message)); }
     }
   }
