@@ -143,7 +143,15 @@ def _read(ctx: typer.Context, path: str, **params: Any) -> Any:
     return call(lambda: platform_get(cfg, path, params=query))
 
 
-def _more(page: dict[str, Any]) -> None:
+def _show_page(page: dict[str, Any], as_json: bool, line: Callable[[dict[str, Any]], str]) -> None:
+    """A list route's page: as JSON, or one line per item and the cursor of older ones."""
+    if as_json:
+        from chainsense.cli._common import echo_json
+
+        echo_json(page)
+        return
+    for item in page["items"]:
+        typer.echo(line(item))
     if page["next_cursor"] is not None:
         typer.echo(f"(older: --cursor {page['next_cursor']})")
 
@@ -344,15 +352,7 @@ def shipment_list(
     ctx: typer.Context, cursor: Cursor = None, limit: Limit = 20, as_json: JsonOption = False
 ) -> None:
     """The platform's shipments, newest first (GET /v1/shipments)."""
-    page = _read(ctx, "/v1/shipments", cursor=cursor, limit=limit)
-    if as_json:
-        from chainsense.cli._common import echo_json
-
-        echo_json(page)
-        return
-    for x in page["items"]:
-        typer.echo(_shipment_line(x))
-    _more(page)
+    _show_page(_read(ctx, "/v1/shipments", cursor=cursor, limit=limit), as_json, _shipment_line)
 
 
 @shipment_app.command("compliance")
@@ -451,17 +451,15 @@ def market_orders(
     ctx: typer.Context, cursor: Cursor = None, limit: Limit = 20, as_json: JsonOption = False
 ) -> None:
     """Market orders, newest first, with their interval's clearing (GET /v1/market/orders)."""
-    page = _read(ctx, "/v1/market/orders", cursor=cursor, limit=limit)
-    if as_json:
-        from chainsense.cli._common import echo_json
+    _show_page(_read(ctx, "/v1/market/orders", cursor=cursor, limit=limit), as_json, _order_line)
 
-        echo_json(page)
-        return
-    for o in page["items"]:
-        meter = f", meter {o['meter']}" if o["meter"] else ""
-        typer.echo(f"{o['side']} {o['id']} by {o['participant']}{meter}: {o['quantity_wh']} Wh "
-                   f"at {o['price_per_wh']}/Wh; {_interval_text(o['interval_state'])}")  # fmt: skip
-    _more(page)
+
+def _order_line(o: dict[str, Any]) -> str:
+    meter = f", meter {o['meter']}" if o["meter"] else ""
+    return (
+        f"{o['side']} {o['id']} by {o['participant']}{meter}: {o['quantity_wh']} Wh "
+        f"at {o['price_per_wh']}/Wh; {_interval_text(o['interval_state'])}"
+    )
 
 
 @market_app.command("interval")
@@ -561,15 +559,9 @@ def charging_list(
     ctx: typer.Context, cursor: Cursor = None, limit: Limit = 20, as_json: JsonOption = False
 ) -> None:
     """Charging sessions, newest first (GET /v1/charging/sessions)."""
-    page = _read(ctx, "/v1/charging/sessions", cursor=cursor, limit=limit)
-    if as_json:
-        from chainsense.cli._common import echo_json
-
-        echo_json(page)
-        return
-    for x in page["items"]:
-        typer.echo(_session_line(x))
-    _more(page)
+    _show_page(
+        _read(ctx, "/v1/charging/sessions", cursor=cursor, limit=limit), as_json, _session_line
+    )
 
 
 @charging_app.command("status")
