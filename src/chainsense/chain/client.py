@@ -18,6 +18,7 @@ What it adds to a bare ``AsyncWeb3``:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -46,6 +47,8 @@ from chainsense.errors import (
     TransactionRevertedError,
 )
 from chainsense.redact import redact_url, scrub, url_secrets
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ChainClient", "Signer"]
 
@@ -225,11 +228,21 @@ class ChainClient:
         return TransactionRevertedError(error_name=None, tx_hash=tx_hash)
 
 
+#: Sends retried when the node refuses a nonce another sender of the same key used first.
+_STALE_NONCE_RETRIES = 3
+
+
+def _stale_nonce(refusal: str) -> bool:
+    text = refusal.lower()
+    return "nonce too low" in text or "replacement transaction underpriced" in text
+
+
 class Signer:
     """A local key that sends transactions through a :class:`ChainClient`.
 
     Nonces are handed out under a lock, so any number of concurrent :meth:`send` calls from one
-    signer get consecutive nonces. After a failed send the nonce is re-read from the chain.
+    signer get consecutive nonces. After a failed send the nonce is re-read from the chain; a
+    send refused because another sender of the same key took the nonce is sent again.
     """
 
     def __init__(self, client: ChainClient, private_key: str | bytes) -> None:
@@ -272,6 +285,19 @@ class Signer:
         return tx_hash
 
     async def _send(self, fn: Transactable, *, gas: int | None) -> tuple[str, TxParams]:
+        """Send once; when the node says the cached nonce was taken (another process signing
+        with the same key, e.g. the operator key in every ``serve --workers`` worker), nothing
+        of ours was sent: ask the chain for the nonce and send again (a few times at most)."""
+        for attempt in range(_STALE_NONCE_RETRIES + 1):
+            try:
+                return await self._send_once(fn, gas=gas)
+            except TransactionRejectedError as exc:
+                if attempt == _STALE_NONCE_RETRIES or not _stale_nonce(str(exc)):
+                    raise
+                log.debug("%s: nonce taken by another sender of the key; sent again", _label(fn))
+        raise AssertionError("unreachable")
+
+    async def _send_once(self, fn: Transactable, *, gas: int | None) -> tuple[str, TxParams]:
         params: TxParams = {"from": self.address, "chainId": await self.client.chain_id()}
         if gas is not None:
             params["gas"] = gas
