@@ -115,12 +115,9 @@ def make_api(data_dir: Path, database_url: str | None = None, **overrides: Any) 
     # Rate limits have their own tests (tests/api/test_limits.py, tests/e2e/test_limits.py);
     # here one shared app takes each module's bursts, which they would turn into 429s.
     overrides.setdefault("rate_limit_enabled", False)
+    overrides.setdefault("registry_poll_interval", 0.25)
     settings = Settings(
-        data_dir=data_dir,
-        anvil_port=free_port(),
-        database_url=database_url,
-        registry_poll_interval=0.25,
-        **overrides,
+        data_dir=data_dir, anvil_port=free_port(), database_url=database_url, **overrides
     )
     with TestClient(create_app(settings)) as client:
         platform: Platform = client.app.state.platform  # type: ignore[attr-defined]

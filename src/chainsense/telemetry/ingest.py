@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 INT63_LIMIT = 2**63  # storage is signed 64-bit: seq and timestamp must stay below this
 _THREAD_MIN_BATCH = 32  # below this, a thread hop costs more than it frees
+_CATCH_UP_INTERVAL_S = 0.25  # the least time between registry syncs asked by unknown devices
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,8 @@ class IngestPipeline:
         self.admit: Callable[[Sequence[str]], Awaitable[dict[str, float]]] | None = None
         """The per-device rate limit (set by the API): given the devices whose readings passed
         the checks (signature verified), the refused ones and their retry-after in seconds."""
+        self._catch_up: asyncio.Future[Any] | None = None
+        self._catch_up_at = 0.0
 
     async def ingest(self, items: Sequence[Any], *, transport: str = "http") -> list[IngestResult]:
         """Check every item, store the good ones in one transaction (shared with concurrent
@@ -225,6 +228,8 @@ class IngestPipeline:
             results, rows, row_index = await asyncio.to_thread(self._check_all, items, now_ms)
         else:
             results, rows, row_index = self._check_all(items, now_ms)
+        if any(_unknown_device(r) for r in results) and await self._registry_caught_up():
+            self._recheck_unknown(items, now_ms, results, rows, row_index)
         span.end()
         m = metrics()
         m.verification_duration.observe(time.perf_counter() - started)
@@ -246,6 +251,47 @@ class IngestPipeline:
         _count(m, transport, done)
         m.ack_latency.labels(transport=transport).observe(time.perf_counter() - started)
         return done
+
+    async def _registry_caught_up(self) -> bool:
+        """Apply the registry's newest events now, before refusing an unknown device: with
+        several ``serve`` workers, a device registered through another worker is otherwise
+        unknown here until this worker's next poll, and 403 is final for a device. One sync at
+        a time, shared by concurrent requests, started at most every ``_CATCH_UP_INTERVAL_S``
+        (a request may wait that long), so readings of unknown keys cannot make the platform
+        hammer the RPC. False when the chain did not answer."""
+        sync = getattr(self.registry, "sync", None)
+        if sync is None:
+            return False
+        task = self._catch_up
+        if task is None or task.done():
+            now = time.monotonic()
+            wait = max(0.0, self._catch_up_at + _CATCH_UP_INTERVAL_S - now)
+            self._catch_up_at = now + wait
+            task = self._catch_up = asyncio.ensure_future(_after(wait, sync))
+        try:
+            await asyncio.shield(task)
+        except Exception as exc:  # the chain is down: the refusal stands
+            log.debug("registry catch-up failed: %s", exc)
+            return False
+        return True
+
+    def _recheck_unknown(
+        self,
+        items: Sequence[Any],
+        now_ms: int,
+        results: list[IngestResult | None],
+        rows: list[NewReading],
+        row_index: list[int],
+    ) -> None:
+        """Check again the items refused as unknown devices (every reading of such a device in
+        this request, so their order is kept)."""
+        again = [i for i, r in enumerate(results) if _unknown_device(r)]
+        checked, new_rows, new_index = self._check_all([items[i] for i in again], now_ms)
+        for k, i in enumerate(again):
+            result = checked[k]
+            results[i] = None if result is None else replace(result, index=i)
+        rows.extend(new_rows)
+        row_index.extend(again[k] for k in new_index)
 
     async def _admit(
         self, results: list[IngestResult | None], rows: list[NewReading], row_index: list[int]
@@ -640,6 +686,16 @@ def _result(index: int, row: NewReading, outcome: Outcome, reading_id: int | Non
         ),
     }[outcome]
     return IngestResult(index, "rejected", reading_id, row.device, row.seq, rejection)
+
+
+async def _after(delay: float, action: Callable[[], Awaitable[Any]]) -> Any:
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return await action()
+
+
+def _unknown_device(result: IngestResult | None) -> bool:
+    return result is not None and result.error is not None and result.error.code == "unknown-device"
 
 
 def _count(m: Any, transport: str, results: list[IngestResult]) -> None:
