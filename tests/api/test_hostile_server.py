@@ -49,6 +49,13 @@ class Served:
             CHAINSENSE_PORT=str(self.port),
             CHAINSENSE_ANVIL_PORT=str(free_port()),
             CHAINSENSE_DEMO_FLEET="false",
+            # One client sends hundreds of hostile requests as fast as it can: on a quiet machine
+            # that is over the default per-key limit (100/s), and each 429 would hide the answer
+            # under test. The limits have their own tests (tests/e2e/test_limits.py).
+            CHAINSENSE_RATE_LIMIT_KEY_RATE="100000",
+            CHAINSENSE_RATE_LIMIT_KEY_BURST="100000",
+            CHAINSENSE_RATE_LIMIT_ADDRESS_RATE="100000",
+            CHAINSENSE_RATE_LIMIT_ADDRESS_BURST="100000",
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.admin = ""
