@@ -110,7 +110,13 @@ def _loads(line: str) -> Any:
         return json.loads(line)
 
 
-def _one(index: int, line: str, pins: Pins | None) -> ProofResult:
+_Clean = tuple[int, bytes, str, int]
+"""A proof whose every offline check passed: its block number and hash, device, anchor time."""
+
+
+def _one(index: int, line: str, pins: Pins | None) -> ProofResult | _Clean:
+    """One line: a :class:`ProofResult` when a check failed (or the line is no proof), else
+    only what the caller still settles (:data:`_Clean`)."""
     try:
         obj = _loads(line)
         if isinstance(obj, dict) and obj.get("status") == "pending":
@@ -120,13 +126,17 @@ def _one(index: int, line: str, pins: Pins | None) -> ProofResult:
         return ProofResult(index, error=f"not JSON: {exc}")
     except ProofFormatError as exc:
         return ProofResult(index, error=f"not a v2 proof document: {exc}")
+    anchor = doc.anchor
+    checks = offline_checks(doc, pins)
+    if all(c.ok for c in checks):
+        return (anchor.block_number, anchor.block_hash, doc.reading.device, anchor.block_time)
     return ProofResult(
         index,
-        tuple(c for c in offline_checks(doc, pins) if not c.ok),
-        block_number=doc.anchor.block_number,
-        block_hash=doc.anchor.block_hash,
+        tuple(c for c in checks if not c.ok),
+        block_number=anchor.block_number,
+        block_hash=anchor.block_hash,
         device=doc.reading.device,
-        block_time=doc.anchor.block_time,
+        block_time=anchor.block_time,
     )
 
 
@@ -148,11 +158,10 @@ def _check_lines(lines: Sequence[str]) -> ChunkResult:
     pins = _PINS
     clean = out.clean
     for index, line in enumerate(lines):
-        item = _one(index, line, pins)
-        if item.checks or item.error is not None:
-            out.others.append(item)
+        key = _one(index, line, pins)
+        if isinstance(key, ProofResult):
+            out.others.append(key)
             continue
-        key = (item.block_number, item.block_hash, item.device, item.block_time)
         found = clean.get(key)
         if found is None:
             clean[key] = [index]
