@@ -11,9 +11,11 @@ contracts' code is checked once, and each distinct device's key record is read o
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
+import threading
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -28,7 +30,16 @@ from chainsense.provenance.pins import Pins
 from chainsense.provenance.proof import ProofDocument, ProofFormatError
 from chainsense.provenance.verify import Check, offline_checks
 
-__all__ = ["BundleResult", "ProofResult", "read_bundle", "verify_lines"]
+__all__ = [
+    "BundleResult",
+    "ChunkResult",
+    "ProofResult",
+    "file_ranges",
+    "jsonl_file",
+    "read_bundle",
+    "verify_file",
+    "verify_lines",
+]
 
 _CHUNK = 500
 PENDING = "pending: the reading was not anchored when the bundle was exported"
@@ -100,7 +111,13 @@ def _loads(line: str) -> Any:
         return json.loads(line)
 
 
-def _one(index: int, line: str, pins: Pins | None) -> ProofResult:
+_Clean = tuple[int, bytes, str, int]
+"""A proof whose every offline check passed: its block number and hash, device, anchor time."""
+
+
+def _one(index: int, line: str, pins: Pins | None) -> ProofResult | _Clean:
+    """One line: a :class:`ProofResult` when a check failed (or the line is no proof), else
+    only what the caller still settles (:data:`_Clean`)."""
     try:
         obj = _loads(line)
         if isinstance(obj, dict) and obj.get("status") == "pending":
@@ -110,19 +127,77 @@ def _one(index: int, line: str, pins: Pins | None) -> ProofResult:
         return ProofResult(index, error=f"not JSON: {exc}")
     except ProofFormatError as exc:
         return ProofResult(index, error=f"not a v2 proof document: {exc}")
+    anchor = doc.anchor
+    checks = offline_checks(doc, pins)
+    if all(c.ok for c in checks):
+        return (anchor.block_number, anchor.block_hash, doc.reading.device, anchor.block_time)
     return ProofResult(
         index,
-        tuple(c for c in offline_checks(doc, pins) if not c.ok),
-        block_number=doc.anchor.block_number,
-        block_hash=doc.anchor.block_hash,
+        tuple(c for c in checks if not c.ok),
+        block_number=anchor.block_number,
+        block_hash=anchor.block_hash,
         device=doc.reading.device,
-        block_time=doc.anchor.block_time,
+        block_time=anchor.block_time,
     )
 
 
-def _chunk(job: tuple[int, Sequence[str]]) -> list[ProofResult]:
-    start, lines = job
-    return [_one(start + i, line, _PINS) for i, line in enumerate(lines)]
+@dataclass(slots=True)
+class ChunkResult:
+    """What a worker sends back for a chunk of lines: compact, not one object per proof.
+
+    ``clean`` groups the proofs whose every offline check passed by what the caller still has
+    to settle for them (block number and hash, device, anchor time), each with its indices in
+    the chunk; ``others`` holds the proofs that failed a check, did not parse or are pending."""
+
+    count: int = 0
+    clean: dict[tuple[int, bytes, str, int], list[int]] = field(default_factory=dict)
+    others: list[ProofResult] = field(default_factory=list)
+
+
+def _check_lines(lines: Sequence[str]) -> ChunkResult:
+    """The lines' results, with the cyclic garbage collector paused: parsing makes no cycles
+    (JSON values are trees), yet allocating its objects sets off collections that walk every
+    object the process holds (~10% of the time per proof); it runs again after the chunk."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _check_lines_gc_paused(lines)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _check_lines_gc_paused(lines: Sequence[str]) -> ChunkResult:
+    out = ChunkResult(len(lines))
+    pins = _PINS
+    clean = out.clean
+    for index, line in enumerate(lines):
+        key = _one(index, line, pins)
+        if isinstance(key, ProofResult):
+            out.others.append(key)
+            continue
+        found = clean.get(key)
+        if found is None:
+            clean[key] = [index]
+        else:
+            found.append(index)
+    return out
+
+
+def _chunk(job: tuple[int, Sequence[str]]) -> ChunkResult:
+    """A chunk of lines the caller holds (passed to the worker)."""
+    return _check_lines(job[1])
+
+
+def _file_chunk(job: tuple[str, int, int]) -> ChunkResult:
+    """A byte range of a JSONL file, read by the worker itself: the caller sends only the path
+    and the offsets. The range starts and ends at line breaks, and its lines are split as
+    :func:`read_bundle` splits the whole text."""
+    path, start, end = job
+    with open(path, "rb") as f:
+        f.seek(start)
+        text = f.read(end - start).decode("utf-8")
+    return _check_lines([line for line in text.splitlines() if line.strip()])
 
 
 # --- the caller side -----------------------------------------------------------------------
@@ -181,20 +256,85 @@ def trusted_judge(trusted: Collection[bytes] | None) -> BlockJudge:
     return judge
 
 
-def _results(lines: Sequence[str], pins: Pins | None, workers: int) -> Iterator[ProofResult]:
-    jobs = [(i, lines[i : i + _CHUNK]) for i in range(0, len(lines), _CHUNK)]
+def _pool(workers: int, pins: Pins | None) -> tuple[ProcessPoolExecutor, bool]:
+    """A pool whose workers hold ``pins``; and whether they were forked from this process.
+
+    Forking costs milliseconds and the workers inherit what is loaded (and what
+    :func:`verify_lines` holds); starting a forkserver costs about half a second (it imports
+    the checks). Forking a process that runs other threads is unsafe, so a process with more
+    than one thread (or without ``fork``) uses the forkserver."""
+    forked = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+    if forked:
+        context: Any = multiprocessing.get_context("fork")
+    else:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["chainsense.provenance.bundle"])
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init, initargs=(pins,))
+    return pool, forked
+
+
+_LINES: Sequence[str] = ()
+"""The lines :func:`verify_lines` checks, inherited by forked workers (not sent to them)."""
+
+
+def _inherited(job: tuple[int, int]) -> ChunkResult:
+    return _check_lines(_LINES[job[0] : job[1]])
+
+
+def _results(lines: Sequence[str], pins: Pins | None, workers: int) -> Iterator[ChunkResult]:
+    global _LINES
+    bounds = [(i, min(i + _CHUNK, len(lines))) for i in range(0, len(lines), _CHUNK)]
     if workers <= 1 or len(lines) <= _CHUNK:
         _init(pins)
-        for job in jobs:
-            yield from _chunk(job)
+        for start, end in bounds:
+            yield _check_lines(lines[start:end])
         return
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["chainsense.provenance.bundle"])
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init, initargs=(pins,)
-    ) as pool:
-        for chunk in pool.map(_chunk, jobs):
-            yield from chunk
+    _LINES = lines  # set before the workers fork
+    try:
+        pool, forked = _pool(workers, pins)
+        with pool:
+            if forked:
+                yield from pool.map(_inherited, bounds)
+            else:
+                yield from pool.map(_chunk, [(s, lines[s:e]) for s, e in bounds])
+    finally:
+        _LINES = ()
+
+
+_FILE_CHUNK = 1 << 21
+"""Bytes of a JSONL file per worker job (about 450 proofs)."""
+
+
+def file_ranges(path: str, size: int = _FILE_CHUNK) -> list[tuple[int, int]]:
+    """The file cut into byte ranges of about ``size`` bytes, each ending after a line break
+    (or at the end of the file): a seek and one line read per range, not a scan of the file."""
+    ranges: list[tuple[int, int]] = []
+    with open(path, "rb") as f:
+        total = f.seek(0, os.SEEK_END)
+        start = 0
+        while start < total:
+            f.seek(min(start + size, total))
+            end = f.tell() + len(f.readline()) if f.tell() < total else total
+            ranges.append((start, end))
+            start = end
+    return ranges
+
+
+def jsonl_file(path: str) -> bool:
+    """Whether :func:`verify_file` can read ``path`` by ranges and find exactly the lines
+    :func:`read_bundle` returns: a plain file (not a zip, not stdin) whose first non-blank
+    line is a JSON document by itself (so the file is not one pretty-printed document)."""
+    if path == "-" or not os.path.isfile(path) or zipfile.is_zipfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                if raw.strip():
+                    orjson.loads(raw)
+                    return True
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 def distinct_blocks(lines: Sequence[str]) -> dict[int, set[bytes]]:
@@ -211,6 +351,74 @@ def distinct_blocks(lines: Sequence[str]) -> dict[int, set[bytes]]:
     return found
 
 
+class _Tally:
+    """Folds chunk results, in bundle order, into a :class:`BundleResult`."""
+
+    def __init__(
+        self,
+        result: BundleResult,
+        block: BlockJudge,
+        device: DeviceJudge | None,
+        keep_failures: int,
+    ) -> None:
+        self.result = result
+        self.block = block
+        self.device = device
+        self.keep = keep_failures
+        self.done = 0
+        self.hashes: set[bytes] = set()
+
+    def _settle(
+        self, checks: Sequence[Check], number: int, block_hash: bytes, device: str, at: int
+    ) -> tuple[str, list[str], str, list[Check]]:
+        self.hashes.add(block_hash)
+        settled = [*checks, self.block(number, block_hash)]
+        if self.device is not None:
+            found = self.device(device, at)
+            if found is not None:
+                settled.append(found)
+        failed = [c for c in settled if not c.ok and not c.skipped]
+        skipped = [c for c in settled if c.skipped]
+        status = "invalid" if failed else "incomplete" if skipped else "valid"
+        names = [c.name for c in failed or skipped]
+        detail = "; ".join(f"{c.name}: {c.detail}" for c in failed or skipped)
+        return status, names, detail, failed
+
+    def add(self, chunk: ChunkResult) -> None:
+        result = self.result
+        entries: list[tuple[int, str, list[str], str]] = []
+        for (number, block_hash, device, at), indices in chunk.clean.items():
+            status, names, detail, failed = self._settle((), number, block_hash, device, at)
+            result.counts[status] += len(indices)
+            for c in failed:
+                result.failed_checks[c.name] += len(indices)
+            if status != "valid":
+                entries.extend((i, status, names, detail) for i in indices)
+        for item in chunk.others:
+            if item.error == PENDING:
+                status, names, detail = "pending", [], PENDING
+            elif item.error is not None:
+                status, names, detail = "malformed", ["format"], item.error
+                result.failed_checks["format"] += 1
+            else:
+                status, names, detail, failed = self._settle(
+                    item.checks, item.block_number, item.block_hash, item.device, item.block_time
+                )
+                for c in failed:
+                    result.failed_checks[c.name] += 1
+            result.counts[status] += 1
+            if status != "valid":
+                entries.append((item.index, status, names, detail))
+        room = self.keep - len(result.failures)
+        if entries and room > 0:
+            entries.sort(key=lambda e: e[0])
+            result.failures.extend(
+                {"line": self.done + i + 1, "status": status, "checks": names, "detail": detail}
+                for i, status, names, detail in entries[:room]
+            )
+        self.done += chunk.count
+
+
 def verify_lines(
     lines: Sequence[str],
     *,
@@ -221,37 +429,57 @@ def verify_lines(
     progress: Callable[[int, int], None] | None = None,
     keep_failures: int = 50,
 ) -> BundleResult:
-    """Verify every proof of a bundle; ``block`` (and ``device``) settle the chain-side checks."""
+    """Verify every proof of a bundle; ``block`` (and ``device``) settle the chain-side checks,
+    once per distinct value (they are lookups: the same arguments give the same check)."""
     result = BundleResult(total=len(lines))
+    tally = _Tally(result, block, device, keep_failures)
+    step = 0
+    for chunk in _results(lines, pins, workers or os.cpu_count() or 1):
+        tally.add(chunk)
+        if progress is not None and (tally.done // 5000 > step or tally.done == len(lines)):
+            step = tally.done // 5000
+            progress(tally.done, len(lines))
+    result.blocks = len(tally.hashes)
+    return result
+
+
+def verify_file(
+    path: str,
+    *,
+    pins: Pins | None,
+    block: BlockJudge,
+    device: DeviceJudge | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+    keep_failures: int = 50,
+) -> BundleResult:
+    """:func:`verify_lines` for a JSONL file (see :func:`jsonl_file`) that each worker reads
+    by byte ranges itself: nothing but offsets and compact results cross the process pipes.
+    The total is known at the end: ``progress`` gets the proofs checked, the bytes read
+    and the file's size."""
+    result = BundleResult()
+    tally = _Tally(result, block, device, keep_failures)
+    ranges = file_ranges(path)
+    size = ranges[-1][1] if ranges else 0
     workers = workers or os.cpu_count() or 1
-    blocks: set[bytes] = set()
-    for done, item in enumerate(_results(lines, pins, workers), 1):
-        if item.error == PENDING:
-            status, names, detail = "pending", [], PENDING
-        elif item.error is not None:
-            status, names = "malformed", ["format"]
-            result.failed_checks["format"] += 1
-            detail = item.error
+    jobs = [(path, start, end) for start, end in ranges]
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            _init(pins)
+            chunks: Iterator[ChunkResult] = map(_file_chunk, jobs)
+            for (_, end), chunk in zip(ranges, chunks, strict=True):
+                tally.add(chunk)
+                if progress is not None:
+                    progress(tally.done, end, size)
         else:
-            blocks.add(item.block_hash)
-            checks = [*item.checks, block(item.block_number, item.block_hash)]
-            if device is not None:
-                found = device(item.device, item.block_time)
-                if found is not None:
-                    checks.append(found)
-            failed = [c for c in checks if not c.ok and not c.skipped]
-            skipped = [c for c in checks if c.skipped]
-            status = "invalid" if failed else "incomplete" if skipped else "valid"
-            names = [c.name for c in failed or skipped]
-            for c in failed:
-                result.failed_checks[c.name] += 1
-            detail = "; ".join(f"{c.name}: {c.detail}" for c in failed or skipped)
-        result.counts[status] += 1
-        if status != "valid" and len(result.failures) < keep_failures:
-            result.failures.append(
-                {"line": item.index + 1, "status": status, "checks": names, "detail": detail}
-            )
-        if progress is not None and (done % 5000 == 0 or done == len(lines)):
-            progress(done, len(lines))
-    result.blocks = len(blocks)
+            pool, _ = _pool(workers, pins)
+            with pool:
+                for (_, end), chunk in zip(ranges, pool.map(_file_chunk, jobs), strict=True):
+                    tally.add(chunk)
+                    if progress is not None:
+                        progress(tally.done, end, size)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"cannot read {path}: {exc}") from None
+    result.total = tally.done
+    result.blocks = len(tally.hashes)
     return result

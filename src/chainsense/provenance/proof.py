@@ -199,7 +199,7 @@ class ProofDocument:
             struct_hash=_bytes("struct_hash", doc["struct_hash"], 32),
             leaf=_bytes("leaf", doc["leaf"], 32),
             proof=_hashes("merkle_proof", merkle),
-            root=_bytes("root", doc["root"], 32),
+            root=_hash("root", doc["root"]),
             anchor=_remembered(_ANCHORS, "anchor", doc["anchor"], _ANCHOR, _anchor, "block_hash"),
             reading_id=_optional_uint("reading_id", doc["reading_id"]),
             batch_id=_optional_uint("batch_id", doc["batch_id"]),
@@ -209,10 +209,16 @@ class ProofDocument:
 def _reading(value: Any) -> tuple[Reading, bytes]:
     raw = _fields("reading", value, _READING)
     values = _list("reading.values", raw["values"], 1024)
-    device = _address("reading.device", raw["device"])
+    text = raw["device"]
+    device = _DEVICES.get(text) if type(text) is str else None
+    if device is None:
+        device = _address("reading.device", text)
+        if len(_DEVICES) >= 1 << 16:
+            _DEVICES.clear()
+        _DEVICES[text] = device
     seq = _uint("reading.seq", raw["seq"], 64)
     timestamp = _uint("reading.timestamp_ms", raw["timestamp_ms"], 64)
-    schema = _bytes("reading.schema", raw["schema"], 32)
+    schema = _hash("reading.schema", raw["schema"])
     parsed = _ints("reading.values", values, 64)
     signature = _bytes("reading.signature", raw["signature"], 65)
     # Every field was checked above exactly as Reading checks it (an EIP-55 address, uint64,
@@ -250,13 +256,13 @@ def _anchor(anchor: Mapping[str, Any]) -> AnchorRef:
 
 _REMEMBER = 1024
 """Blocks kept per table; a full table is emptied (a bundle comes batch by batch)."""
-_DOMAINS: dict[str, tuple[tuple[Any, ...], Any]] = {}
-_ANCHORS: dict[str, tuple[tuple[Any, ...], Any]] = {}
+_DOMAINS: dict[str, tuple[list[Any], Any]] = {}
+_ANCHORS: dict[str, tuple[list[Any], Any]] = {}
 _SCHEMAS: dict[tuple[str, ...], SchemaRef] = {}
 
 
 def _remembered(
-    table: dict[str, tuple[tuple[Any, ...], Any]],
+    table: dict[str, tuple[list[Any], Any]],
     field: str,
     value: Any,
     keys: tuple[str, ...],
@@ -269,18 +275,18 @@ def _remembered(
     strings (a list member as a tuple of strings), and a string equals only a string, so
     equal members are the same JSON texts."""
     obj = _fields(field, value, keys)
-    texts = tuple(tuple(t) if type(t) is list else t for t in [obj[name] for name in keys])
+    texts = [obj[name] for name in keys]
     index = obj[by]
     found = table.get(index) if type(index) is str else None
     if found is not None and found[0] == texts:
         return found[1]
     parsed = parse(obj)
     if type(index) is str and all(
-        type(t) is str or (type(t) is tuple and all(type(x) is str for x in t)) for t in texts
+        type(t) is str or (type(t) is list and all(type(x) is str for x in t)) for t in texts
     ):
         if len(table) >= _REMEMBER:
             table.clear()
-        table[index] = (texts, parsed)
+        table[index] = ([list(t) if type(t) is list else t for t in texts], parsed)
     return parsed
 
 
@@ -330,6 +336,21 @@ _KEYSETS: dict[tuple[str, ...], frozenset[str]] = {
 
 _HASH_TEXTS: dict[str, bytes] = {}
 """bytes32 texts already decoded: the upper steps of Merkle paths repeat across a batch."""
+
+
+_DEVICES: dict[str, str] = {}
+"""Device address texts already parsed (well-formed only), to their EIP-55 form."""
+
+
+def _hash(field: str, value: Any) -> bytes:
+    """One bytes32, through the table of texts already decoded."""
+    raw = _HASH_TEXTS.get(value) if type(value) is str else None
+    if raw is None:
+        raw = _bytes(field, value, 32)
+        if len(_HASH_TEXTS) >= 1 << 16:
+            _HASH_TEXTS.clear()
+        _HASH_TEXTS[value] = raw
+    return raw
 
 
 def _hashes(field: str, items: list[Any]) -> tuple[bytes, ...]:

@@ -57,7 +57,7 @@ from chainsense.provenance.blockproof import (
 )
 from chainsense.provenance.merkle import leaf_of, process_proof
 from chainsense.provenance.pins import Pins
-from chainsense.provenance.proof import ProofDocument
+from chainsense.provenance.proof import ProofDocument, SchemaRef
 
 __all__ = [
     "OFFLINE_CHECKS",
@@ -151,19 +151,44 @@ def _schema_id(name: str, version: int, metrics: tuple[tuple[str, str, int], ...
     return schema_id(name, version, metrics)
 
 
-def _check_schema(doc: ProofDocument) -> Check:
-    schema = doc.schema
+_SCHEMA_BLOCKS: dict[int, tuple[SchemaRef, tuple[bool, str | None, str]]] = {}
+"""The schema block's own verdict (whether it can be hashed at all; ``None`` when its id is
+the hash of its contents, else the problem) and the metrics' description, by the identity of
+the parsed block: the parser hands out one object for the same block texts, and the entry
+holds that object, so an identity match is the same immutable block."""
+
+
+def _schema_block(schema: SchemaRef) -> tuple[bool, str | None, str]:
+    found = _SCHEMA_BLOCKS.get(id(schema))
+    if found is not None and found[0] is schema:
+        return found[1]
     committed = tuple((m.name, m.unit, m.scale) for m in schema.metrics)
+    problem: str | None = None
+    hashable = True
     try:
         computed = _schema_id(schema.name, schema.version, committed)
     except ValueError as exc:
-        return Check("schema", False, str(exc))
-    problems = []
-    if computed != schema.id:
-        problems.append(
-            f"schema.id {_short(schema.id)} is not the hash of the schema block "
-            f"({_short(computed)}): the name, version, a unit or a scale was altered"
-        )
+        hashable, problem = False, str(exc)
+    else:
+        if computed != schema.id:
+            problem = (
+                f"schema.id {_short(schema.id)} is not the hash of the schema block "
+                f"({_short(computed)}): the name, version, a unit or a scale was altered"
+            )
+    units = ", ".join(f"{m.name} {m.unit} 10^-{m.scale}" for m in schema.metrics)
+    if len(_SCHEMA_BLOCKS) >= 256:
+        _SCHEMA_BLOCKS.clear()
+    verdict = (hashable, problem, units)
+    _SCHEMA_BLOCKS[id(schema)] = (schema, verdict)
+    return verdict
+
+
+def _check_schema(doc: ProofDocument) -> Check:
+    schema = doc.schema
+    hashable, problem, units = _schema_block(schema)
+    if not hashable:
+        return Check("schema", False, str(problem))
+    problems = [] if problem is None else [problem]
     if doc.reading.schema != schema.id:
         problems.append(f"reading.schema {_short(doc.reading.schema)} is not schema.id")
     if len(doc.reading.values) != len(schema.metrics):
@@ -173,7 +198,6 @@ def _check_schema(doc: ProofDocument) -> Check:
         )
     if problems:
         return Check("schema", False, "; ".join(problems))
-    units = ", ".join(f"{m.name} {m.unit} 10^-{m.scale}" for m in schema.metrics)
     return Check("schema", True, f"{schema.name} v{schema.version} ({units}): id recomputed")
 
 

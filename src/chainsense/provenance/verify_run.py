@@ -146,14 +146,18 @@ def _single(doc: ProofDocument, options: VerifyOptions, pins: Pins | None, out: 
 
 
 def _bundle(
-    lines: list[str], options: VerifyOptions, pins: Pins | None, out: TextIO, err: TextIO
+    lines: list[str] | None, options: VerifyOptions, pins: Pins | None, out: TextIO, err: TextIO
 ) -> int:
-    from chainsense.provenance.bundle import trusted_judge, verify_lines
+    """Verify a bundle: ``lines``, or (``None``) the JSONL file ``options.source``, which the
+    workers read by byte ranges themselves (offline only)."""
+    from chainsense.provenance.bundle import trusted_judge, verify_file, verify_lines
 
     device = None
     code_failed = False
     if options.rpc is not None:
         from chainsense.provenance.bundle_rpc import chain_facts
+
+        assert lines is not None, "with --rpc the caller reads the lines"
 
         facts = asyncio.run(chain_facts(options.rpc, lines, pins, options.timeout))
         block = facts.block_judge()
@@ -174,8 +178,19 @@ def _bundle(
             err.write("\n")
         err.flush()
 
-    result = verify_lines(lines, pins=pins, block=block, device=device, workers=options.workers,
-                          progress=progress)  # fmt: skip
+    def read(done: int, position: int, size: int) -> None:
+        if position < size:
+            err.write(f"\r  verified {done} ({position / 1e6:.0f}/{size / 1e6:.0f} MB read)")
+        else:
+            err.write(f"\r  verified {done}/{done}" + " " * 16 + "\n")
+        err.flush()
+
+    if lines is None:
+        result = verify_file(options.source, pins=pins, block=block, device=device,
+                             workers=options.workers, progress=read)  # fmt: skip
+    else:
+        result = verify_lines(lines, pins=pins, block=block, device=device,
+                              workers=options.workers, progress=progress)  # fmt: skip
     result.notes.extend(notes)
     if options.as_json:
         out.write(json.dumps(result.to_json(), indent=2) + "\n")
@@ -210,12 +225,14 @@ def run(options: VerifyOptions, out: TextIO | None = None, err: TextIO | None = 
     """Verify what ``options.source`` holds; returns the exit code."""
     out = out or sys.stdout
     err = err or sys.stderr
-    from chainsense.provenance.bundle import BundleError, read_bundle
+    from chainsense.provenance.bundle import BundleError, jsonl_file, read_bundle
 
     try:
         pins = load_pins(options)
         trusted = load_trusted(options.block_hashes)  # read early: a bad file is exit 2
         del trusted
+        if options.rpc is None and options.source.endswith(".jsonl") and jsonl_file(options.source):
+            return _bundle(None, options, pins, out, err)  # the workers read the file
         lines = read_bundle(options.source)
     except (UsageError, BundleError) as exc:
         return _usage(str(exc), options, out, err)
