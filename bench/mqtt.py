@@ -86,6 +86,10 @@ def _serve(workdir: Path, broker_port: int) -> Iterator[Server]:
         "CHAINSENSE_PORT": str(port),
         "CHAINSENSE_ANVIL_PORT": str(_free_port()),
         "CHAINSENSE_MQTT_URL": f"mqtt://127.0.0.1:{broker_port}",
+        # 200 devices from one address here, from 200 in the field: the per-address limit of
+        # unauthenticated routes would measure itself (the per-device limits stay on)
+        "CHAINSENSE_RATE_LIMIT_ADDRESS_RATE": "100000",
+        "CHAINSENSE_RATE_LIMIT_ADDRESS_BURST": "100000",
     }
     created = subprocess.run(
         [sys.executable, "-m", "chainsense", "apikey", "create", "--name", "bench",
