@@ -1,7 +1,7 @@
 """The kill -9 test of ``make test``: one ``kill -9`` of a real ``chainsense serve`` under MQTT
-load, then restart; every reading sent is receipted and stored exactly once. ``make test-mqtt``
-runs the longer version (three kills, broker restarts, two platform processes:
-``soak_resilience.py``)."""
+load (up to three when a kill found nothing unacknowledged), then restart; every reading sent is
+receipted and stored exactly once. ``make test-mqtt`` runs the longer version (three kills,
+broker restarts, two platform processes: ``soak_resilience.py``)."""
 
 from __future__ import annotations
 
@@ -21,4 +21,5 @@ __all__ = ["broker"]  # the fixture, used by name
 def test_one_kill_9_under_mqtt_load_loses_nothing_and_stores_nothing_twice(
     tmp_path: Path, broker: Broker
 ) -> None:
-    kill_9_under_load(tmp_path, broker, kills=1)
+    # one kill, or a few more when a fast machine had drained every message at the first
+    kill_9_under_load(tmp_path, broker, kills=1, most=3)
