@@ -72,19 +72,6 @@ class _Device:
             return answer
 
 
-def _register(serve: Serve, key: DeviceKey) -> None:
-    """Register on chain. PostgreSQL serves from every core and each worker's operator signer
-    caches its own nonce: a worker whose nonce another took sends again, so the first answer is
-    201 whichever worker takes it."""
-    answer = httpx.post(
-        serve.url + "/v1/devices",
-        json={"address": key.address},
-        headers={"Authorization": f"Bearer {serve.keys['ops']}"},
-        timeout=60,
-    )
-    assert answer.status_code == 201, answer.text
-
-
 def test_a_postgresql_restart_under_load_is_503_never_500(
     setup: tuple[Serve, PrivatePostgres],
 ) -> None:
@@ -92,7 +79,9 @@ def test_a_postgresql_restart_under_load_is_503_never_500(
     domain = serve.domain()
     devices = [_Device(DeviceKey.generate(), domain) for _ in range(8)]
     for device in devices:
-        _register(serve, device.key)
+        # each worker's signer caches the operator key's nonce; a taken one is sent again, so
+        # the first answer is 201 whichever worker takes it
+        serve.register(device.key, serve.keys["ops"])
     # every worker's registry view polls the chain each second: let all of them see the devices
     time.sleep(3.0)
     url = serve.url + "/v1/readings"

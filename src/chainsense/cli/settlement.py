@@ -143,6 +143,16 @@ def _read(ctx: typer.Context, path: str, **params: Any) -> Any:
     return call(lambda: platform_get(cfg, path, params=query))
 
 
+def _show(doc: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
+    """One document of the API: as JSON, or as a line of text."""
+    if as_json:
+        from chainsense.cli._common import echo_json
+
+        echo_json(doc)
+        return
+    typer.echo(text(doc))
+
+
 def _show_page(page: dict[str, Any], as_json: bool, line: Callable[[dict[str, Any]], str]) -> None:
     """A list route's page: as JSON, or one line per item and the cursor of older ones."""
     if as_json:
@@ -465,13 +475,7 @@ def _order_line(o: dict[str, Any]) -> str:
 @market_app.command("interval")
 def market_interval(ctx: typer.Context, interval: int, as_json: JsonOption = False) -> None:
     """An interval's clearing state (GET /v1/market/intervals/N)."""
-    state = _read(ctx, f"/v1/market/intervals/{interval}")
-    if as_json:
-        from chainsense.cli._common import echo_json
-
-        echo_json(state)
-        return
-    typer.echo(_interval_text(state))
+    _show(_read(ctx, f"/v1/market/intervals/{interval}"), as_json, _interval_text)
 
 
 @market_app.command("deposit")
@@ -567,13 +571,7 @@ def charging_list(
 @charging_app.command("status")
 def charging_status(ctx: typer.Context, session: int, as_json: JsonOption = False) -> None:
     """A charging session (GET /v1/charging/sessions/ID)."""
-    state = _read(ctx, f"/v1/charging/sessions/{session}")
-    if as_json:
-        from chainsense.cli._common import echo_json
-
-        echo_json(state)
-        return
-    typer.echo(_session_line(state))
+    _show(_read(ctx, f"/v1/charging/sessions/{session}"), as_json, _session_line)
 
 
 @charging_app.command("price")
