@@ -205,3 +205,100 @@ def test_a_devices_own_rate_wins_and_applies_from_its_next_reading() -> None:
     monitor.set_device_per_week("0xABC", None)
     observe(3)
     assert guard.per_week == 5.0
+
+
+def changes(rows: list[dict[str, float]], guard: JointGuard | None = None) -> list[int]:
+    g = guard or JointGuard(METRICS, baseline={})
+    return [i for i, row in enumerate(rows) if g.step(row, i * 1000).change]
+
+
+def shifted(seed: int, start: int = 600, end: int = 900, n: int = 1300) -> list[dict[str, float]]:
+    """A machine whose current is 3 sigmas of its spread higher from ``start`` to ``end``, the
+    vibration following."""
+    rows = machine(n, seed)
+    for row in rows[start:end]:
+        row["current"] += 1.5
+        row["vibration"] += 0.6
+    return rows
+
+
+def test_a_regime_and_its_return_are_each_a_change_point_at_the_time_they_happen() -> None:
+    """Ten machines: the onset of the held shift and its return are change points within 20 s
+    (the reference re-baselines on the new regime, so the return is a change too). Measured:
+    10 of 10 each, 2 change points elsewhere."""
+    onsets = returns = elsewhere = 0
+    for seed in range(10):
+        found = changes(shifted(seed))
+        onsets += any(600 <= i < 620 for i in found)
+        returns += any(900 <= i < 920 for i in found)
+        elsewhere += sum(1 for i in found if not (600 <= i < 620 or 900 <= i < 920))
+    assert onsets >= 9
+    assert returns >= 9
+    assert elsewhere <= 4
+
+
+def test_change_points_in_normal_operation_are_counted() -> None:
+    """Twenty normal machines (half with a drifting temperature), 2,600 judged readings each.
+    Measured: 28 change points in 52,000 readings, far above what one false alarm a week
+    allows (about 0.1): the change detector's tail is calibrated on the window's 89 last
+    readings and is not yet reliable at that rate (docs/ai.md). This bounds it, no more."""
+    found = sum(
+        len(changes(machine(3000, 100 + seed, drift=drift)))
+        for seed in range(10)
+        for drift in (0.0, 0.002)
+    )
+    assert found <= 40
+
+
+def test_a_change_point_is_reported_by_the_monitor_as_an_event_and_opens_an_alarm() -> None:
+    monitor = StreamMonitor(BUILTIN_SCHEMAS, Thresholds())
+    spec = BUILTIN_SCHEMAS.by_name("chainsense.machine.v1")
+    rows = shifted(0, n=700)
+    guard = JointGuard(METRICS, baseline={})
+    expected = [i for i, row in enumerate(rows) if guard.step(row, i * 1000).change]
+    assert expected
+    assert 600 <= expected[0] < 620
+    mapping = {"current": "current", "vibration_rms": "vibration", "temperature": "temperature"}
+    events = []
+    for i, row in enumerate(rows):
+        values = tuple(round(row[mapping[m.name]] * 10**m.scale) for m in spec.metrics)
+        events += monitor.observe(
+            reading_id=i + 1, device="0xA", schema=spec.id, timestamp=i * 1000, values=values
+        )
+    assert events
+    assert events[0].timestamp // 1000 == expected[0]
+    assert events[0].check in ("change", "baseline", "level", "joint")
+    alarms = monitor.take_alarms()
+    assert alarms
+    assert alarms[0].first_seen_ms // 1000 == expected[0]
+
+
+def test_change_points_are_causal_and_survive_a_json_round_trip() -> None:
+    rows = shifted(23, 700, 1000, 1200)
+    whole = changes(rows)
+    assert any(700 <= i < 720 for i in whole)
+    assert changes(rows[:800]) == [i for i in whole if i < 800]
+    for cut in (410, 705, 1010):  # settled, learning a new regime, after its return
+        g = JointGuard(METRICS, baseline={})
+        first = changes(rows[:cut], g)
+        restored = JointGuard.from_state(json.loads(json.dumps(g.to_state())))
+        rest = [
+            cut + i
+            for i, row in enumerate(rows[cut:])
+            if restored.step(row, (cut + i) * 1000).change
+        ]
+        assert first + rest == whole
+
+
+def test_a_baseline_saved_before_change_points_existed_still_loads() -> None:
+    g = JointGuard(METRICS, baseline={})
+    for i, row in enumerate(machine(450, 29)):
+        g.step(row, i * 1000)
+    state = json.loads(json.dumps(g.to_state()))
+    for f in ("change_lam", "settle", "memory", "trend", "ref", "ref_trend", "ce", "cn"):
+        del state["baseline"][f]
+    for f in ("learning", "c_median", "c_excess"):
+        del state["baseline"][f]
+    restored = JointGuard.from_state(state)
+    later = machine(600, 31)[450:]
+    assert not any(restored.step(row, (450 + i) * 1000).change for i, row in enumerate(later))

@@ -25,7 +25,20 @@ fits an exponential tail to its ``T2`` values (median, mean excess over the medi
 autocorrelation (in-sample ``T2`` is too small). The caller turns ``p`` into a score against its
 alarm point (:func:`~chainsense.ai.calibrate.score`).
 
-The model never changes after the fit except for its EWMA, so scores are causal, and the whole
+**Change points** (when the caller passes its alarm point ``p_alarm``): beside the judgement
+against the commissioning window, a second, faster MEWMA (``change_lam``) compares each reading
+with the *current regime*, a reference that re-baselines. The reference follows the regime
+slowly (a running mean over at most ``memory`` readings, with a damped trend ``trend`` for a
+metric that drifts, Holt's method); the statistic ``T2_c`` is calibrated the same way, on the
+held-out part of the window, and when its tail probability falls below ``p_alarm`` the reading is
+a **change point** (``change``, the metrics that moved most named in ``change_metrics``): the
+reference restarts from that reading and learns the new regime for ``settle`` readings before it
+judges again. So a regime's onset, each later phase and its return to normal are reported at the
+time they happen, not only the first departure from the window, which an alarm stays open
+through.
+
+The model never changes after the fit except for its EWMAs and the change reference, all
+updated in order from the readings alone, so scores and change points are causal, and the whole
 state is JSON (``to_state`` / ``from_state``).
 
 >>> import math
@@ -44,7 +57,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chainsense.ai.calibrate import P_FLOOR
@@ -61,6 +74,8 @@ class BaselineResult:
     t2: float
     metrics: list[str]
     ready: bool
+    change: bool = False
+    change_metrics: list[str] = field(default_factory=list)
 
 
 def invert(a: Sequence[Sequence[float]]) -> list[list[float]]:
@@ -96,6 +111,8 @@ class BaselineModel:
         "buffer", "times", "last", "fitted", "mean", "slope", "noise", "t_mid", "precision",
         "e", "median", "excess",
     )  # fmt: skip
+    _CHANGE_PARAMS = ("change_lam", "settle", "memory", "trend")
+    _CHANGE_STATE = ("ref", "ref_trend", "ce", "cn", "learning", "c_median", "c_excess")
 
     def __init__(
         self,
@@ -107,6 +124,10 @@ class BaselineModel:
         ridge: float = 0.5,
         lam: float = 0.1,
         drift: float = 1.0,
+        change_lam: float = 0.1,
+        settle: int = 30,
+        memory: int = 120,
+        trend: float = 0.02,
     ) -> None:
         self.metrics = list(metrics)
         res = resolutions or {}
@@ -128,6 +149,18 @@ class BaselineModel:
         self.e: list[float] = []
         self.median = 0.0
         self.excess = 1.0
+        # the change-point detector: the current regime's reference (in noise units), its trend
+        self.change_lam = change_lam
+        self.settle = settle
+        self.memory = memory
+        self.trend = trend
+        self.ref: list[float] | None = None
+        self.ref_trend: list[float] = []
+        self.ce: list[float] = []
+        self.cn = 0
+        self.learning = 0
+        self.c_median = 0.0
+        self.c_excess = 1.0
 
     # --- fitting -----------------------------------------------------------------------------
 
@@ -183,15 +216,64 @@ class BaselineModel:
             t2, _ = self._advance(row, t, first=i == 0)
             if i >= n:
                 held.append(t2)
-        held.sort()
-        if held:
-            med = held[len(held) // 2]
-            above = [v - med for v in held if v > med]
-            self.median = med
-            # never a steeper tail than chi-square's (scale 2) halved: a window too quiet
-            # or too regular must not make an ordinary reading look impossible
-            self.excess = max(sum(above) / len(above), 1.0) if above else 1.0
+        self.median, self.excess = _tail(held)
+        # the change detector: calibrated on the held-out part (a reference starting there),
+        # then started on the window's last ``settle`` readings
+        # as after a change point: the first reading starts the reference, which learns for
+        # ``settle`` readings, then judges
+        self._restart_change()
+        c_held = []
+        for i, row in enumerate(self.buffer[n:]):
+            v = self._change_stat(row)
+            if i == 0:
+                self.learning = self.settle
+            elif i > self.settle:
+                c_held.append(v)
+        self.c_median, self.c_excess = _tail(c_held)
+        # a few dozen correlated values say little about the tail: never steeper than a scaled
+        # chi-square's with that median (Box: median ~ c (k - 2/3), tail scale 2c)
+        k = len(self.metrics)
+        self.c_excess = max(self.c_excess, 2.0 * self.c_median / max(k - 2.0 / 3.0, 1.0))
+        self._restart_change()
+        for row in self.buffer[-(self.settle + 1) :]:
+            self._change_stat(row)
         self.buffer, self.times = [], []
+
+    def _restart_change(self) -> None:
+        self.ref, self.ref_trend, self.ce, self.cn, self.learning = None, [], [], 0, 0
+
+    def _change_stat(self, row: Sequence[float]) -> float:
+        """Move the change detector by ``row``; its ``T2_c`` against the current regime (0 while
+        the reference is learning a new regime)."""
+        z = [x / s for x, s in zip(row, self.noise, strict=True)]
+        k = len(z)
+        lam = self.change_lam
+        ref = self.ref
+        if ref is None:
+            self.ref, self.ref_trend, self.ce, self.cn = z, [0.0] * k, [0.0] * k, 1
+            return 0.0
+        if self.learning > 0:  # a new regime: its reference is the running mean so far
+            self.cn += 1
+            self.learning -= 1
+            for j in range(k):
+                ref[j] += (z[j] - ref[j]) / self.cn
+                self.ce[j] = (1 - lam) * self.ce[j] + lam * (z[j] - ref[j])
+            return 0.0
+        ce, trend = self.ce, self.ref_trend
+        for j in range(k):
+            ce[j] = (1 - lam) * ce[j] + lam * (z[j] - ref[j])
+        pe = [sum(p * e for p, e in zip(prow, ce, strict=True)) for prow in self.precision]
+        t2 = sum(e * q for e, q in zip(ce, pe, strict=True)) * (2 - lam) / lam
+        # the reference follows the regime slowly (Holt: level and a damped trend)
+        self.cn += 1
+        a = 1.0 / min(self.cn, self.memory)
+        follow = self.cn > self.settle + 30
+        for j in range(k):
+            old = ref[j]
+            ref[j] = old + trend[j] + a * (z[j] - old - trend[j])
+            if follow:
+                trend[j] = self.trend * (ref[j] - old) + (1 - self.trend) * trend[j]
+        return t2
 
     # --- judging -----------------------------------------------------------------------------
 
@@ -211,13 +293,14 @@ class BaselineModel:
         return sum(shares), shares
 
     def p_of(self, t2: float) -> float:
-        if t2 <= self.median:
-            return 1.0
-        return max(0.5 * math.exp(-(t2 - self.median) / self.excess), P_FLOOR)
+        return _tail_p(t2, self.median, self.excess)
 
-    def step(self, values: Mapping[str, float], t: int) -> BaselineResult:
+    def step(
+        self, values: Mapping[str, float], t: int, *, p_alarm: float | None = None
+    ) -> BaselineResult:
         """Judge one reading (metric -> value; a missing metric keeps its last value), then move
-        on: during the window the reading is collected, and the window's last one fits."""
+        on: during the window the reading is collected, and the window's last one fits. With
+        ``p_alarm``, also tell whether the reading is a change point (then re-baseline)."""
         row = self._row(values)
         if row is None:
             return BaselineResult(1.0, 0.0, [], False)
@@ -229,15 +312,32 @@ class BaselineModel:
             return BaselineResult(1.0, 0.0, [], False)
         t2, shares = self._advance(row, t)
         p = self.p_of(t2)
+        named = self._named(shares, t2)
+        if p_alarm is None:
+            return BaselineResult(p, t2, named, True)
+        t2c = self._change_stat(row)
+        if _tail_p(t2c, self.c_median, self.c_excess) >= p_alarm:
+            return BaselineResult(p, t2, named, True)
+        # a change point: name what moved, restart the reference at this reading
+        ce = self.ce
+        pe = [sum(q * e for q, e in zip(prow, ce, strict=True)) for prow in self.precision]
+        c_shares = [e * q for e, q in zip(ce, pe, strict=True)]
+        moved = self._named(c_shares, sum(c_shares))
+        self._restart_change()
+        self._change_stat(row)
+        self.learning = self.settle
+        return BaselineResult(p, t2, named, True, True, moved)
+
+    def _named(self, shares: Sequence[float], total: float) -> list[str]:
         order = sorted(range(len(shares)), key=lambda j: -shares[j])
-        named = [self.metrics[j] for j in order if shares[j] >= 0.25 * max(t2, 1e-300)]
-        return BaselineResult(p, t2, named or [self.metrics[order[0]]], True)
+        named = [self.metrics[j] for j in order if shares[j] >= 0.25 * max(total, 1e-300)]
+        return named or [self.metrics[order[0]]]
 
     def to_state(self) -> dict[str, Any]:
         return (
             {"metrics": self.metrics, "resolutions": self.resolutions}
-            | {f: getattr(self, f) for f in self._PARAMS}
-            | {f: getattr(self, f) for f in self._STATE}
+            | {f: getattr(self, f) for f in self._PARAMS + self._CHANGE_PARAMS}
+            | {f: getattr(self, f) for f in self._STATE + self._CHANGE_STATE}
         )
 
     @classmethod
@@ -245,8 +345,35 @@ class BaselineModel:
         b = cls(
             state["metrics"],
             resolutions=dict(zip(state["metrics"], state["resolutions"], strict=True)),
-            **{f: state[f] for f in cls._PARAMS},
+            **{f: state[f] for f in cls._PARAMS + cls._CHANGE_PARAMS if f in state},
         )
         for f in cls._STATE:
             setattr(b, f, state[f])
+        if "ref" in state:
+            for f in cls._CHANGE_STATE:
+                setattr(b, f, state[f])
+        elif b.fitted:
+            # saved before change points existed: the reference starts at the next reading,
+            # judged after ``settle`` readings; the tail is the commissioning statistic's
+            b.c_median, b.c_excess = b.median, b.excess
+            b.learning = b.settle
         return b
+
+
+def _tail(values: list[float]) -> tuple[float, float]:
+    """(median, mean excess over it, at least 1) of held-out statistics: the exponential tail
+    ``P(V >= v) = 0.5 exp(-(v - median) / excess)``."""
+    if not values:
+        return 0.0, 1.0
+    held = sorted(values)
+    med = held[len(held) // 2]
+    above = [v - med for v in held if v > med]
+    # never a steeper tail than chi-square's (scale 2) halved: a window too quiet or too
+    # regular must not make an ordinary reading look impossible
+    return med, max(sum(above) / len(above), 1.0) if above else 1.0
+
+
+def _tail_p(v: float, median: float, excess: float) -> float:
+    if v <= median:
+        return 1.0
+    return max(0.5 * math.exp(-(v - median) / excess), P_FLOOR)

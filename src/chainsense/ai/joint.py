@@ -60,6 +60,8 @@ class JointResult:
     check: str
     metrics: list[str]
     parts: dict[str, Assessment] = field(default_factory=dict)
+    change: bool = False
+    """A change point (the commissioning baseline's change detector): a regime starts here."""
 
 
 @register
@@ -137,7 +139,9 @@ class JointGuard:
         base = None
         if self.baseline is not None:
             # a breached value is not part of the baseline (the metric keeps its last value)
-            base = self.baseline.step({m: v for m, v in values.items() if m not in breached}, t)
+            base = self.baseline.step(
+                {m: v for m, v in values.items() if m not in breached}, t, p_alarm=p_alarm
+            )
         if breached:
             return JointResult(score(P_FLOOR, p_alarm), P_FLOOR, "limit", breached, parts)
         if base is None or not base.ready:
@@ -147,9 +151,12 @@ class JointGuard:
         # single-reading checks (``level``, ``stuck``). Bonferroni over the two families.
         result = self._streams(parts, p_alarm, shift=False)
         p = min(1.0, 2.0 * min(result.p, base.p))
+        s = score(p, p_alarm)
+        if base.change and s < 1.0:  # a change point the other checks do not see (yet)
+            return JointResult(s, p, "change", base.change_metrics, parts, change=True)
         if base.p < result.p:
-            return JointResult(score(p, p_alarm), p, "baseline", base.metrics, parts)
-        return JointResult(score(p, p_alarm), p, result.check, result.metrics, parts)
+            return JointResult(s, p, "baseline", base.metrics, parts, change=base.change)
+        return JointResult(s, p, result.check, result.metrics, parts, change=base.change)
 
     def _streams(
         self, parts: dict[str, Assessment], p_alarm: float, *, shift: bool = True

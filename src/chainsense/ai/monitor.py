@@ -294,9 +294,12 @@ class StreamMonitor:
         gate = state.gate
         gate.threshold = self.thresholds.get(device, spec.name)
         was_open = gate.open
-        opened = gate.update(result.score)
+        # a change point (a regime's onset, a new phase, its return) is an event at once: it
+        # opens the alarm, or is reported within the one already open
+        level = max(result.score, gate.threshold) if result.change else result.score
+        opened = gate.update(level)
         events: list[AnomalyEvent] = []
-        if opened or (gate.open and result.score >= gate.threshold):
+        if opened or (gate.open and level >= gate.threshold):
             name = result.metrics[0] if result.metrics else spec.metrics[0].name
             metric = metrics[name]
             low, high, expected = self._expected(guard, result, name, shipment)
@@ -307,7 +310,7 @@ class StreamMonitor:
             if guard.streams[name].counter:  # the range is of its rate, not of the count
                 message = f"{name} = {value} {metric.unit}: an unusual rate of increase"
                 low_s = high_s = None
-            if opened:
+            if opened or result.change:
                 events.append(
                     AnomalyEvent(
                         reading_id=reading_id, device=device, schema=schema,
