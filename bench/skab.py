@@ -275,12 +275,13 @@ def gate(
 ) -> tuple[list[int], list[int], list[int]]:
     """(open state per row, indices of alarm openings, indices of events) as the worker's
     ``StreamMonitor`` makes them with the product's EventGate: an alarm opens at ``thr`` and
-    clears after 12 rows below ``CLEAR * thr``; a change point opens one at once (or is
-    reported within the open one). Events: every opening and every change point."""
+    clears after 12 rows below ``CLEAR * thr``; a change point is reported within an open alarm,
+    or opens one at once on a suspicious row (raw score at least ``CLEAR * thr``). Events: every
+    opening and every change point reported."""
     g = EventGate(threshold=thr, cooldown=COOLDOWN, clear=CLEAR)
     state, opens, events = [], [], []
     for i, v in enumerate(raw):
-        change = i in changes
+        change = i in changes and (g.open or v >= CLEAR * thr)
         if g.update(max(v, thr) if change else v):
             opens.append(i)
             events.append(i)

@@ -112,7 +112,9 @@ class BaselineModel:
         "e", "median", "excess",
     )  # fmt: skip
     _CHANGE_PARAMS = ("change_lam", "settle", "memory", "trend")
-    _CHANGE_STATE = ("ref", "ref_trend", "ce", "cn", "learning", "c_median", "c_excess")
+    _CHANGE_STATE = (
+        "c_scale", "ref", "ref_trend", "ce", "cn", "learning", "c_median", "c_excess",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -161,6 +163,7 @@ class BaselineModel:
         self.learning = 0
         self.c_median = 0.0
         self.c_excess = 1.0
+        self.c_scale: list[float] = []
 
     # --- fitting -----------------------------------------------------------------------------
 
@@ -207,6 +210,15 @@ class BaselineModel:
             for a in range(k)
         ]
         self.mean, self.slope, self.noise, self.t_mid = mean, slope, noise, t_mid
+        # the change detector judges a regime's mean, so each metric's scale is its long-run
+        # one: an autocorrelated residual (lag-1 correlation rho) wanders by
+        # sqrt((1 + rho) / (1 - rho)) of its noise (AR(1))
+        self.c_scale = []
+        for j in range(k):
+            num = sum(resid[i][j] * resid[i - 1][j] for i in range(1, n))
+            den = sum(resid[i][j] ** 2 for i in range(n)) or 1.0
+            rho = min(max(num / den, 0.0), 0.98)
+            self.c_scale.append(noise[j] * math.sqrt((1 + rho) / (1 - rho)))
         self.precision = invert(corr)
         self.fitted = True
         # replay the window: the held-out part's statistics calibrate the tail
@@ -245,7 +257,7 @@ class BaselineModel:
     def _change_stat(self, row: Sequence[float]) -> float:
         """Move the change detector by ``row``; its ``T2_c`` against the current regime (0 while
         the reference is learning a new regime)."""
-        z = [x / s for x, s in zip(row, self.noise, strict=True)]
+        z = [x / s for x, s in zip(row, self.c_scale, strict=True)]
         k = len(z)
         lam = self.change_lam
         ref = self.ref
@@ -356,6 +368,7 @@ class BaselineModel:
             # saved before change points existed: the reference starts at the next reading,
             # judged after ``settle`` readings; the tail is the commissioning statistic's
             b.c_median, b.c_excess = b.median, b.excess
+            b.c_scale = list(b.noise)
             b.learning = b.settle
         return b
 

@@ -294,9 +294,11 @@ class StreamMonitor:
         gate = state.gate
         gate.threshold = self.thresholds.get(device, spec.name)
         was_open = gate.open
-        # a change point (a regime's onset, a new phase, its return) is an event at once: it
-        # opens the alarm, or is reported within the one already open
-        level = max(result.score, gate.threshold) if result.change else result.score
+        # a change point (a regime's onset, a new phase, its return) is an event at once: within
+        # an open alarm, or opening one when the reading is already suspicious (past the gate's
+        # clearing level): a change between two normal regimes is no alarm
+        change = result.change and (gate.open or result.score >= gate.threshold * gate.clear)
+        level = max(result.score, gate.threshold) if change else result.score
         opened = gate.update(level)
         events: list[AnomalyEvent] = []
         if opened or (gate.open and level >= gate.threshold):
@@ -310,7 +312,7 @@ class StreamMonitor:
             if guard.streams[name].counter:  # the range is of its rate, not of the count
                 message = f"{name} = {value} {metric.unit}: an unusual rate of increase"
                 low_s = high_s = None
-            if opened or result.change:
+            if opened or change:
                 events.append(
                     AnomalyEvent(
                         reading_id=reading_id, device=device, schema=schema,
