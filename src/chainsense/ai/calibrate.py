@@ -103,13 +103,18 @@ class TailCalibrator:
         return max(self.q * math.exp(-(v - self.u) / self.m), P_FLOOR)
 
     def learn(self, v: float) -> None:
-        self.n += 1
-        r = max(self.rate, 1.0 / (self.n + self.prior))
-        r2 = max(self.rate2, 1.0 / (self.n + self.prior2))
-        self.q += r * ((1.0 if v > self.u else 0.0) - self.q)
-        self.q2 += r2 * ((1.0 if v > self.u2 else 0.0) - self.q2)
-        self.q = max(self.q, 1e-4)
-        self.q2 = max(self.q2, 1e-7)
+        # the hot path (about ten calls a reading): plain comparisons, the same arithmetic
+        n = self.n = self.n + 1
+        r = 1.0 / (n + self.prior)
+        if r < self.rate:
+            r = self.rate
+        r2 = 1.0 / (n + self.prior2)
+        if r2 < self.rate2:
+            r2 = self.rate2
+        q = self.q + r * ((1.0 if v > self.u else 0.0) - self.q)
+        q2 = self.q2 + r2 * ((1.0 if v > self.u2 else 0.0) - self.q2)
+        self.q = q if q > 1e-4 else 1e-4
+        self.q2 = q2 if q2 > 1e-7 else 1e-7
 
     def to_state(self) -> list[float]:
         return [self.u, self.u2, self.rate, self.rate2, self.q, self.q2, self.m_min, self.n,
