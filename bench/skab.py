@@ -136,10 +136,21 @@ class Guard:
         return -math.log10(max(r.p, 1e-300))
 
 
-class PerMetric(Guard):
-    """The previous default (before the baseline model): JointGuard's per-metric models only."""
+class NoChange(Guard):
+    """The previous default: the same guard with its change points ignored (alarms only)."""
 
-    name = "joint_guard, no baseline (prev)"
+    name = "joint_guard, no change points (prev)"
+
+    def step(self, row: list[float], t: int) -> float:
+        raw = super().step(row, t)
+        self.changed = False
+        return raw
+
+
+class PerMetric(Guard):
+    """The default before the baseline model: JointGuard's per-metric models only."""
+
+    name = "joint_guard, no baseline"
 
     def __init__(self) -> None:
         self.g = JointGuard(COLUMNS)
@@ -238,6 +249,7 @@ def river_detectors() -> dict[str, Callable[[], Any]]:
 def detectors() -> dict[str, Callable[[], Any]]:
     return {
         Guard.name: Guard,
+        NoChange.name: NoChange,
         PerMetric.name: PerMetric,
         Baseline.name: Baseline,
         OldGuard.name: OldGuard,

@@ -26,16 +26,20 @@ autocorrelation (in-sample ``T2`` is too small). The caller turns ``p`` into a s
 alarm point (:func:`~chainsense.ai.calibrate.score`).
 
 **Change points** (when the caller passes its alarm point ``p_alarm``): beside the judgement
-against the commissioning window, a second, faster MEWMA (``change_lam``) compares each reading
-with the *current regime*, a reference that re-baselines. The reference follows the regime
-slowly (a running mean over at most ``memory`` readings, with a damped trend ``trend`` for a
-metric that drifts, Holt's method); the statistic ``T2_c`` is calibrated the same way, on the
-held-out part of the window, and when its tail probability falls below ``p_alarm`` the reading is
-a **change point** (``change``, the metrics that moved most named in ``change_metrics``): the
-reference restarts from that reading and learns the new regime for ``settle`` readings before it
-judges again. So a regime's onset, each later phase and its return to normal are reported at the
-time they happen, not only the first departure from the window, which an alarm stays open
-through.
+against the commissioning window, a second MEWMA (``change_lam``) compares each reading with the
+*current regime*, a reference that re-baselines. A regime's mean is judged, so each metric is
+standardised by its long-run scale (its noise times ``sqrt((1 + rho) / (1 - rho))``, ``rho``
+the lag-1 correlation of its residuals in the window: a slowly wandering temperature is not a
+change every few minutes). The reference follows the regime slowly (a running mean over at
+most ``memory`` readings, with a trend for a metric that drifts, Holt's method, smoothed by
+``trend``); the statistic ``T2_c`` is calibrated on the held-out part of the window replayed as
+after a change (the reference learns ``settle`` readings, then judges), with an exponential
+tail never steeper than a scaled chi-square's of the same median; when its tail probability
+falls below ``p_alarm`` the reading is a **change point** (``change``, the metrics that moved
+most named in ``change_metrics``): the reference restarts from that reading and learns the new
+regime for ``settle`` readings before it judges again. So a regime's onset, each later phase
+and its return to normal are reported at the time they happen, not only the first departure
+from the window, which an alarm stays open through.
 
 The model never changes after the fit except for its EWMAs and the change reference, all
 updated in order from the readings alone, so scores and change points are causal, and the whole

@@ -4,7 +4,10 @@ anomaly events and alarms.
 A device's metrics are judged together; an event opens when the score reaches the threshold
 (1.0: the alarm point of the configured false-alarm rate) and the device's alarm stays active,
 counting the anomalous readings, until the score stays below half the threshold for
-``cooldown`` readings (hysteresis); then the alarm is cleared by the detector. A value outside
+``cooldown`` readings (hysteresis); then the alarm is cleared by the detector. A change point
+(a machine's regime starting, changing phase or returning: the commissioning baseline's change
+detector) is an event at once: within the open alarm, or opening one when the reading is
+already past half the threshold (a change between two normal regimes is no alarm). A value outside
 a hard limit (``Rules.limits``: a cold-chain schema's allowed range) raises at once and is kept
 out of what the model learns (it is known bad, not a new normal).
 
@@ -273,7 +276,9 @@ class StreamMonitor:
         timestamp: int,
         values: tuple[int, ...],
     ) -> list[AnomalyEvent]:
-        """Score and learn one reading; the events it opens (one, naming the first metric)."""
+        """Score and learn one reading; its events: the alarm it opens, or a change point
+        reported (one event, naming the first metric; check ``change`` when only the change
+        detector saw it)."""
         try:
             spec: Schema = self.schemas.by_id(schema)
         except UnknownSchemaError:
