@@ -26,7 +26,7 @@ it after 12 quiet rows.
   to the test split.
 - Anomaly-free: the anomaly-free run's half of the split; alarm openings ("free alarms") and
   all events (openings and change points, "free events") at the fixed point, against what the
-  configured false-alarm rate allows (1 a week per device: ~0.008 in 1.3 h).
+  configured false-alarm rate allows (1 a week per device: ~0.008 in 1.4 h).
 
 Throughput: the default detector's points per second in this process against secp256k1
 public-key recovery (the ingest ceiling) measured in the same run.
