@@ -12,6 +12,12 @@ Two loops run side by side, so a slow or absent chain never stops sealing (nor i
   second anchorer): then it only records the existing anchor. The contract refuses a duplicate
   root, so a root is anchored at most once, and a batch is recorded as anchored only once it is.
 
+Slow nodes: the anchorer works in rounds of up to ``_ANCHOR_ROUND`` sealed batches, each a few
+round trips to the node however many batches it holds (JSON-RPC batch requests: where the roots
+stand, every transaction sent at once with locally kept nonces and cached fees, the receipts
+polled together); the gas limit is estimated once. While ``behind_batches`` sealed batches wait,
+only full batches are sealed, so a backlog makes fewer, bigger transactions.
+
 After a ``kill -9`` at any point both loops simply resume: the database says what is sealed and
 what is anchored, and the chain says what was sent.
 
