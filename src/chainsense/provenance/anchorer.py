@@ -167,6 +167,9 @@ class Anchorer:
         self._wake = asyncio.Event()
         self._sealed = asyncio.Event()
         self._gas_limit: int | None = None
+        self._fresh: set[int] = set()
+        """Batches this process sealed in its current term and has not sent yet: nobody else
+        can have anchored them (a leader's fence), so they need no check before sending."""
         self._round_head: int | None = None
 
     # --- running ---------------------------------------------------------------------------
@@ -186,6 +189,7 @@ class Anchorer:
         the chain, since another process may have sent with the same key since this one last
         led (the first send would otherwise fail with a stale nonce)."""
         self.state.running = True
+        self._fresh.clear()  # another process may have led, and sent, since the last term
         await self.signer.reset_nonce()
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -335,6 +339,8 @@ class Anchorer:
             contract=self.contract.address,
             sealed_at=self._clock(),
         )
+        if self.state.running:
+            self._fresh.add(batch.id)
         self.state.batches_sealed += 1
         metrics().batches_sealed.inc()
         log.info("sealed batch %d: %d readings, root 0x%s", batch.id, len(values), tree.root.hex())
@@ -349,7 +355,8 @@ class Anchorer:
 
         A round costs a few round trips to the node however many batches it holds, so a slow
         node does not slow anchoring down batch by batch: one batch request asks where every
-        root stands; the unanchored ones are signed with consecutive nonces and sent in one
+        root stands (except batches this process sealed in its term and never sent); the
+        unanchored ones are signed with consecutive nonces and sent in one
         batch request, all in flight at once; their receipts are polled together, and each
         receipt's ``RootAnchored`` log says where its root now sits."""
         batches = await self.store.batches.find(state=BatchState.SEALED, limit=_ANCHOR_ROUND)
@@ -357,10 +364,14 @@ class Anchorer:
             return []
         self._round_head = None
         outcome: dict[int, BatchRecord | OnChainAnchor | BaseException | None] = {}
+        check = [b for b in batches if b.id not in self._fresh]
         try:
-            standing = await self._anchors_of([b.root for b in batches])
+            answers = await self._anchors_of([b.root for b in check]) if check else []
         except ChainSenseError as exc:
-            standing = [exc] * len(batches)
+            answers = [exc] * len(check)
+        known = {b.id: answer for b, answer in zip(check, answers, strict=True)}
+        standing = [known.get(b.id, False) for b in batches]
+        self._fresh.difference_update(b.id for b in batches)  # sent below: check them next time
         to_send: list[BatchRecord] = []
         found_elsewhere: list[BatchRecord] = []
         for batch, stand in zip(batches, standing, strict=True):
