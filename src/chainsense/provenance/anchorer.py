@@ -58,7 +58,6 @@ from chainsense.errors import (
     ChainSenseError,
     ChainTimeoutError,
     TransactionRejectedError,
-    TransactionRevertedError,
 )
 from chainsense.observability.metrics import metrics
 from chainsense.provenance.merkle import MerkleTree
@@ -465,11 +464,7 @@ class Anchorer:
             sent = await self.signer.send_many(list(fns), gas=gas)
         except NotLeaderError:
             raise
-        except ChainSenseError as exc:
-            if isinstance(exc, TransactionRevertedError) and (
-                exc.error_name == "ReadingAnchorRootAlreadyAnchored"
-            ):
-                self._gas_limit = None  # estimated on a root that got anchored meanwhile
+        except ChainSenseError as exc:  # maybe sent: the next round checks these roots first
             return {b.id: exc for b in batches}
         self._crashpoint("after-send")
         in_flight = {
