@@ -5,7 +5,7 @@ block and every transaction with its receipt and traces since genesis, ~10 kB pe
 transaction. Rewriting all of that at each dump made a busy dev chain rewrite a file growing by
 megabytes every second (issue 16: 0.8 to 2.4 MB in 10 minutes, rewritten every second).
 
-Here a dump is split in two files in the state directory:
+Here a dump is split into files in the state directory:
 
 - ``history.jsonl``: one line per block, ``{"number", "digest", "block", "transactions"}``, only
   ever appended (and fsynced) with the blocks mined since the last dump. The history still grows
@@ -13,13 +13,18 @@ Here a dump is split in two files in the state directory:
   never written twice.
 - ``code/<sha256>.hex``: each contract's code, written once (it never changes; it was most of
   the rest of a dump);
-- ``state.json``: the rest of the dump (accounts, storage, block environment), rewritten
-  atomically, with ``chainsense_history`` saying how many journal lines belong to it and the
-  digest of the last one. Lines past that count (a crash between the append and the rewrite) are
-  ignored at load and cut off by the next dump.
+- ``storage.jsonl``: contract storage as a log of the slots each dump changed (anchors, device
+  registrations and the EIP-2935 block-hash ring all add slots), compacted into a new file when
+  it grows to four times what it describes;
+- ``state.json``: the rest of the dump (balances, nonces, block environment), rewritten
+  atomically, with ``chainsense_history`` naming the history and storage files and how many of
+  their lines belong to it (and the digest of the last block). Lines past those counts (a crash
+  between an append and the rewrite) are ignored at load and cut off by the next dump.
 
 When the dumped history no longer starts with the journal's (``evm_revert``, a reorg of the dev
-chain), the journal is rewritten whole. :func:`assemble` puts both back together into the single
+chain), the journal is rewritten whole into a new file, which the next ``state.json`` names (the
+old file goes only then, so a crash in between loads the old state). :func:`assemble` puts it all
+back together into the single
 file Anvil's ``--load-state`` reads; a ``state.json`` in Anvil's own format (an older data dir)
 loads as it is.
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,8 @@ __all__ = ["HistoryJournal", "assemble"]
 
 MARKER = "chainsense_history"
 HISTORY = "history.jsonl"
+STORAGE = "storage.jsonl"
+COMPACT_MIN_BYTES = 256 * 1024  # a storage log smaller than this is never compacted
 _CODE_REF = "chainsense-code:"
 _CODE_INLINE = 64  # bytes of code kept in state.json (a precompile's stub, a proxy)
 
@@ -64,8 +72,10 @@ class HistoryJournal:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
-        self.history = state_dir / HISTORY
         self.head = state_dir / "state.json"
+        marker = _marker(self.head)
+        self.history = state_dir / str(marker.get("file", HISTORY))
+        self.storage = _StorageLog(state_dir, marker)
         self._lines: list[_Line] | None = None  # what the journal holds (read lazily)
         self._size = 0  # bytes of those lines
         self.code_dir = state_dir / "code"
@@ -106,6 +116,7 @@ class HistoryJournal:
             + "\n"
             for n, d, b in new
         )
+        retired: list[Path] = []
         if keep == len(known):
             self._append(text)  # the usual case: only blocks mined since the last dump
         else:
@@ -118,20 +129,31 @@ class HistoryJournal:
                 for n, d, b in lines[:keep]
             )
             data = (kept + text).encode()
-            _atomic_write(self.history, data)  # the history was rewritten (a revert)
+            # the history was rewritten (a revert): a new file, which the new state.json names;
+            # the old one stays until then, so a crash in between loads the old state whole
+            retired.append(self.history)
+            self.history = self.state_dir / f"history-{secrets.token_hex(4)}.jsonl"
+            _atomic_write(self.history, data)
             self._size = len(data)
             self.bytes_written += len(kept)
         self._lines = [_Line(n, d) for n, d, _ in lines]
         state["transactions"] = orphans  # none in practice: every dumped one is in a block
+        accounts = state.get("accounts") or {}
+        self._store_code(accounts)
+        storage_written, storage_retired = self.storage.save(accounts)
+        retired += storage_retired
         state[MARKER] = {
-            "file": HISTORY,
+            "file": self.history.name,
             "blocks": len(lines),
             "last_digest": lines[-1][1] if lines else None,
+            **self.storage.marker(),
         }
-        self._store_code(state.get("accounts") or {})
         head = json.dumps(state, separators=(",", ":")).encode()
         _atomic_write(self.head, head)
-        self.bytes_written += len(text) + len(head)
+        for path in retired:
+            if path != self.history and path != self.storage.path:
+                path.unlink(missing_ok=True)
+        self.bytes_written += len(text) + len(head) + storage_written
 
     def _store_code(self, accounts: dict[str, Any]) -> None:
         """Contract code, which never changes, goes to ``code/<sha256>.hex`` once; the account
@@ -165,6 +187,108 @@ class HistoryJournal:
         self._size += len(data)
 
 
+def _marker(head: Path) -> dict[str, Any]:
+    if not head.exists():
+        return {}
+    try:
+        marker = json.loads(head.read_bytes()).get(MARKER)
+    except ValueError:
+        return {}
+    return marker if isinstance(marker, dict) else {}
+
+
+class _StorageLog:
+    """Contract storage as a log of changes: each dump appends the slots that changed since the
+    previous one (a cleared slot as ``0x0``), so ``state.json`` holds no storage at all. When
+    the log has grown to four times what it describes, it is compacted into a new file (one
+    line: every live slot) that the next ``state.json`` names."""
+
+    def __init__(self, state_dir: Path, marker: dict[str, Any]) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / str(marker.get("storage_file", STORAGE))
+        self._count = int(marker.get("storage_lines", 0)) if marker.get("storage_file") else 0
+        self._live: dict[str, dict[str, str]] | None = None
+        self._size = 0
+
+    def marker(self) -> dict[str, Any]:
+        return {"storage_file": self.path.name, "storage_lines": self._count}
+
+    def _load(self) -> dict[str, dict[str, str]]:
+        if self._live is None:
+            self._live, self._size = self._replay()
+        return self._live
+
+    def _replay(self) -> tuple[dict[str, dict[str, str]], int]:
+        live: dict[str, dict[str, str]] = {}
+        size = lines = 0
+        if self._count == 0:
+            return live, 0
+        with self.path.open("rb") as f:
+            for n, raw in enumerate(f):
+                if n == self._count:
+                    break
+                size += len(raw)
+                for address, slots in json.loads(raw).items():
+                    account = live.setdefault(address, {})
+                    for slot, value in slots.items():
+                        if int(value, 16) == 0:
+                            account.pop(slot, None)
+                        else:
+                            account[slot] = value
+                lines = n + 1
+        if lines != self._count:
+            raise ValueError(f"{self.path} holds {lines} of the {self._count} lines it should")
+        return live, size
+
+    def restore(self, accounts: dict[str, Any]) -> None:
+        """Put the logged storage back into ``accounts`` (at load)."""
+        live = self._load()
+        for address, account in accounts.items():
+            if isinstance(account, dict) and not account.get("storage"):
+                account["storage"] = dict(live.get(address, {}))
+
+    def save(self, accounts: dict[str, Any]) -> tuple[int, list[Path]]:
+        """Log what changed in ``accounts``' storage and empty it there; return the bytes
+        written and a file to delete once ``state.json`` no longer names it."""
+        live = self._load()
+        changes: dict[str, dict[str, str]] = {}
+        for address, account in accounts.items():
+            if not isinstance(account, dict):
+                continue
+            now: dict[str, str] = account.get("storage") or {}
+            before = live.get(address, {})
+            diff = {k: v for k, v in now.items() if before.get(k) != v}
+            diff.update({k: "0x0" for k in before if k not in now})
+            if diff:
+                changes[address] = diff
+            live[address] = dict(now)
+            account["storage"] = {}
+        for address in [a for a in live if a not in accounts]:
+            changes[address] = {k: "0x0" for k in live.pop(address)}
+        if not changes:
+            return 0, []
+        live_bytes = sum(len(k) + len(v) + 6 for slots in live.values() for k, v in slots.items())
+        line = json.dumps(changes, separators=(",", ":")) + "\n"
+        if self._size + len(line) > max(4 * live_bytes, COMPACT_MIN_BYTES):
+            old = self.path
+            self.path = self.state_dir / f"storage-{secrets.token_hex(4)}.jsonl"
+            data = (json.dumps(live, separators=(",", ":")) + "\n").encode()
+            _atomic_write(self.path, data)
+            self._count, self._size = 1, len(data)
+            return len(data), [old]
+        data = line.encode()
+        with self.path.open("ab") as f:
+            if f.tell() != self._size:
+                f.truncate(self._size)  # lines a crash left past what state.json counts
+                f.seek(self._size)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self._count += 1
+        self._size += len(data)
+        return len(data), []
+
+
 def _one_per_number(
     lines: list[tuple[int, str, dict[str, Any]]], known: list[_Line]
 ) -> list[tuple[int, str, dict[str, Any]]]:
@@ -189,10 +313,12 @@ def assemble(state_dir: Path) -> Path | None:
     state: dict[str, Any] = json.loads(head.read_bytes())
     if MARKER not in state:
         return head
-    entries = _read_lines(head, state_dir / HISTORY, state=state)
+    marker = state[MARKER]
+    entries = _read_lines(head, state_dir / str(marker.get("file", HISTORY)), state=state)
     blocks = [block for _, _, (block, _) in entries]
     txs = [tx for _, _, (_, block_txs) in entries for tx in block_txs]
     txs += state.get("transactions") or []
+    _StorageLog(state_dir, marker).restore(state.get("accounts") or {})
     del state[MARKER]
     for account in (state.get("accounts") or {}).values():
         code = account.get("code")
