@@ -130,6 +130,23 @@ def test_a_reading_not_anchored_yet_is_pending_in_the_api_and_the_cli(
     assert status["running"] is False
     assert (status["sealed_batches"], status["backlog_readings"]) == (1, 1)
     assert status["lag_seconds"] >= 0
+    # The anchorer is not in this process (as in a worker that does not lead): the counts and
+    # the anchorer's failures come from the database, where the leader records them.
+    assert status["anchorer_here"] is False
+    totals = idle_api.client.portal.call(idle_api.platform.store.batches.totals)  # type: ignore[union-attr]
+    assert status["batches_sealed"] == totals.sealed >= 1
+    assert status["batches_anchored"] == totals.anchored
+    assert (status["chain_ok"], status["last_error"]) == (True, None)
+    for _ in range(2):  # the leader, in another process, fails to anchor it twice
+        idle_api.client.portal.call(
+            idle_api.platform.store.batches.record_failure,  # type: ignore[union-attr]
+            batch.id,
+            "anchoring failed: the chain is down",
+        )
+    status = idle_api.client.get("/v1/anchoring", headers=idle_api.auth("reader")).json()
+    assert status["chain_ok"] is False
+    assert status["consecutive_failures"] == 2
+    assert status["last_error"] == "anchoring failed: the chain is down"
 
 
 def test_without_a_platform_the_error_names_the_url_and_the_settings(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 import aiohttp
@@ -50,7 +51,7 @@ from chainsense.redact import redact_url, scrub, url_secrets
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChainClient", "Signer"]
+__all__ = ["ChainClient", "RpcFailure", "SentTransaction", "Signer"]
 
 T = TypeVar("T")
 
@@ -65,6 +66,14 @@ class Transactable(Protocol):
 
 def _label(fn: Transactable) -> str:
     return str(getattr(fn, "fn_name", "constructor"))
+
+
+@dataclass(frozen=True)
+class RpcFailure:
+    """A request of a JSON-RPC batch that the node answered with an error."""
+
+    message: str
+    data: Any = None
 
 
 class ChainClient:
@@ -89,6 +98,8 @@ class ChainClient:
             exception_retry_configuration=ExceptionRetryConfiguration(
                 errors=_NETWORK_ERRORS, retries=retries + 1, backoff_factor=backoff
             ),
+            # web3 asks eth_chainId before every call and estimate it validates: once is enough
+            cache_allowed_requests=True,
         )
         self.w3 = AsyncWeb3(provider)
         self.decoder = decoder or ErrorDecoder()
@@ -169,6 +180,27 @@ class ChainClient:
         self.breaker.success()
         return result
 
+    async def batch(self, requests: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Send several JSON-RPC requests in one round trip (a JSON-RPC batch); return each
+        one's result, or an :class:`RpcFailure` for a request the node answered with an error.
+        A slow or distant node costs one delay per batch instead of one per request."""
+        if not requests:
+            return []
+        provider = self.w3.provider
+        calls = cast(list[tuple[Any, Any]], requests)
+        answers: Any = await self.rpc(lambda: provider.make_batch_request(calls))
+        if not isinstance(answers, list):  # the node refused the whole batch
+            error = answers.get("error") if isinstance(answers, dict) else answers
+            raise ChainUnavailableError(self._url, f"batch request refused: {error}")
+        results: list[Any] = []
+        for answer in answers:
+            if "error" in answer and answer["error"] is not None:
+                error = answer["error"]
+                results.append(RpcFailure(str(error.get("message", error)), error.get("data")))
+            else:
+                results.append(answer.get("result"))
+        return results
+
     async def probe(self, timeout: float) -> int:
         """The head block within ``timeout`` seconds, else ChainUnavailableError; a probe that
         runs out of time counts as a failed call (``/readyz`` and the metrics sampler use it)."""
@@ -192,6 +224,28 @@ class ChainClient:
         )
 
     # --- receipts ----------------------------------------------------------------------------
+
+    async def wait_for_receipts(
+        self, tx_hashes: list[str], *, timeout: float = 120.0
+    ) -> dict[str, dict[str, Any]]:
+        """Poll for several receipts at once (one batch request per poll, 5 ms doubling to
+        250 ms) until all are mined or ``timeout``; return the raw receipts by hash (those not
+        mined in time are missing)."""
+        waiting = list(dict.fromkeys(tx_hashes))
+        found: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while waiting:
+            answers = await self.batch([("eth_getTransactionReceipt", [h]) for h in waiting])
+            for tx_hash, answer in zip(waiting, answers, strict=True):
+                if isinstance(answer, dict):
+                    found[tx_hash] = answer
+            waiting = [h for h in waiting if h not in found]
+            if not waiting or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        return found
 
     async def wait_for_receipt(
         self, tx_hash: str | bytes, *, timeout: float = 120.0, confirmations: int = 1
@@ -228,6 +282,16 @@ class ChainClient:
         return TransactionRevertedError(error_name=None, tx_hash=tx_hash)
 
 
+@dataclass(frozen=True)
+class SentTransaction:
+    """A transaction :meth:`Signer.send_many` handed to the node."""
+
+    tx_hash: str
+    """0x-hex."""
+    nonce: int
+    tx: TxParams
+
+
 #: Sends retried when the node refuses a nonce another sender of the same key used first.
 _STALE_NONCE_RETRIES = 3
 
@@ -245,11 +309,17 @@ class Signer:
     send refused because another sender of the same key took the nonce is sent again.
     """
 
-    def __init__(self, client: ChainClient, private_key: str | bytes) -> None:
+    def __init__(
+        self, client: ChainClient, private_key: str | bytes, *, fee_ttl: float = 30.0
+    ) -> None:
         self.client = client
         self.account: LocalAccount = Account.from_key(private_key)
+        self.fee_ttl = fee_ttl
+        """Seconds a fee reading is reused by :meth:`send_many`."""
         self._lock = asyncio.Lock()
         self._next_nonce: int | None = None
+        self._fees: dict[str, int] | None = None
+        self._fees_at = 0.0
 
     @property
     def address(self) -> ChecksumAddress:
@@ -259,6 +329,107 @@ class Signer:
         """Forget the cached nonce (after a reorg dropped this signer's transactions)."""
         async with self._lock:
             self._next_nonce = None
+
+    async def fees(self) -> dict[str, int]:
+        """Fee fields for the next transactions, read at most every ``fee_ttl`` seconds (one
+        round trip: the head's base fee and the node's tip). The max fee is twice the base fee
+        plus the tip, so a reading stays good while the base fee doubles; a chain without
+        EIP-1559 gets a legacy ``gasPrice``."""
+        now = time.monotonic()
+        if self._fees is None or now - self._fees_at > self.fee_ttl:
+            block, tip = await self.client.batch(
+                [("eth_getBlockByNumber", ["latest", False]), ("eth_maxPriorityFeePerGas", [])]
+            )
+            base = block.get("baseFeePerGas") if isinstance(block, dict) else None
+            if base is None or not isinstance(tip, str):
+                price = await self.client.rpc(lambda: self.client.w3.eth.gas_price)
+                self._fees = {"gasPrice": int(price)}
+            else:
+                priority = int(tip, 16)
+                self._fees = {
+                    "maxFeePerGas": 2 * int(base, 16) + priority,
+                    "maxPriorityFeePerGas": priority,
+                }
+            self._fees_at = now
+        return dict(self._fees)
+
+    def forget_fees(self) -> None:
+        """Read the fees again before the next :meth:`send_many` (one was refused as too low)."""
+        self._fees = None
+
+    async def send_many(
+        self, fns: list[Transactable], *, gas: int
+    ) -> list[SentTransaction | TransactionRejectedError]:
+        """Sign ``fns`` with consecutive nonces and send them all in one round trip, without
+        waiting for any receipt (several transactions in flight).
+
+        Nothing is estimated: the caller gives the gas limit, the fees come from :meth:`fees`
+        and the nonce is kept here. So a call that reverts is mined as a failed transaction
+        (status 0), not refused before sending. One result per function, in order: the sent
+        transaction, or why the node refused it. After a refusal the nonce is read from the chain
+        again, so the next transaction fills the gap the refused one left (the ones after it
+        wait in the node's pool until then); a refusal because another sender of the key took
+        the nonce is sent again with the chain's nonce (a few times at most)."""
+        results: list[SentTransaction | TransactionRejectedError | None] = [None] * len(fns)
+        todo = list(range(len(fns)))
+        for attempt in range(_STALE_NONCE_RETRIES + 1):
+            fees = await self.fees()
+            chain_id = await self.client.chain_id()
+            async with self._lock:
+                if self._next_nonce is None:
+                    self._next_nonce = await self.client.rpc(
+                        lambda: self.client.w3.eth.get_transaction_count(self.address, "pending")
+                    )
+                first = self._next_nonce
+                signed: list[tuple[int, str, TxParams, bytes]] = []
+                try:
+                    for offset, index in enumerate(todo):
+                        fn = fns[index]
+                        params: TxParams = {
+                            "from": self.address,
+                            "chainId": chain_id,
+                            "nonce": Nonce(first + offset),
+                            "gas": gas,
+                            **fees,  # type: ignore[typeddict-item]
+                        }
+                        tx = await fn.build_transaction(params)
+                        raw = self.account.sign_transaction(cast(dict[str, Any], tx))
+                        signed.append((index, raw.hash.to_0x_hex(), tx, bytes(raw.raw_transaction)))
+                    answers = await self.client.batch(
+                        [("eth_sendRawTransaction", ["0x" + raw.hex()]) for *_, raw in signed]
+                    )
+                except BaseException:
+                    self._next_nonce = None  # unknown which were sent: ask the chain next time
+                    raise
+                retry: list[int] = []
+                last_refusal = ""
+                for (index, tx_hash, tx, _), answer, offset in zip(
+                    signed, answers, range(len(signed)), strict=True
+                ):
+                    if not isinstance(answer, RpcFailure):
+                        results[index] = SentTransaction(tx_hash, first + offset, tx)
+                        continue
+                    why = scrub(answer.message, url_secrets(self.client._url))
+                    last_refusal = why
+                    if attempt < _STALE_NONCE_RETRIES and _stale_nonce(why):
+                        retry.append(index)  # nothing of ours used that nonce: send it again
+                    else:
+                        results[index] = TransactionRejectedError(
+                            f"{_label(fns[index])}: the node refused it: {why}"
+                        )
+                if not last_refusal:
+                    self._next_nonce = first + len(signed)
+                else:
+                    # the chain says which nonce comes next: after a refusal that left a gap, the
+                    # next transaction fills it and the ones after it are mined
+                    self._next_nonce = None
+            if "fee" in last_refusal.lower() and "base" in last_refusal.lower():
+                self.forget_fees()
+            if not retry:
+                break
+            log.debug("nonce taken by another sender of the key; %d sent again", len(retry))
+            todo = retry
+        return [r for r in results if r is not None]
 
     @asynccontextmanager
     async def _nonce(self) -> AsyncIterator[int]:

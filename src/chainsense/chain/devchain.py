@@ -1,11 +1,15 @@
 """The local development chain: an Anvil node that ChainSense starts, persists and stops itself.
 
-Persistence: ChainSense asks Anvil for its whole state (``anvil_dumpState``) every
-``anvil_state_interval`` seconds and whenever it stops, and writes it atomically (temp file, fsync,
-rename) to ``<data_dir>/chain/state.json``; the next start loads it (``--load-state``). Blocks,
-receipts, balances and contracts survive. What a ``kill -9`` can lose is therefore bounded: the
-transactions mined in the last ``anvil_state_interval`` seconds (default 1 s) before the kill.
-A half-written dump cannot happen, because the old file is replaced only by a complete new one.
+Persistence: every ``anvil_state_interval`` seconds ChainSense asks Anvil for its head block;
+when a block was mined (or reverted) since the last dump, and at least every 30 s, it asks for
+the whole state (``anvil_dumpState``) and whenever it stops. The dump is saved in two files
+(:mod:`chainsense.chain.statefile`): the blocks and transactions mined since the last dump are
+appended to ``<data_dir>/chain/history.jsonl``, and the rest (accounts, storage) replaces
+``state.json`` atomically (temp file, fsync, rename); the next start joins them for Anvil's
+``--load-state``. Blocks, receipts, balances and contracts survive. What a ``kill -9`` can lose
+is therefore bounded: the transactions mined in the last ``anvil_state_interval`` seconds
+(default 1 s) before the kill. A half-written dump cannot happen: ``state.json`` counts the
+journal lines that belong to it, and is replaced only by a complete new one.
 
 A dump that fails (a full disk, an unwritable directory) is never silent: :attr:`DevChain.dumps`
 says since when it fails and why, ``/readyz`` reports the platform not ready with that reason,
@@ -37,9 +41,12 @@ from types import TracebackType
 
 import httpx
 
+from chainsense.chain.statefile import HistoryJournal, assemble
 from chainsense.errors import DevChainError
 
 __all__ = ["DevChain", "DumpStatus", "find_anvil"]
+
+_UNCHANGED_DUMP_S = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +144,9 @@ class DevChain:
         self._dumper: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
         self._last_digest: bytes | None = None
+        self._last_head: str | None = None
+        self._last_full = 0.0
+        self.journal = HistoryJournal(state_dir)
         self.dumps = DumpStatus()
 
     @property
@@ -186,8 +196,14 @@ class DevChain:
             "--chain-id", str(self.chain_id),
             "--silent",
         ]  # fmt: skip
-        if self.state_file.exists():
-            args += ["--load-state", str(self.state_file)]
+        try:
+            load = await asyncio.to_thread(assemble, self.state_dir)
+        except (OSError, ValueError) as exc:
+            raise DevChainError(
+                f"cannot read the saved dev chain state in {self.state_dir}: {exc}"
+            ) from exc
+        if load is not None:
+            args += ["--load-state", str(load)]
         log.info("starting anvil: %s", " ".join(args))
         with self.log_file.open("ab") as out:
             self._proc = subprocess.Popen(  # noqa: ASYNC220 - fork+exec returns at once
@@ -209,6 +225,8 @@ class DevChain:
         if chain_id != self.chain_id:
             await self._terminate()
             raise DevChainError(f"anvil reports chain id {chain_id}, expected {self.chain_id}")
+        if load is not None and load != self.state_file:
+            load.unlink(missing_ok=True)  # Anvil has read it; the journal and head remain
         self._dumper = asyncio.create_task(self._dump_periodically(), name="anvil-state-dumper")
 
     async def stop(self) -> None:
@@ -242,7 +260,7 @@ class DevChain:
                 self.dumps.saved()
                 return False
             try:
-                await asyncio.to_thread(_atomic_write, self.state_file, raw)
+                await asyncio.to_thread(self.journal.write, raw)
             except OSError as exc:
                 raise DevChainError(
                     f"cannot write the dev chain state to {self.state_file}: {exc.strerror or exc}"
@@ -254,11 +272,41 @@ class DevChain:
         self.dumps.saved()
         return True
 
+    async def _head(self) -> str:
+        """The newest block's hash: what changes when anything is mined or reverted."""
+        assert self._http is not None
+        body = {"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber"}
+        try:
+            response = await self._http.post(
+                self.rpc_url, json={**body, "params": ["latest", False]}
+            )
+            return str(response.json()["result"]["hash"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            raise DevChainError(f"eth_getBlockByNumber on {self.rpc_url} failed: {exc}") from exc
+
+    async def dump_if_changed(self) -> bool:
+        """Dump when a block was mined (or reverted) since the last dump, and at least every
+        ``_UNCHANGED_DUMP_S`` seconds (a change without a block, ``anvil_setBalance``); the head
+        check is one small request, the dump Anvil's whole state."""
+        try:
+            head = await self._head()
+        except DevChainError as exc:
+            self.dumps.failed(str(exc))
+            raise
+        now = time.monotonic()
+        if head == self._last_head and now - self._last_full < _UNCHANGED_DUMP_S:
+            self.dumps.saved()
+            return False
+        written = await self.dump()
+        self._last_head = head
+        self._last_full = now
+        return written
+
     async def _dump_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.state_interval)
             try:
-                await self.dump()
+                await self.dump_if_changed()
             except DevChainError:
                 pass  # recorded in self.dumps and logged once by it
             except Exception as exc:  # never let the dumper die silently
@@ -306,21 +354,3 @@ def _decode_state(hex_state: str) -> tuple[bytes, bytes]:
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
     return raw, hashlib.sha256(raw).digest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a full disk keeps no half-written copy
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

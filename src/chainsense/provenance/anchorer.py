@@ -12,6 +12,12 @@ Two loops run side by side, so a slow or absent chain never stops sealing (nor i
   second anchorer): then it only records the existing anchor. The contract refuses a duplicate
   root, so a root is anchored at most once, and a batch is recorded as anchored only once it is.
 
+Slow nodes: the anchorer works in rounds of up to ``_ANCHOR_ROUND`` sealed batches, each a few
+round trips to the node however many batches it holds (JSON-RPC batch requests: where the roots
+stand, every transaction sent at once with locally kept nonces and cached fees, the receipts
+polled together); the gas limit is estimated once. While ``behind_batches`` sealed batches wait,
+only full batches are sealed, so a backlog makes fewer, bigger transactions.
+
 After a ``kill -9`` at any point both loops simply resume: the database says what is sealed and
 what is anchored, and the chain says what was sent.
 
@@ -46,12 +52,12 @@ from eth_typing import HexStr
 from hexbytes import HexBytes
 from web3.contract import AsyncContract
 
-from chainsense.chain.client import ChainClient, Signer
+from chainsense.chain.client import ChainClient, RpcFailure, Signer
 from chainsense.errors import (
     ChainError,
     ChainSenseError,
+    ChainTimeoutError,
     TransactionRejectedError,
-    TransactionRevertedError,
 )
 from chainsense.observability.metrics import metrics
 from chainsense.provenance.merkle import MerkleTree
@@ -63,7 +69,7 @@ __all__ = ["AnchorPolicy", "Anchorer", "AnchorerStatus", "OnChainAnchor"]
 log = logging.getLogger(__name__)
 
 _THREAD_MIN_LEAVES = 4096  # build bigger trees in a worker thread
-_ANCHOR_CONCURRENCY = 16  # sealed batches sent at once while catching up
+_ANCHOR_ROUND = 64  # sealed batches anchored in one round (their transactions all in flight)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,10 @@ class AnchorPolicy:
     reorg_depth: int = 64
     reorg_check_interval: float = 5.0
     max_backoff: float = 30.0
+    behind_batches: int = 16
+    """While this many sealed batches wait for their anchor, the age limit is set aside and only
+    full batches (``max_size``) are sealed: a backlog makes fewer, bigger batches (fewer
+    transactions to catch up with) instead of one more every ``max_age``."""
 
     def retry_delay(self, failures: int) -> float:
         """Seconds to wait after ``failures`` failed attempts in a row (0.5 s doubling)."""
@@ -155,6 +165,11 @@ class Anchorer:
         self._clock = clock
         self._wake = asyncio.Event()
         self._sealed = asyncio.Event()
+        self._gas_limit: int | None = None
+        self._fresh: set[int] = set()
+        """Batches this process sealed in its current term and has not sent yet: nobody else
+        can have anchored them (a leader's fence), so they need no check before sending."""
+        self._round_head: int | None = None
 
     # --- running ---------------------------------------------------------------------------
 
@@ -173,6 +188,7 @@ class Anchorer:
         the chain, since another process may have sent with the same key since this one last
         led (the first send would otherwise fail with a stale nonce)."""
         self.state.running = True
+        self._fresh.clear()  # another process may have led, and sent, since the last term
         await self.signer.reset_nonce()
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -285,6 +301,8 @@ class Anchorer:
             count, oldest = await self.store.batches.waiting(limit=self.policy.max_size)
             if oldest is None or not self._due(count, oldest):
                 return sealed
+            if count < self.policy.max_size and await self._behind():
+                return sealed  # due by age only, while anchoring is behind: wait for a full one
             pending = await self.store.batches.unbatched(limit=self.policy.max_size)
             if not pending:
                 return sealed
@@ -296,6 +314,10 @@ class Anchorer:
         while pending := await self.store.batches.unbatched(limit=self.policy.max_size):
             sealed.append(await self._seal(pending))
         return sealed
+
+    async def _behind(self) -> bool:
+        limit = self.policy.behind_batches
+        return len(await self.store.batches.find(state=BatchState.SEALED, limit=limit)) >= limit
 
     def _due(self, count: int, oldest: datetime) -> bool:
         if count >= self.policy.max_size:
@@ -316,6 +338,8 @@ class Anchorer:
             contract=self.contract.address,
             sealed_at=self._clock(),
         )
+        if self.state.running:
+            self._fresh.add(batch.id)
         self.state.batches_sealed += 1
         metrics().batches_sealed.inc()
         log.info("sealed batch %d: %d readings, root 0x%s", batch.id, len(values), tree.root.hex())
@@ -325,13 +349,55 @@ class Anchorer:
     # --- anchoring -------------------------------------------------------------------------
 
     async def anchor_sealed(self) -> list[BatchRecord]:
-        """Anchor the oldest sealed batches (several at once when catching up); return those now
-        anchored. Records every failure on its batch, then raises the first one."""
-        batches = await self.store.batches.find(state=BatchState.SEALED, limit=_ANCHOR_CONCURRENCY)
-        results = await asyncio.gather(*(self._anchor(b) for b in batches), return_exceptions=True)
+        """Anchor the oldest sealed batches (up to ``_ANCHOR_ROUND`` of them in one round);
+        return those now anchored. Records every failure on its batch, then raises the first.
+
+        A round costs a few round trips to the node however many batches it holds, so a slow
+        node does not slow anchoring down batch by batch: one batch request asks where every
+        root stands (except batches this process sealed in its term and never sent); the
+        unanchored ones are signed with consecutive nonces and sent in one
+        batch request, all in flight at once; their receipts are polled together, and each
+        receipt's ``RootAnchored`` log says where its root now sits."""
+        batches = await self.store.batches.find(state=BatchState.SEALED, limit=_ANCHOR_ROUND)
+        if not batches:
+            return []
+        self._round_head = None
+        outcome: dict[int, BatchRecord | OnChainAnchor | BaseException | None] = {}
+        check = [b for b in batches if b.id not in self._fresh]
+        try:
+            answers = await self._anchors_of([b.root for b in check]) if check else []
+        except ChainSenseError as exc:
+            answers = [exc] * len(check)
+        known = {b.id: answer for b, answer in zip(check, answers, strict=True)}
+        standing = [known.get(b.id, False) for b in batches]
+        self._fresh.difference_update(b.id for b in batches)  # sent below: check them next time
+        to_send: list[BatchRecord] = []
+        found_elsewhere: list[BatchRecord] = []
+        for batch, stand in zip(batches, standing, strict=True):
+            if isinstance(stand, BaseException):
+                outcome[batch.id] = stand
+            elif stand:
+                found_elsewhere.append(batch)  # sent before a crash, or by another anchorer
+            else:
+                to_send.append(batch)
+        if found_elsewhere:
+            located = await asyncio.gather(
+                *(self.find_anchor(b.root) for b in found_elsewhere), return_exceptions=True
+            )
+            for batch, where in zip(found_elsewhere, located, strict=True):
+                outcome[batch.id] = where
+        if to_send:
+            outcome.update(await self._send_round(to_send))
+
         anchored: list[BatchRecord] = []
         errors: list[ChainSenseError] = []
-        for batch, result in zip(batches, results, strict=True):
+        for batch in batches:
+            result = outcome.get(batch.id)
+            if isinstance(result, OnChainAnchor):
+                try:
+                    result = await self._record(batch, result)
+                except ChainSenseError as exc:
+                    result = exc
             if isinstance(result, NotLeaderError):
                 raise result  # not ours to record any more
             if isinstance(result, ChainSenseError):
@@ -340,40 +406,137 @@ class Anchorer:
                 metrics().anchor_transactions.labels(result="failed").inc()
             elif isinstance(result, BaseException):
                 raise result
-            elif result is not None:
+            elif isinstance(result, BatchRecord):
                 anchored.append(result)
         if errors:
             raise errors[0]
-        if len(batches) == _ANCHOR_CONCURRENCY and len(anchored) == len(batches):
+        if len(batches) == _ANCHOR_ROUND and len(anchored) == len(batches):
             self._sealed.set()  # there may be more: go on without waiting
         return anchored
 
-    async def _anchor(self, batch: BatchRecord) -> BatchRecord | None:
-        found = await self.find_anchor(batch.root)
-        if found is None:
-            fn = self.contract.functions.anchor(
-                batch.root, batch.reading_count, batch.id.to_bytes(32, "big")
+    async def _anchors_of(self, roots: list[bytes]) -> list[bool | ChainSenseError]:
+        """Whether each root is anchored in this contract now (one batch request)."""
+        calls = [
+            (
+                "eth_call",
+                [{"to": self.contract.address, "data": self._encode("anchorOf", r)}, "latest"],
             )
-            try:
-                await self._fenced()
-                tx_hash = await self.signer.send(fn)
-                self._crashpoint("after-send")
-                # A reverted receipt is judged below: the root may have been anchored by an
-                # earlier attempt whose transaction was still pending when this one was sent.
-                receipt = await self.client.wait_for_receipt(
-                    tx_hash, timeout=self.policy.tx_timeout, confirmations=1
-                )
-                metrics().anchor_gas_used.inc(int(receipt.get("gasUsed", 0)))
+            for r in roots
+        ]
+        answers = await self.client.batch(calls)
+        out: list[bool | ChainSenseError] = []
+        for answer in answers:
+            if isinstance(answer, RpcFailure) or not isinstance(answer, str):
+                out.append(ChainError(f"anchorOf failed: {answer}"))
+                continue
+            _count, block_number, _time = self.client.w3.codec.decode(
+                ["(uint32,uint64,uint64)"], HexBytes(answer)
+            )[0]
+            out.append(int(block_number) != 0)
+        return out
+
+    def _encode(self, fn_name: str, *args: Any) -> str:
+        return str(self.contract.encode_abi(fn_name, args=list(args)))
+
+    async def _gas(self, fn: Any) -> int:
+        """The gas limit of an anchor transaction: estimated once, with a margin. An anchor
+        writes the same storage whatever its root, count and reference (only the calldata's zero
+        bytes vary, by well under a thousand gas); unused gas is not paid for."""
+        if self._gas_limit is None:
+            estimate = await self.client.rpc(
+                lambda: fn.estimate_gas({"from": self.signer.address}), function="anchor"
+            )
+            self._gas_limit = int(estimate * 1.25) + 10_000
+        return self._gas_limit
+
+    async def _send_round(
+        self, batches: list[BatchRecord]
+    ) -> dict[int, OnChainAnchor | BaseException | None]:
+        """Send one anchor transaction per batch, all at once, and wait for their receipts."""
+        fns = [
+            self.contract.functions.anchor(b.root, b.reading_count, b.id.to_bytes(32, "big"))
+            for b in batches
+        ]
+        outcome: dict[int, OnChainAnchor | BaseException | None] = {}
+        try:
+            gas = await self._gas(fns[0])
+            await self._fenced()
+            sent = await self.signer.send_many(list(fns), gas=gas)
+        except NotLeaderError:
+            raise
+        except ChainSenseError as exc:  # maybe sent: the next round checks these roots first
+            return {b.id: exc for b in batches}
+        self._crashpoint("after-send")
+        in_flight = {
+            s.tx_hash: (b, s)
+            for b, s in zip(batches, sent, strict=True)
+            if not isinstance(s, BaseException)
+        }
+        for batch, result in zip(batches, sent, strict=True):
+            if isinstance(result, BaseException):
+                outcome[batch.id] = result
+        try:
+            receipts = await self.client.wait_for_receipts(
+                list(in_flight), timeout=self.policy.tx_timeout
+            )
+        except ChainSenseError as exc:
+            for batch, _ in in_flight.values():
+                outcome[batch.id] = exc
+            return outcome
+        self._crashpoint("after-receipt")
+        for tx_hash, (batch, sent_tx) in in_flight.items():
+            receipt = receipts.get(tx_hash)
+            if receipt is None:
+                outcome[batch.id] = ChainTimeoutError(tx_hash, self.policy.tx_timeout)
+                continue
+            metrics().anchor_gas_used.inc(int(receipt.get("gasUsed", "0x0"), 16))
+            found = self._anchor_in_receipt(receipt, batch.root)
+            if found is not None:
                 metrics().anchor_transactions.labels(result="anchored").inc()
-            except TransactionRevertedError as exc:
-                if exc.error_name != "ReadingAnchorRootAlreadyAnchored":
-                    raise
-                metrics().anchor_transactions.labels(result="already_anchored").inc()
-                log.info("batch %d: root already anchored; recording that anchor", batch.id)
-            self._crashpoint("after-receipt")
-            found = await self.find_anchor(batch.root)
-            if found is None:
-                raise ChainError(f"batch {batch.id}: the anchor transaction left no anchor")
+                outcome[batch.id] = found
+                continue
+            # Reverted: the root may have been anchored by an earlier attempt whose transaction
+            # was still pending when this one was sent.
+            try:
+                where = await self.find_anchor(batch.root)
+                if where is None:
+                    tx_receipt: Any = await self.client.rpc(
+                        lambda h=tx_hash: self.client.w3.eth.get_transaction_receipt(h)  # type: ignore[misc]
+                    )
+                    raise await self.client.revert_reason(tx_receipt, sent_tx.tx)
+            except ChainSenseError as exc:
+                outcome[batch.id] = exc
+                continue
+            metrics().anchor_transactions.labels(result="already_anchored").inc()
+            log.info("batch %d: root already anchored; recording that anchor", batch.id)
+            outcome[batch.id] = where
+        return outcome
+
+    def _anchor_in_receipt(self, receipt: dict[str, Any], root: bytes) -> OnChainAnchor | None:
+        """The anchor a successful receipt made for ``root`` (its ``RootAnchored`` log)."""
+        if int(receipt.get("status", "0x0"), 16) != 1:
+            return None
+        topic = _0x(self.contract.events.RootAnchored().topic).lower()
+        want = "0x" + root.hex()
+        for entry in receipt.get("logs", []):
+            topics = [str(t).lower() for t in entry.get("topics", [])]
+            if (
+                str(entry.get("address", "")).lower() == self.contract.address.lower()
+                and len(topics) >= 2
+                and topics[0] == topic
+                and topics[1] == want
+            ):
+                data = bytes(HexBytes(entry["data"]))
+                return OnChainAnchor(
+                    tx_hash=bytes(HexBytes(receipt["transactionHash"])),
+                    block_number=int(receipt["blockNumber"], 16),
+                    block_hash=bytes(HexBytes(receipt["blockHash"])),
+                    block_time=int.from_bytes(data[32:64], "big"),
+                )
+        return None
+
+    async def _record(self, batch: BatchRecord, found: OnChainAnchor) -> BatchRecord | None:
+        """Record ``batch`` as anchored where ``found`` says, once it has its confirmations."""
         if not await self._confirmed(found):
             return None
         await self._fenced()
@@ -398,7 +561,9 @@ class Anchorer:
     async def _confirmed(self, found: OnChainAnchor) -> bool:
         if self.policy.confirmations <= 1:
             return True
-        head = await self.client.block_number()
+        if self._round_head is None:  # one head read per round
+            self._round_head = await self.client.block_number()
+        head = self._round_head
         return head - found.block_number + 1 >= self.policy.confirmations
 
     async def find_anchor(self, root: bytes) -> OnChainAnchor | None:
@@ -450,8 +615,10 @@ class Anchorer:
             if not batches:
                 return changed
             after = batches[-1].id
+            hashes = await self._block_hashes(batches)
+            self._round_head = None
             for batch in batches:
-                if await self._still_anchored(batch):
+                if _still_anchored(batch, self.contract.address, hashes):
                     continue
                 changed.append(batch.id)
                 self.state.reanchored += 1
@@ -479,19 +646,18 @@ class Anchorer:
                     await self.signer.reset_nonce()  # its transaction may be gone too
                     self._sealed.set()
 
-    async def _still_anchored(self, batch: BatchRecord) -> bool:
-        if batch.contract != self.contract.address or batch.block_number is None:
-            return False
-        number = batch.block_number
-        block: Any = await self.client.rpc(
-            lambda: self.client.w3.provider.make_request(
-                "eth_getBlockByNumber", [hex(number), False]
-            )
+    async def _block_hashes(self, batches: list[BatchRecord]) -> dict[int, bytes | None]:
+        """The hash of every block these batches were anchored in, now (one batch request)."""
+        numbers = sorted({b.block_number for b in batches if b.block_number is not None})
+        answers = await self.client.batch(
+            [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
         )
-        result = block.get("result") if isinstance(block, dict) else None
-        if not result:
-            return False
-        return bytes(HexBytes(result["hash"])) == batch.block_hash
+        hashes: dict[int, bytes | None] = {}
+        for number, answer in zip(numbers, answers, strict=True):
+            if isinstance(answer, RpcFailure):
+                raise ChainError(f"eth_getBlockByNumber({number}) failed: {answer.message}")
+            hashes[number] = bytes(HexBytes(answer["hash"])) if isinstance(answer, dict) else None
+        return hashes
 
     # --- fault injection -------------------------------------------------------------------
 
@@ -500,6 +666,12 @@ class Anchorer:
         if self._crash_at == name:
             log.error("fault injection: SIGKILL at %s", name)
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _still_anchored(batch: BatchRecord, contract: str, hashes: dict[int, bytes | None]) -> bool:
+    if batch.contract != contract or batch.block_number is None:
+        return False
+    return hashes.get(batch.block_number) == batch.block_hash
 
 
 def _unfunded(exc: BaseException) -> bool:

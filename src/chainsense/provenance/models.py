@@ -180,8 +180,15 @@ class AnchoringStatus(BaseModel):
         description="The anchorer runs: in this process, or (several workers or hosts) in the "
         "process that holds its leadership"
     )
-    chain_ok: bool = Field(description="False while this process's sealing or anchoring fails")
-    consecutive_failures: int = Field(description="Of this process's anchoring attempts")
+    anchorer_here: bool = Field(
+        description="The anchorer runs in the process that answered. When false (``serve "
+        "--workers``: another worker leads), chain_ok, consecutive_failures and last_error come "
+        "from the database (the oldest waiting batch's failed attempts and error), and "
+        "sealing_ok, blocked and reanchored are this process's own (it does not anchor): the "
+        "leader's are in /metrics"
+    )
+    chain_ok: bool = Field(description="False while sealing or anchoring fails")
+    consecutive_failures: int = Field(description="Failed anchoring attempts in a row")
     last_error: str | None = Field(description="Cleared once sealing and anchoring work again")
     sealing_ok: bool = Field(description="False while sealing batches fails (the store)")
     blocked: str | None = Field(
@@ -193,9 +200,11 @@ class AnchoringStatus(BaseModel):
     sealed_readings: int
     backlog_readings: int = Field(description="Readings stored but not yet anchored")
     lag_seconds: float = Field(description="Age of the oldest reading not yet anchored")
-    batches_sealed: int = Field(description="Since this process started")
-    batches_anchored: int = Field(description="Since this process started")
-    reanchored: int = Field(description="Anchors moved or redone after a reorg")
+    batches_sealed: int = Field(description="Batches in the database (all ever sealed)")
+    batches_anchored: int = Field(description="Batches in the database that are anchored")
+    reanchored: int = Field(
+        description="Anchors moved or redone after a reorg, since the anchorer's process started"
+    )
     max_size: int
     max_age: float
     confirmations: int

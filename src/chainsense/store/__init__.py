@@ -19,6 +19,7 @@ from chainsense.store.batches import (
     BatchRecord,
     BatchRepository,
     BatchState,
+    BatchTotals,
     PendingReading,
 )
 from chainsense.store.devices import DeviceRepository
@@ -52,6 +53,7 @@ __all__ = [
     "BatchRecord",
     "BatchRepository",
     "BatchState",
+    "BatchTotals",
     "ConsoleSession",
     "DeviceRecord",
     "DeviceRepository",

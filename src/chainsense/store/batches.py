@@ -78,6 +78,18 @@ class Backlog:
     """When the oldest reading not yet anchored was stored."""
 
 
+@dataclass(frozen=True)
+class BatchTotals:
+    """Every batch the database holds, and the failure of the oldest one still waiting."""
+
+    sealed: int
+    """All batches (sealed at some point, whatever their state now)."""
+    anchored: int
+    failed_attempts: int
+    """Failed anchoring attempts of the oldest waiting batch that has failed (0: none)."""
+    last_error: str | None
+
+
 _COLUMNS = (
     batches.c.id,
     batches.c.root,
@@ -155,6 +167,26 @@ class BatchRepository:
                 await conn.execute(select(func.count(), func.min(oldest.c.received_at)))
             ).one()
         return int(count), None if first is None else utc(first, "received_at")
+
+    async def totals(self) -> BatchTotals:
+        """Batch counts and the anchorer's latest failure as the database records them: the
+        same answer from every process, whichever runs the anchorer."""
+        counts = select(batches.c.state, func.count()).group_by(batches.c.state)
+        failing = (
+            select(batches.c.attempts, batches.c.last_error)
+            .where(batches.c.state == BatchState.SEALED.value, batches.c.last_error.is_not(None))
+            .order_by(batches.c.id)
+            .limit(1)
+        )
+        async with self._db.read() as conn:
+            by_state = {str(state): int(n) for state, n in (await conn.execute(counts)).all()}
+            failed = (await conn.execute(failing)).first()
+        return BatchTotals(
+            sealed=sum(by_state.values()),
+            anchored=by_state.get(BatchState.ANCHORED.value, 0),
+            failed_attempts=int(failed[0]) if failed is not None else 0,
+            last_error=None if failed is None else str(failed[1]),
+        )
 
     async def backlog(self) -> Backlog:
         unbatched = (

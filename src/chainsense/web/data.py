@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,6 +149,18 @@ async def device_detail(platform: Platform, record: DeviceRecord) -> dict[str, A
 async def anchoring(platform: Platform) -> dict[str, Any]:
     """Anchoring status, the newest batches and the chain's state."""
     state, backlog = await platform.anchorer.status()
+    totals = await platform.store.batches.totals()
+    if not state.running:  # another worker leads: its failures as it records them on batches
+        running = platform.anchor_leader is not None and (
+            await platform.anchor_leader.holder() is not None
+        )
+        state = replace(
+            state,
+            running=running,
+            chain_ok=totals.last_error is None,
+            consecutive_failures=totals.failed_attempts,
+            last_error=totals.last_error,
+        )
     lag = 0.0
     if backlog.oldest_unanchored_at is not None:
         lag = max(0.0, (datetime.now(UTC) - backlog.oldest_unanchored_at).total_seconds())
@@ -161,6 +173,7 @@ async def anchoring(platform: Platform) -> dict[str, Any]:
         head, rpc_error = None, str(exc)
     return {
         "state": state,
+        "totals": totals,
         "backlog": backlog,
         "lag_s": lag,
         "policy": platform.anchorer.policy,

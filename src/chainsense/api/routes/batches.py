@@ -90,19 +90,30 @@ async def get_batch(
 )
 async def anchoring_status(platform: PlatformDep, _key: ReaderDep) -> AnchoringStatus:
     state, backlog = await platform.anchorer.status()
+    totals = await platform.store.batches.totals()
     policy = platform.anchorer.policy
-    running = state.running
+    running = here = state.running
     if not running and platform.anchor_leader is not None:
         # with several workers (or hosts) the anchorer runs in the role's leader, maybe not here
         running = await platform.anchor_leader.holder() is not None
     lag = 0.0
     if backlog.oldest_unanchored_at is not None:
         lag = max(0.0, (datetime.now(UTC) - backlog.oldest_unanchored_at).total_seconds())
+    if here:
+        chain_ok, failures, last_error = (
+            state.chain_ok,
+            state.consecutive_failures,
+            state.last_error,
+        )
+    else:  # the leader's view, as it records it on the waiting batches
+        chain_ok = totals.last_error is None
+        failures, last_error = totals.failed_attempts, totals.last_error
     return AnchoringStatus(
         running=running,
-        chain_ok=state.chain_ok,
-        consecutive_failures=state.consecutive_failures,
-        last_error=state.last_error,
+        anchorer_here=here,
+        chain_ok=chain_ok,
+        consecutive_failures=failures,
+        last_error=last_error,
         sealing_ok=state.sealing_error is None,
         blocked=state.blocked,
         unbatched_readings=backlog.unbatched_readings,
@@ -110,8 +121,8 @@ async def anchoring_status(platform: PlatformDep, _key: ReaderDep) -> AnchoringS
         sealed_readings=backlog.sealed_readings,
         backlog_readings=backlog.unbatched_readings + backlog.sealed_readings,
         lag_seconds=round(lag, 3),
-        batches_sealed=state.batches_sealed,
-        batches_anchored=state.batches_anchored,
+        batches_sealed=totals.sealed,
+        batches_anchored=totals.anchored,
         reanchored=state.reanchored,
         max_size=policy.max_size,
         max_age=policy.max_age,

@@ -1,0 +1,74 @@
+"""A JSON-RPC proxy that answers every HTTP request ``delay`` seconds late: a slow (or far away)
+node in front of a real Anvil. It counts the HTTP round trips and the JSON-RPC calls by method
+(a JSON-RPC batch is one round trip holding several calls)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+import aiohttp
+from aiohttp import web
+
+from tests.support import free_port
+
+
+class SlowRpc:
+    def __init__(self, target_url: str, delay: float) -> None:
+        self.target_url = target_url
+        self.delay = delay
+        self.port = free_port()
+        self.round_trips = 0
+        self.calls: Counter[str] = Counter()
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        app = web.Application()
+        app.router.add_post("/", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> SlowRpc:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def reset(self) -> None:
+        self.round_trips = 0
+        self.calls.clear()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        for call in payload if isinstance(payload, list) else [payload]:
+            if isinstance(call, dict):
+                self.calls[str(call.get("method"))] += 1
+        self.round_trips += 1
+        await asyncio.sleep(self.delay)
+        assert self._session is not None
+        async with self._session.post(
+            self.target_url, data=body, headers={"Content-Type": "application/json"}
+        ) as upstream:
+            answer = await upstream.read()
+            return web.Response(
+                body=answer, status=upstream.status, content_type="application/json"
+            )

@@ -1,0 +1,79 @@
+"""Anchoring keeps up with a slow node: a real Anvil behind a proxy that answers every round trip
+late (tests/provenance/_slow_rpc.py), readings stored at a steady rate, the default batch policy.
+
+Before rounds of batched requests, a 2 s node let one anchor out per minute while ~30 batches
+were sealed (issue 16); a round now costs a few round trips however many batches it holds."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from chainsense.chain import ChainClient, Signer
+from chainsense.chain.devkeys import ANVIL_DEV_KEYS
+from tests.provenance._slow_rpc import SlowRpc
+from tests.provenance.slow_node import run_slow_node
+from tests.support import DeployedChain, deployed_chain
+
+pytestmark = pytest.mark.chain
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def chain(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DeployedChain]:
+    async with deployed_chain(tmp_path_factory.mktemp("anchorer-slow")) as deployed:
+        yield deployed
+
+
+async def test_anchoring_keeps_up_with_a_node_answering_one_second_late(
+    chain: DeployedChain, tmp_path: Path
+) -> None:
+    run = await run_slow_node(chain, tmp_path, delay=1.0, seconds=24.0, rate=50.0)
+    print(run.line())
+    assert run.sealed >= 8  # the default policy seals every 2 s at this rate
+    # the backlog stays within about one round (a few seconds of batches), it does not grow
+    assert run.backlog_end <= 4, run.line()
+    assert run.backlog_max <= 8, run.line()
+    assert run.anchored >= run.sealed - 4, run.line()
+    # a handful of round trips per round, not a dozen per batch
+    assert run.round_trips_per_anchor <= 3.0, run.line()
+    assert run.calls.get("eth_estimateGas", 0) <= 1  # estimated once, not per transaction
+    assert run.calls.get("eth_chainId", 0) <= 1
+
+
+async def test_send_many_sends_in_one_round_trip_and_again_after_a_taken_nonce(
+    chain: DeployedChain,
+) -> None:
+    """Three transactions signed with consecutive nonces go out in one round trip, with no
+    estimate, nonce or chain-id read of their own; when another sender of the key took the
+    cached nonce, they go out again with the chain's nonce."""
+    async with SlowRpc(chain.devchain.rpc_url, 0.0) as proxy:
+        client = await ChainClient.connect(proxy.url)
+        try:
+            signer = Signer(client, ANVIL_DEV_KEYS[5])
+            other = Signer(chain.client, ANVIL_DEV_KEYS[5])
+            registry = client.contract("DeviceRegistry", chain.deployment.address("DeviceRegistry"))
+            fn = registry.functions.isActiveKey(chain.operator.address)  # any call: gas is given
+            first = await signer.send_many([fn, fn, fn], gas=60_000)
+            nonces = [s.nonce for s in first]  # type: ignore[union-attr]
+            assert nonces == [0, 1, 2]  # a key nothing else in this module sends with
+            proxy.reset()
+            again = await signer.send_many([fn, fn, fn], gas=60_000)
+            assert [s.nonce for s in again] == [3 + i for i in range(3)]  # type: ignore[union-attr]
+            assert proxy.round_trips == 1  # fees, nonce and chain id cached: only the send
+            assert dict(proxy.calls) == {"eth_sendRawTransaction": 3}
+            receipts = await client.wait_for_receipts([s.tx_hash for s in again])  # type: ignore[union-attr]
+            assert len(receipts) == 3
+
+            await other.transact(fn, gas=60_000)  # takes the nonce `signer` has cached
+            taken = await signer.send_many([fn, fn], gas=60_000)
+            assert not any(isinstance(s, BaseException) for s in taken), taken
+            # the first (nonce 6) was refused and sent again with nonce 8; the second went
+            # out with nonce 7 at once
+            assert [s.nonce for s in taken] == [8, 7]  # type: ignore[union-attr]
+            receipts = await client.wait_for_receipts([s.tx_hash for s in taken])  # type: ignore[union-attr]
+            assert all(int(r["status"], 16) == 1 for r in receipts.values())
+        finally:
+            await client.close()
