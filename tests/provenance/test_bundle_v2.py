@@ -66,7 +66,8 @@ def test_batchOffsets_findEveryBatchLine(tmp_path: Path) -> None:
     path.write_text("".join(x + "\n" for x in lines))
     data = path.read_bytes()
     offsets = batch_offsets(str(path))
-    assert offsets and all(data[o : o + 9] == b'{"batch":' for o in offsets)
+    assert offsets
+    assert all(data[o : o + 9] == b'{"batch":' for o in offsets)
     assert len(offsets) == sum(x.startswith('{"batch":') for x in lines)
 
 
