@@ -235,7 +235,7 @@ function checkDomain(p) {
   return problems.length ? fail("domain", problems.join("; ")) : ok("domain", "ChainSense v1");
 }
 
-function structHashOf(r) {
+export function structHashOf(r) {
   const values = keccak256(encodePacked(r.values.map(() => "int256"), r.values));
   return keccak256(
     encodeAbiParameters(

@@ -273,3 +273,63 @@ def test_proofLinesWithoutABatchLine_andABadHeader_areRefused(tmp_path: Path) ->
     assert result.counts["malformed"] == 3
     wrong = ['{"format":"chainsense.bundle.v3"}', *lines[1:]]
     assert verify_lines(wrong, pins=PINS, block=trusted_judge(TRUSTED)).counts["malformed"] == 4
+
+
+def _cases() -> dict[str, list[str]]:
+    """Bundles for both verifiers: valid, and each tampering of a batch or a proof line."""
+    cases = {"valid": list(bundle_lines([*VALID, {"status": "pending", "reading_id": 1}]))}
+    for change, name in ((_header_byte, "header-byte"), (_scale, "schema-scale"),
+                         (_root, "root"), (_contract, "anchor-contract"),
+                         (_trie_node, "trie-node"), (_domain_name, "domain-name")):  # fmt: skip
+        cases[f"batch-{name}"] = _tamper_batch(change)
+    cases["proof-seq"] = _tamper_proof(4, lambda p: p["reading"].update(seq="99"))
+    cases["proof-path"] = _tamper_proof(
+        4, lambda p: p.update(merkle_proof=_flip(p["merkle_proof"], 5))
+    )
+    cases["proof-signature"] = _tamper_proof(
+        4, lambda p: p["reading"].update(signature=_flip(p["reading"]["signature"], 10))
+    )
+    cases["proof-number"] = _tamper_proof(4, lambda p: p["reading"].update(seq=7))
+    cases["proof-packed-odd"] = _tamper_proof(
+        4, lambda p: p.update(merkle_proof=p["merkle_proof"][:-2])
+    )
+    cases["batch-missing-header"] = _tamper_batch(lambda b: b["anchor"].pop("header_rlp"))
+    return cases
+
+
+@pytest.mark.node
+def test_javascriptVerifier_agreesOnEveryBundle(tmp_path: Path) -> None:
+    """verifier-js (bundle.js) and the Python verifier on the same v2 bundles: the same
+    counts, and the same lines failing the same checks (or malformed, naming the field)."""
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    assert node is not None, "Node.js is required (make install)"
+    files = {}
+    for name, lines in _cases().items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(line + "\n" for line in lines))
+        files[name] = path
+    root = Path(__file__).parents[2]
+    done = subprocess.run(
+        [node, str(root / "verifier-js" / "bundles.js"), str(VECTORS / "deployment.json"),
+         str(VECTORS / "block-hashes.txt"), *map(str, files.values())],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    js = json.loads(done.stdout)
+    for name, path in files.items():
+        mine = verify_file(str(path), pins=PINS, block=trusted_judge(TRUSTED), workers=1)
+        theirs = js[str(path)]
+        counts = ("total", "valid", "invalid", "incomplete", "malformed", "pending")
+        assert {k: theirs[k] for k in counts} == {k: mine.to_json()[k] for k in counts}, name
+        assert [f["line"] for f in theirs["failures"]] == [f["line"] for f in mine.failures]
+        for t, m in zip(theirs["failures"], mine.failures, strict=True):
+            if m["status"] == "malformed":
+                assert t["field"] is not None, (name, t)
+                assert t["field"] in m["detail"], (name, t, m)
+            else:
+                assert t["checks"] == sorted(m["checks"]), (name, t, m)
+    assert (js[str(files["valid"])]["valid"], js[str(files["valid"])]["pending"]) == (7, 1)
+    assert js[str(files["proof-seq"])]["invalid"] == 1
