@@ -118,10 +118,12 @@ def make_bundle(count: int, batch: int) -> tuple[list[ProofDocument], set[bytes]
 
 
 def bundle_text(docs: Sequence[ProofDocument], form: str) -> list[str]:
-    """The bundle's lines: ``v2`` (chainsense.bundle.v2, what ``chainsense export`` writes) or
-    ``proofs`` (one chainsense.proof.v2 document per line)."""
-    if form == "v2":
-        return list(bundle_lines(docs))
+    """The bundle's lines: ``v2`` (chainsense.bundle.v2 with a Merkle path per proof line, what
+    ``chainsense export`` writes), ``complete`` (chainsense.bundle.v2, each batch whole in one
+    complete section: no paths, each tree rebuilt once) or ``proofs`` (one chainsense.proof.v2
+    document per line)."""
+    if form in ("v2", "complete"):
+        return list(bundle_lines(docs, complete=form == "complete"))
     return [json.dumps(doc.to_json(), separators=(",", ":")) for doc in docs]
 
 
@@ -167,7 +169,7 @@ def cpu_per_proof(
         _recover_chunk(pairs)
         recover.append(time.process_time() - start)
         start = time.process_time()
-        if form == "v2":
+        if form != "proofs":
             result = check_v2_lines(raw, None, True, pins)
         else:
             result = bundle._chunk((0, lines))
@@ -190,10 +192,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--form",
-        choices=("v2", "proofs"),
+        choices=("v2", "complete", "proofs"),
         default="v2",
-        help="v2: a chainsense.bundle.v2 file (batch lines + small proof lines, what chainsense "
-        "export writes); proofs: one whole chainsense.proof.v2 document per line",
+        help="v2: a chainsense.bundle.v2 file (batch lines + small proof lines with their Merkle "
+        "paths, what chainsense export writes); complete: the same with each batch whole in a "
+        "complete section (no paths: each tree rebuilt once); proofs: one whole "
+        "chainsense.proof.v2 document per line",
     )
     parser.add_argument(
         "--in-memory",

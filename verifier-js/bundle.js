@@ -2,17 +2,20 @@
 // Two forms (docs/proof-format.md section 7):
 //   - chainsense.bundle.v2: a format line {"format":"chainsense.bundle.v2"}, then sections: a
 //     batch line {"batch":{root, domain, schema, anchor, batch_id}} followed by proof lines
-//     {"proof":{reading, merkle_proof (the sibling hashes concatenated in one hex string),
-//     reading_id}} and pending lines {"pending":{...}} (counted, not checked);
+//     {"proof":{reading, merkle_proof (the sibling hashes concatenated in one hex string, or
+//     null when the batch line says "complete": true: the section holds every reading of the
+//     batch, and the tree is rebuilt from them), reading_id}} and pending lines
+//     {"pending":{...}} (counted, not checked);
 //   - one chainsense.proof.v2 document per line ({"status":"pending",...} lines counted).
 // A proof line and its batch line make the v2 document (struct_hash and leaf are computed from
 // the reading: the bundle does not carry them), which verifyProof checks like any other.
 
+import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
 import { keccak256 } from "viem";
-import { FORMAT, FormatError, parseProof, structHashOf, verifyProof } from "./verify.js";
+import { FORMAT, FormatError, parseProof, parseSchema, structHashOf, verifyProof } from "./verify.js";
 
 export const BUNDLE_FORMAT = "chainsense.bundle.v2";
-const BATCH = ["root", "domain", "schema", "anchor", "batch_id"];
+const BATCH = ["root", "domain", "schemas", "anchor", "batch_id", "complete"];
 const PROOF = ["reading", "merkle_proof", "reading_id"];
 
 function exactly(path, value, keys) {
@@ -40,10 +43,16 @@ function unpack(text) {
 // A proof line and the batch line above it, as a parsed v2 proof (parseProof's checks apply;
 // a field's path is named as in the line: proof.reading.seq, batch.anchor.header_rlp, ...).
 function assemble(batch, body) {
+  if (batch.complete === true && body.merkle_proof !== null) {
+    throw new FormatError("proof.merkle_proof", "must be null: the batch line says complete");
+  }
+  // the schema block the reading names (else the first: the schema check then fails)
+  const named = typeof body.reading?.schema === "string" ? body.reading.schema.toLowerCase() : null;
+  const schema = batch.schemas.find((x) => x.id.toLowerCase() === named) ?? batch.schemas[0];
   const doc = {
-    format: FORMAT, reading: body.reading, domain: batch.domain, schema: batch.schema,
+    format: FORMAT, reading: body.reading, domain: batch.domain, schema,
     struct_hash: "0x" + "00".repeat(32), leaf: "0x" + "00".repeat(32),
-    merkle_proof: unpack(body.merkle_proof), root: batch.root, anchor: batch.anchor,
+    merkle_proof: batch.complete === true ? [] : unpack(body.merkle_proof), root: batch.root, anchor: batch.anchor,
     reading_id: body.reading_id, batch_id: batch.batch_id,
   };
   let p;
@@ -52,7 +61,8 @@ function assemble(batch, body) {
   } catch (e) {
     if (!(e instanceof FormatError)) throw e;
     const inProof = e.field.startsWith("reading") || e.field === "reading_id";
-    throw new FormatError(`${inProof ? "proof" : "batch"}.${e.field}`, e.message.replace(/^[^:]*: /, ""));
+    const field = e.field.startsWith("schema") ? `schemas[${batch.schemas.indexOf(schema)}]${e.field.slice(6)}` : e.field;
+    throw new FormatError(`${inProof ? "proof" : "batch"}.${field}`, e.message.replace(/^[^:]*: /, ""));
   }
   const computed = structHashOf(p.reading);
   p.structHash = computed;
@@ -74,6 +84,16 @@ export function* bundleEntries(text) {
   const v2 = head !== null && typeof head === "object" && head.format === BUNDLE_FORMAT;
   let batch = null;
   let batchError = "a proof line before any batch line";
+  let held = []; // a complete section's entries, until its end: the tree is built from them
+  const flush = function* () {
+    const proofs = held.filter((e) => e.proof !== undefined);
+    if (proofs.length) {
+      const tree = StandardMerkleTree.of(proofs.map((e) => [e.proof.structHash]), ["bytes32"]);
+      for (const e of proofs) e.proof.merkleProof = tree.getProof([e.proof.structHash]);
+    }
+    yield* held;
+    held = [];
+  };
   for (let i = v2 ? first + 1 : 0; i < lines.length; i++) {
     const raw = lines[i];
     if (raw.trim() === "") continue;
@@ -92,8 +112,14 @@ export function* bundleEntries(text) {
         continue;
       }
       if (raw.startsWith('{"batch":')) {
+        yield* flush();
         try {
           batch = exactly("batch", exactly("", obj, ["batch"]).batch, BATCH);
+          if (typeof batch.complete !== "boolean") throw new FormatError("batch.complete", "expected true or false");
+          if (!Array.isArray(batch.schemas) || batch.schemas.length < 1 || batch.schemas.length > 256) {
+            throw new FormatError("batch.schemas", "expected a list of 1 to 256 schema blocks");
+          }
+          batch.schemas.forEach((x, i) => parseSchema(x, `batch.schemas[${i}]`));
           batchError = null;
         } catch (e) {
           batch = null;
@@ -102,17 +128,23 @@ export function* bundleEntries(text) {
         continue;
       }
       if (obj !== null && typeof obj === "object" && Object.keys(obj).length === 1 && Object.hasOwn(obj, "pending")) {
-        yield { line, status: "pending" };
+        if (batch !== null && batch.complete) held.push({ line, status: "pending" });
+        else yield { line, status: "pending" };
         continue;
       }
       const body = exactly("proof", exactly("", obj, ["proof"]).proof, PROOF);
       if (batch === null) throw new FormatError("batch", batchError);
-      yield { line, proof: assemble(batch, body) };
+      const entry = { line, proof: assemble(batch, body) };
+      if (batch.complete) held.push(entry);
+      else yield entry;
     } catch (e) {
       if (!(e instanceof FormatError)) throw e;
-      yield { line, status: "malformed", field: e.field, detail: e.message };
+      const entry = { line, status: "malformed", field: e.field, detail: e.message };
+      if (batch !== null && batch.complete) held.push(entry);
+      else yield entry;
     }
   }
+  yield* flush();
 }
 
 // Verify every proof of a bundle: a summary ({total, valid, invalid, incomplete, malformed,

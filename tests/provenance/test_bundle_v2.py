@@ -139,7 +139,7 @@ def _header_byte(b: dict[str, Any]) -> None:
 
 
 def _scale(b: dict[str, Any]) -> None:
-    b["schema"]["metrics"][0]["scale"] = "1"
+    b["schemas"][0]["metrics"][0]["scale"] = "1"
 
 
 def _root(b: dict[str, Any]) -> None:
@@ -275,6 +275,63 @@ def test_proofLinesWithoutABatchLine_andABadHeader_areRefused(tmp_path: Path) ->
     assert verify_lines(wrong, pins=PINS, block=trusted_judge(TRUSTED)).counts["malformed"] == 4
 
 
+def _complete(change: Any = None, drop: int | None = None) -> list[str]:
+    """The whole batch (the seven valid proofs) as one complete section; ``change`` alters
+    the proof line at index 4 (line 5), ``drop`` removes a line."""
+    lines = list(bundle_lines(VALID, complete=True))
+    if change is not None:
+        obj = json.loads(lines[4])
+        change(obj["proof"])
+        lines[4] = _dump(obj)
+    if drop is not None:
+        del lines[drop]
+    return lines
+
+
+def test_aCompleteSection_rebuildsTheTree_andVerifies(tmp_path: Path) -> None:
+    lines = _complete()
+    assert sum(x.startswith('{"batch":') for x in lines) == 1
+    assert all(json.loads(x)["proof"]["merkle_proof"] is None for x in lines[2:])
+    back = list(documents(lines))
+    assert [d.to_json() if isinstance(d, ProofDocument) else d for d in back] == [
+        d.to_json() for d in VALID
+    ]
+    result = _check(lines, tmp_path)  # 2 kB ranges: the section is kept whole
+    assert (result.total, result.counts["valid"]) == (7, 7)
+
+
+def test_aCompleteSection_withAnAlteredReading_failsEveryProofsPath(tmp_path: Path) -> None:
+    result = _check(_complete(lambda p: p["reading"].update(seq="99")), tmp_path)
+    assert result.counts["invalid"] == 7
+    checks = {f["line"]: sorted(f["checks"]) for f in result.failures}
+    assert checks.pop(5) == ["merkle-path", "signature"]  # the altered one is named
+    assert set(map(tuple, checks.values())) == {("merkle-path",)}
+    assert "build the root" in result.failures[0]["detail"]
+
+
+def test_aCompleteSection_missingAReading_failsEveryProofsPath(tmp_path: Path) -> None:
+    result = _check(_complete(drop=5), tmp_path)
+    assert result.counts["invalid"] == 6
+    assert all(f["checks"] == ["merkle-path"] for f in result.failures)
+
+
+def test_aCompleteSection_refusesAPath_andANonBooleanFlag(tmp_path: Path) -> None:
+    lines = _complete(lambda p: p.update(merkle_proof="0x" + "11" * 32))
+    with pytest.raises(ProofFormatError) as caught:
+        list(documents(lines))
+    assert caught.value.field == "proof.merkle_proof"
+    result = _check(lines, tmp_path)
+    assert (result.counts["malformed"], result.counts["invalid"]) == (1, 6)
+    flag = _complete()
+    batch = json.loads(flag[1])
+    batch["batch"]["complete"] = "true"
+    flag[1] = _dump(batch)
+    with pytest.raises(ProofFormatError) as caught:
+        list(documents(flag))
+    assert caught.value.field == "batch.complete"
+    assert _check(flag, tmp_path).counts["malformed"] == 7
+
+
 def _cases() -> dict[str, list[str]]:
     """Bundles for both verifiers: valid, and each tampering of a batch or a proof line."""
     cases = {"valid": list(bundle_lines([*VALID, {"status": "pending", "reading_id": 1}]))}
@@ -294,6 +351,10 @@ def _cases() -> dict[str, list[str]]:
         4, lambda p: p.update(merkle_proof=p["merkle_proof"][:-2])
     )
     cases["batch-missing-header"] = _tamper_batch(lambda b: b["anchor"].pop("header_rlp"))
+    cases["complete"] = _complete()
+    cases["complete-seq"] = _complete(lambda p: p["reading"].update(seq="99"))
+    cases["complete-dropped"] = _complete(drop=5)
+    cases["complete-with-path"] = _complete(lambda p: p.update(merkle_proof="0x" + "11" * 32))
     return cases
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from chainsense.provenance.bundle_v2 import batch_offsets, is_bundle_v2
+from chainsense.provenance.bundle_v2 import batch_offsets, is_bundle_v2, keep_whole, says_complete
 from chainsense.provenance.bundle_v2 import check_lines as check_v2_lines
 from chainsense.provenance.pins import Pins
 from chainsense.provenance.proof import ProofDocument, ProofFormatError
@@ -326,11 +326,13 @@ def _results_v2(
     """:func:`_results` for a v2 bundle: each chunk goes with the index of the batch line above
     it (-1 when it starts with one), so a chunk can start in the middle of a section."""
     global _LINES
+    complete = [says_complete(lines[i]) for i in batches]
+    cut = [(i, min(i + _CHUNK, len(lines))) for i in range(0, len(lines), _CHUNK)]
     bounds = []
-    for start in range(0, len(lines), _CHUNK):
+    for start, end in keep_whole(cut, batches, complete, len(lines)):
         above = bisect.bisect_right(batches, start) - 1
         context = batches[above] if above >= 0 and batches[above] < start else -1
-        bounds.append((start, min(start + _CHUNK, len(lines)), context))
+        bounds.append((start, end, context))
     if workers <= 1 or len(lines) <= _CHUNK:
         _init(pins)
         for job in bounds:
@@ -562,6 +564,12 @@ def verify_file(
     work: Callable[[Any], ChunkResult]
     if _file_is_v2(path):
         offsets = batch_offsets(path)
+        with open(path, "rb") as f:
+            complete = []
+            for offset in offsets:
+                f.seek(offset)
+                complete.append(says_complete(f.readline()))
+        ranges = keep_whole(ranges, offsets, complete, size)
         jobs = []
         for start, end in ranges:
             above = bisect.bisect_right(offsets, start) - 1
