@@ -442,7 +442,7 @@ def says_complete(line: bytes | str) -> bool:
     """Whether a batch line says its section is complete (a malformed line: no)."""
     try:
         obj = orjson.loads(line)
-        return obj["batch"]["complete"] is True  # type: ignore[no-any-return]
+        return obj["batch"]["complete"] is True
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return False
 
@@ -641,23 +641,29 @@ def _tree_verdict(
     a = batch.anchor
     for index, result, _ in held:
         if type(result) is str:
-            yield index, ProofResult(
+            yield (
                 index,
-                (failed,),
-                block_number=a.block_number,
-                block_hash=a.block_hash,
-                device=result,
-                block_time=a.block_time,
+                ProofResult(
+                    index,
+                    (failed,),
+                    block_number=a.block_number,
+                    block_hash=a.block_hash,
+                    device=result,
+                    block_time=a.block_time,
+                ),
             )
         elif result.error is None:
             checks = sorted((*result.checks, failed), key=lambda c: _ORDER[c.name])
-            yield index, ProofResult(
+            yield (
                 index,
-                tuple(checks),
-                block_number=result.block_number,
-                block_hash=result.block_hash,
-                device=result.device,
-                block_time=result.block_time,
+                ProofResult(
+                    index,
+                    tuple(checks),
+                    block_number=result.block_number,
+                    block_hash=result.block_hash,
+                    device=result.device,
+                    block_time=result.block_time,
+                ),
             )
         else:
             yield index, result
