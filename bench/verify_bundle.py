@@ -242,6 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  round: reference {references[-1]:,.0f}/s, bundle {rates[-1]:,.0f}/s, "
                 f"ratio {rates[-1] / references[-1]:.2f}"
             )
+    ratios = sorted(r / ref for r, ref in zip(rates, references, strict=True))
+    print(
+        f"rounds' own ratios: {', '.join(f'{x:.2f}' for x in ratios)} "
+        f"(median {ratios[len(ratios) // 2]:.2f}; load average {os.getloadavg()[0]:.1f})"
+    )
     reference, rate = max(references), max(rates)
     print(f"signature recovery only (reference): {reference:10,.0f} proofs/s")
     print(

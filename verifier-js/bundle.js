@@ -1,5 +1,5 @@
 // Bundles: many ChainSense proofs in JSON lines, checked one proof at a time with verify.js.
-// Two forms (docs/proof-format.md section 7):
+// Two forms (docs/proof-format.md section 9):
 //   - chainsense.bundle.v2: a format line {"format":"chainsense.bundle.v2"}, then sections: a
 //     batch line {"batch":{root, domain, schema, anchor, batch_id}} followed by proof lines
 //     {"proof":{reading, merkle_proof (the sibling hashes concatenated in one hex string, or

@@ -1,5 +1,5 @@
 """The bundle format ``chainsense.bundle.v2``: many proofs in JSON lines, the parts a batch shares
-written once (specified in ``docs/proof-format.md``, section 7)::
+written once (specified in ``docs/proof-format.md``, section 9)::
 
     {"format":"chainsense.bundle.v2"}
     {"batch":{"root","domain","schemas","anchor","batch_id","complete"}}   shared parts
