@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from chainsense.identity import IdentityError, keccak256, struct_hash
+from chainsense.identity import KECCAK_BACKEND, IdentityError, keccak256, struct_hash
 from chainsense.identity._address import address_bytes
 from chainsense.identity.eip712 import _EMPTY_VALUES_HASH, _STRUCT_PREFIX
 from chainsense.provenance.merkle import MerkleTree
@@ -685,6 +685,25 @@ _UINT64 = 1 << 64
 _INT64 = 1 << 63
 
 
+class _Digest:
+    """``keccak256(data)`` behind the ``hashlib`` shape ``_sha(data).digest()``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, data: bytes) -> None:
+        self._value = keccak256(data)
+
+    def digest(self) -> bytes:
+        return self._value
+
+
+_sha: Any = _Digest
+if KECCAK_BACKEND == "pysha3":  # the C hash itself: no Python frame around each of its calls
+    import sha3  # type: ignore[import-untyped]
+
+    _sha = sha3.keccak_256
+
+
 def _uint64(text: Any) -> int | None:
     """A canonical uint64 decimal string's value, else None (the strict parser says why)."""
     if type(text) is str and text.isascii() and text.isdigit() and (text[0] != "0" or text == "0"):
@@ -714,8 +733,21 @@ def _valid(obj: Any, section: _Section) -> tuple[str, bytes] | None:
     if type(device_text) is not str or type(schema_text) is not str:
         return None
     known = _DEVICE_BYTES.get(device_text)
-    seq, timestamp = _uint64(r["seq"]), _uint64(r["timestamp_ms"])
-    if known is None or seq is None or timestamp is None:
+    if known is None:
+        return None
+    seq_text, time_text = r["seq"], r["timestamp_ms"]
+    if (
+        type(seq_text) is not str
+        or type(time_text) is not str
+        or not (seq_text + time_text).isascii()
+        or not seq_text.isdigit()
+        or not time_text.isdigit()
+        or (seq_text[0] == "0" and seq_text != "0")
+        or (time_text[0] == "0" and time_text != "0")
+    ):
+        return None
+    seq, timestamp = int(seq_text), int(time_text)
+    if seq >= _UINT64 or timestamp >= _UINT64:
         return None
     if reading_id is not None and _uint64(reading_id) is None:
         return None
@@ -756,15 +788,16 @@ def _valid(obj: Any, section: _Section) -> tuple[str, bytes] | None:
         return None
     if len(path) > 32 * MAX_PROOF_STEPS:
         return None
-    k = keccak256
-    computed = k(
+    sha = _sha
+    words_hash = sha(b"".join(words)).digest() if words else _EMPTY_VALUES_HASH
+    computed = sha(
         _STRUCT_PREFIX
         + known[1]
         + seq.to_bytes(32, "big")
         + timestamp.to_bytes(32, "big")
         + schema[0]
-        + (k(b"".join(words)) if words else _EMPTY_VALUES_HASH)
-    )
+        + words_hash
+    ).digest()
     try:
         if section.verifier.recover_struct_bytes(computed, signature) != known[1]:
             return None
@@ -772,7 +805,7 @@ def _valid(obj: Any, section: _Section) -> tuple[str, bytes] | None:
         return None
     if complete:
         return known[0], computed
-    node = k(k(computed))
+    node = sha(sha(computed).digest()).digest()
     nodes = _NODES
     if len(nodes) > _NODES_MAX:
         nodes.clear()
@@ -781,7 +814,7 @@ def _valid(obj: Any, section: _Section) -> tuple[str, bytes] | None:
         pair = node + sibling if node < sibling else sibling + node
         found = nodes.get(pair)
         if found is None:
-            found = nodes[pair] = k(pair)
+            found = nodes[pair] = sha(pair).digest()
         node = found
     if node != batch.root:
         return None
