@@ -394,3 +394,23 @@ def test_javascriptVerifier_agreesOnEveryBundle(tmp_path: Path) -> None:
                 assert t["checks"] == sorted(m["checks"]), (name, t, m)
     assert (js[str(files["valid"])]["valid"], js[str(files["valid"])]["pending"]) == (7, 1)
     assert js[str(files["proof-seq"])]["invalid"] == 1
+
+
+def test_manySections_onTheProcessPool_inMemoryAndFromAFile(tmp_path: Path) -> None:
+    """More lines than one chunk, on two workers: sections with paths are cut anywhere,
+    complete ones are kept whole; a tampered proof deep in the bundle is named by its line."""
+    paths = list(bundle_lines(VALID * 100))
+    complete = _complete()
+    lines = [*paths, *[x for _ in range(80) for x in complete[1:]]]
+    obj = json.loads(lines[650])
+    obj["proof"]["reading"]["seq"] = "99"
+    lines[650] = _dump(obj)
+    judge = trusted_judge(TRUSTED)
+    in_memory = verify_lines(lines, pins=PINS, block=judge, workers=2)
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(x + "\n" for x in lines))
+    from_file = verify_file(str(path), pins=PINS, block=judge, workers=2)
+    assert in_memory.to_json() == from_file.to_json()
+    assert in_memory.total == 700 + 80 * 7
+    assert (in_memory.counts["valid"], in_memory.counts["invalid"]) == (1259, 1)
+    assert in_memory.failures[0]["line"] == 651
