@@ -32,8 +32,8 @@ from chainsense.provenance.blockproof import (
     build_receipt_proof,
 )
 from chainsense.provenance.bundle import trusted_judge, verify_file, verify_lines
+from chainsense.provenance.bundle_check import check_lines as check_v2_lines
 from chainsense.provenance.bundle_v2 import bundle_lines
-from chainsense.provenance.bundle_v2 import check_lines as check_v2_lines
 from chainsense.provenance.merkle import MerkleTree, leaf_of
 from chainsense.provenance.pins import Pins
 from chainsense.provenance.proof import AnchorRef, DomainRef, MetricRef, ProofDocument, SchemaRef

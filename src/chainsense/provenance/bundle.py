@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 
+from chainsense.provenance.bundle_check import check_lines as check_v2_lines
 from chainsense.provenance.bundle_v2 import batch_offsets, is_bundle_v2, keep_whole, says_complete
-from chainsense.provenance.bundle_v2 import check_lines as check_v2_lines
 from chainsense.provenance.pins import Pins
 from chainsense.provenance.proof import ProofDocument, ProofFormatError
 from chainsense.provenance.verify import Check, offline_checks
