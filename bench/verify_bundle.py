@@ -32,6 +32,8 @@ from chainsense.provenance.blockproof import (
     build_receipt_proof,
 )
 from chainsense.provenance.bundle import trusted_judge, verify_file, verify_lines
+from chainsense.provenance.bundle_check import check_lines as check_v2_lines
+from chainsense.provenance.bundle_v2 import bundle_lines
 from chainsense.provenance.merkle import MerkleTree, leaf_of
 from chainsense.provenance.pins import Pins
 from chainsense.provenance.proof import AnchorRef, DomainRef, MetricRef, ProofDocument, SchemaRef
@@ -78,10 +80,10 @@ def _block(number: int, time_s: int, root: bytes) -> tuple[dict[str, str], list[
     return block, receipts
 
 
-def make_bundle(count: int, batch: int) -> tuple[list[str], set[bytes]]:
+def make_bundle(count: int, batch: int) -> tuple[list[ProofDocument], set[bytes]]:
     rng = random.Random(12)
     keys = [DeviceKey(rng.randbytes(32)) for _ in range(16)]
-    lines: list[str] = []
+    docs: list[ProofDocument] = []
     trusted: set[bytes] = set()
     domain = DomainRef(CHAIN_ID, REGISTRY)
     for start in range(0, count, batch):
@@ -111,8 +113,22 @@ def make_bundle(count: int, batch: int) -> tuple[list[str], set[bytes]]:
                 struct_hash=h, leaf=leaf_of(h), proof=tuple(tree.proof(h)), root=tree.root,
                 anchor=anchor, reading_id=None, batch_id=None,
             )  # fmt: skip
-            lines.append(json.dumps(doc.to_json(), separators=(",", ":")))
-    return lines, trusted
+            docs.append(doc)
+    return docs, trusted
+
+
+def bundle_text(docs: Sequence[ProofDocument], form: str) -> list[str]:
+    """The bundle's lines: ``v2`` (chainsense.bundle.v2 with a Merkle path per proof line, what
+    ``chainsense export`` writes), ``complete`` (chainsense.bundle.v2, each batch whole in one
+    complete section: no paths, each tree rebuilt once) or ``proofs`` (one chainsense.proof.v2
+    document per line)."""
+    if form in ("v2", "complete"):
+        return list(bundle_lines(docs, complete=form == "complete"))
+    return [json.dumps(doc.to_json(), separators=(",", ":")) for doc in docs]
+
+
+def _pairs(docs: Sequence[ProofDocument]) -> list[tuple[bytes, bytes]]:
+    return [(doc.struct_hash, doc.signature) for doc in docs]
 
 
 def _recover_chunk(pairs: Sequence[tuple[bytes, bytes]]) -> int:
@@ -120,13 +136,8 @@ def _recover_chunk(pairs: Sequence[tuple[bytes, bytes]]) -> int:
     return sum(1 for h, sig in pairs if verifier.recover_struct(h, sig))
 
 
-def recovery_rate(lines: Sequence[str], workers: int) -> float:
-    pairs = []
-    for line in lines:
-        doc = json.loads(line)
-        pairs.append(
-            (bytes.fromhex(doc["struct_hash"][2:]), bytes.fromhex(doc["reading"]["signature"][2:]))
-        )
+def recovery_rate(docs: Sequence[ProofDocument], workers: int) -> float:
+    pairs = _pairs(docs)
     chunks = [pairs[i : i + 500] for i in range(0, len(pairs), 500)]
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["chainsense.provenance.bundle"])
@@ -139,19 +150,18 @@ def recovery_rate(lines: Sequence[str], workers: int) -> float:
     return len(pairs) / elapsed
 
 
-def cpu_per_proof(lines: Sequence[str], pins: Pins, rounds: int) -> tuple[float, float]:
+def cpu_per_proof(
+    docs: Sequence[ProofDocument], form: str, pins: Pins, rounds: int
+) -> tuple[float, float]:
     """Seconds of this process's CPU per proof, best of ``rounds``, alternating: signature
     recovery only, and the bundle worker's job (parse + every offline check). CPU time on one
     core is what the code costs, whatever else the machine runs; the pool rates above are
     wall-clock and move with the machine's load."""
     from chainsense.provenance import bundle
 
-    pairs = []
-    for line in lines:
-        doc = json.loads(line)
-        pairs.append(
-            (bytes.fromhex(doc["struct_hash"][2:]), bytes.fromhex(doc["reading"]["signature"][2:]))
-        )
+    pairs = _pairs(docs)
+    lines = bundle_text(docs, form)
+    raw = [line.encode() for line in lines]
     bundle._init(pins)
     recover, verify = [], []
     for _ in range(rounds):
@@ -159,11 +169,14 @@ def cpu_per_proof(lines: Sequence[str], pins: Pins, rounds: int) -> tuple[float,
         _recover_chunk(pairs)
         recover.append(time.process_time() - start)
         start = time.process_time()
-        result = bundle._chunk((0, lines))
+        if form != "proofs":
+            result = check_v2_lines(raw, None, True, pins)
+        else:
+            result = bundle._chunk((0, lines))
         verify.append(time.process_time() - start)
-        assert result.count == len(lines)
+        assert result.count == len(docs)
         assert not result.others
-    return min(recover) / len(lines), min(verify) / len(lines)
+    return min(recover) / len(docs), min(verify) / len(docs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,6 +191,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cpu-proofs", type=int, default=4000, help="proofs for the one-core CPU-time figure"
     )
     parser.add_argument(
+        "--form",
+        choices=("v2", "complete", "proofs"),
+        default="v2",
+        help="v2: a chainsense.bundle.v2 file (batch lines + small proof lines with their Merkle "
+        "paths, what chainsense export writes); complete: the same with each batch whole in a "
+        "complete section (no paths: each tree rebuilt once); proofs: one whole "
+        "chainsense.proof.v2 document per line",
+    )
+    parser.add_argument(
         "--in-memory",
         action="store_true",
         help="verify the lines held in memory (verify_lines: they travel to the workers through "
@@ -185,12 +207,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    lines, trusted = make_bundle(args.proofs, args.batch)
+    docs, trusted = make_bundle(args.proofs, args.batch)
+    lines = bundle_text(docs, args.form)
     size = sum(len(x) + 1 for x in lines)
     built = time.perf_counter() - t0
     print(
-        f"bundle: {len(lines)} proofs, {len(trusted)} blocks, {size / 1e6:.1f} MB "
-        f"({size / len(lines):.0f} B/proof), built in {built:.1f} s"
+        f"bundle ({args.form}): {len(docs)} proofs, {len(trusted)} blocks, {size / 1e6:.1f} MB "
+        f"({size / len(docs):.0f} B/proof), built in {built:.1f} s"
     )
     print(f"workers: {args.workers} (cpu_count {os.cpu_count()}), python {sys.version.split()[0]}")
     pins = Pins(CHAIN_ID, REGISTRY, ANCHOR)
@@ -204,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print("input: a JSONL file the workers read by ranges (verify_file, as the CLI does)")
         for _ in range(args.rounds):
-            references.append(recovery_rate(lines, args.workers))
+            references.append(recovery_rate(docs, args.workers))
             judge = trusted_judge(trusted)
             start = time.perf_counter()
             if args.in_memory:
@@ -213,21 +236,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = verify_file(path, pins=pins, block=judge, workers=args.workers)
             elapsed = time.perf_counter() - start
             assert result.ok, result.to_json()
-            assert result.total == len(lines)
-            rates.append(len(lines) / elapsed)
+            assert result.total == len(docs)
+            rates.append(len(docs) / elapsed)
             print(
                 f"  round: reference {references[-1]:,.0f}/s, bundle {rates[-1]:,.0f}/s, "
                 f"ratio {rates[-1] / references[-1]:.2f}"
             )
+    ratios = sorted(r / ref for r, ref in zip(rates, references, strict=True))
+    print(
+        f"rounds' own ratios: {', '.join(f'{x:.2f}' for x in ratios)} "
+        f"(median {ratios[len(ratios) // 2]:.2f}; load average {os.getloadavg()[0]:.1f})"
+    )
     reference, rate = max(references), max(rates)
     print(f"signature recovery only (reference): {reference:10,.0f} proofs/s")
     print(
         f"bundle verification, every check:    {rate:10,.0f} proofs/s  "
-        f"({len(lines) / rate:.1f} s, pool start-up included)"
+        f"({len(docs) / rate:.1f} s, pool start-up included)"
     )
     print(f"ratio: {rate / reference:.2f} (target >= 0.8)")
     if args.cpu_proofs:
-        recover, verify = cpu_per_proof(lines[: args.cpu_proofs], pins, 5)
+        recover, verify = cpu_per_proof(docs[: args.cpu_proofs], args.form, pins, 5)
         print(
             f"one core, CPU time per proof: recovery {recover * 1e6:.1f} us, bundle "
             f"{verify * 1e6:.1f} us, ratio {recover / verify:.2f}"

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// chainsense-verify-js: check a ChainSense proof (chainsense.proof.v2) with no ChainSense code.
+// chainsense-verify-js: check a ChainSense proof (chainsense.proof.v2), or a bundle of them
+// (chainsense.bundle.v2, or one v2 proof per line: a .jsonl file), with no ChainSense code.
 //
 //   node verifier-js/cli.js PROOF.json --deployment deployment.json --block-hash 0x…|FILE
+//   node verifier-js/cli.js BUNDLE.jsonl --deployment deployment.json --block-hash FILE
 //   node verifier-js/cli.js PROOF.json --deployment deployment.json --rpc URL
 //   node verifier-js/cli.js PROOF.json --chain-id 31337 --registry 0x… --anchor 0x… …
 //
@@ -11,6 +13,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { FormatError, parseProof, pinsFromDeployment, verifyProof } from "./verify.js";
 import { trustedFromText } from "./trusted.js";
+import { BUNDLE_FORMAT, verifyBundle } from "./bundle.js";
 
 function usage(message) {
   process.stderr.write(`error: ${message}\n`);
@@ -56,9 +59,30 @@ for (const value of opts.blockHashes) {
   for (const h of trustedFromText(text)) trusted.add(h);
 }
 
+let text;
+try {
+  text = readFileSync(source === "-" ? 0 : source, "utf8");
+} catch (e) {
+  usage(`cannot read ${source}: ${e.message}`);
+}
+if (source.endsWith(".jsonl") || text.trimStart().startsWith(`{"format":"${BUNDLE_FORMAT}"}`)) {
+  const summary = await verifyBundle(text, { pins, trustedBlocks: trusted, rpc: opts.rpc ?? null });
+  if (opts.json) process.stdout.write(JSON.stringify(summary, null, 2) + "\n");
+  else {
+    process.stdout.write(`${summary.total} proofs: ${summary.valid} valid, ${summary.invalid} invalid, ` +
+      `${summary.incomplete} incomplete, ${summary.malformed} malformed, ${summary.pending} pending\n`);
+    for (const f of summary.failures.slice(0, 10)) {
+      process.stdout.write(`  line ${f.line}: ${f.status}: ${f.checks ? f.checks.join(", ") : f.detail}\n`);
+    }
+    process.stdout.write(summary.ok ? "VALID (the devices' registration is not checked by this verifier)\n"
+      : summary.invalid || summary.malformed ? "INVALID\n" : "NOT VERIFIED\n");
+  }
+  process.exit(summary.ok ? 0 : summary.invalid || summary.malformed ? 1 : 3);
+}
+
 let proof;
 try {
-  proof = parseProof(JSON.parse(readFileSync(source === "-" ? 0 : source, "utf8")));
+  proof = parseProof(JSON.parse(text));
 } catch (e) {
   if (opts.json) process.stdout.write(JSON.stringify({ ok: false, error: { field: e.field ?? null, detail: e.message } }) + "\n");
   else process.stderr.write(`error: ${e instanceof FormatError ? "not a proof document: " : ""}${e.message}\n`);

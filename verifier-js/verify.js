@@ -120,6 +120,21 @@ function list(path, v, limit) {
   return v;
 }
 
+/** Parse a schema block (at the JSON path `at`). */
+export function parseSchema(value, at = "schema") {
+  const s = fields(at, value, KEYS.schema);
+  const metrics = list(`${at}.metrics`, s.metrics, 1024).map((m, i) => {
+    const path = `${at}.metrics[${i}]`;
+    fields(path, m, KEYS.metric);
+    const scale = int(`${path}.scale`, m.scale, 64);
+    if (scale < -128n || scale > 127n) throw new FormatError(`${path}.scale`, "does not fit int8");
+    return { name: str(`${path}.name`, m.name), unit: str(`${path}.unit`, m.unit), scale };
+  });
+  const version = uint(`${at}.version`, s.version, 64);
+  if (version >= 1n << 32n) throw new FormatError(`${at}.version`, "does not fit uint32");
+  return { id: hex(`${at}.id`, s.id, 32), name: str(`${at}.name`, s.name), version, metrics };
+}
+
 /** Parse a v2 proof document; a FormatError names the first bad field (a JSON path). */
 export function parseProof(obj) {
   const doc = fields("", obj, KEYS[""]);
@@ -140,17 +155,7 @@ export function parseProof(obj) {
     chainId: uint("domain.chain_id", d.chain_id, 256),
     verifyingContract: address("domain.verifying_contract", d.verifying_contract),
   };
-  const s = fields("schema", doc.schema, KEYS.schema);
-  const metrics = list("schema.metrics", s.metrics, 1024).map((m, i) => {
-    const at = `schema.metrics[${i}]`;
-    fields(at, m, KEYS.metric);
-    const scale = int(`${at}.scale`, m.scale, 64);
-    if (scale < -128n || scale > 127n) throw new FormatError(`${at}.scale`, "does not fit int8");
-    return { name: str(`${at}.name`, m.name), unit: str(`${at}.unit`, m.unit), scale };
-  });
-  const version = uint("schema.version", s.version, 64);
-  if (version >= 1n << 32n) throw new FormatError("schema.version", "does not fit uint32");
-  const schema = { id: hex("schema.id", s.id, 32), name: str("schema.name", s.name), version, metrics };
+  const schema = parseSchema(doc.schema);
   const structHash = hex("struct_hash", doc.struct_hash, 32);
   const leaf = hex("leaf", doc.leaf, 32);
   const merkleProof = list("merkle_proof", doc.merkle_proof, 256).map((p, i) =>
@@ -235,7 +240,7 @@ function checkDomain(p) {
   return problems.length ? fail("domain", problems.join("; ")) : ok("domain", "ChainSense v1");
 }
 
-function structHashOf(r) {
+export function structHashOf(r) {
   const values = keccak256(encodePacked(r.values.map(() => "int256"), r.values));
   return keccak256(
     encodeAbiParameters(

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from chainsense.cli import _common, app
 from chainsense.identity import DeviceKey
 from chainsense.provenance import ProofDocument, verify_proof
+from chainsense.provenance.bundle_v2 import documents
 from tests.support import free_port
 
 from .conftest import Api, make_api
@@ -65,11 +66,14 @@ def test_proof_get_prints_the_document_and_export_writes_a_bundle(
             "deployment.json", "manifest.json", "proofs.jsonl", "readings.csv",
         ]  # fmt: skip
         manifest = json.loads(z.read("manifest.json"))
-        docs = [ProofDocument.from_json(json.loads(x)) for x in z.read("proofs.jsonl").splitlines()]
+        lines = z.read("proofs.jsonl").splitlines()
+        docs = list(documents(lines))  # a chainsense.bundle.v2 bundle
         csv_lines = z.read("readings.csv").decode().splitlines()
     assert (manifest["readings"], manifest["proofs"], manifest["pending"]) == (3, 3, 0)
-    assert [d.reading_id for d in docs] == ids
-    assert all(verify_proof(d.proof, d.root, d.leaf) for d in docs)
+    assert lines[0] == b'{"format":"chainsense.bundle.v2"}'
+    assert all(isinstance(d, ProofDocument) for d in docs)
+    assert [d.reading_id for d in docs if isinstance(d, ProofDocument)] == ids
+    assert all(verify_proof(d.proof, d.root, d.leaf) for d in docs if isinstance(d, ProofDocument))
     assert len(csv_lines) == 4
     # the export's own instructions work: the whole zip verifies, pinned, against the chain
     published = tmp_path / "deployment.json"

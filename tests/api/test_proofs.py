@@ -10,6 +10,7 @@ from typing import Any
 
 from chainsense.identity import DeviceKey, Reading, ReadingVerifier, struct_hash
 from chainsense.provenance import ProofDocument, leaf_of, verify_proof
+from chainsense.provenance.bundle_v2 import documents
 
 from .conftest import Api
 
@@ -125,10 +126,19 @@ def test_export_readings_as_csv_and_jsonl_and_the_proof_bundle(api: Api) -> None
         headers=api.auth("reader"),
     )
     assert all(json.loads(x)["timestamp"] >= since for x in ranged.text.splitlines())
-    bundle = api.client.get("/v1/export/proofs", params=params, headers=api.auth("reader"))
-    docs = [ProofDocument.from_json(json.loads(line)) for line in bundle.text.splitlines()]
+    single = api.client.get(
+        "/v1/export/proofs", params=params | {"format": "proofs"}, headers=api.auth("reader")
+    )
+    docs = [ProofDocument.from_json(json.loads(line)) for line in single.text.splitlines()]
     assert [d.reading_id for d in docs] == ids
     assert all(verify_proof(d.proof, d.root, d.leaf) for d in docs)
+    # the default: a chainsense.bundle.v2 bundle holding the same documents
+    bundle = api.client.get("/v1/export/proofs", params=params, headers=api.auth("reader"))
+    lines = bundle.text.splitlines()
+    assert lines[0] == '{"format":"chainsense.bundle.v2"}'
+    assert sum(line.startswith('{"batch":') for line in lines) >= 1
+    back = [d.to_json() if isinstance(d, ProofDocument) else d for d in documents(lines)]
+    assert back == [d.to_json() for d in docs]
     empty = api.client.get(
         "/v1/export/readings", params={"device": "0x" + "11" * 20}, headers=api.auth("reader")
     )

@@ -168,3 +168,35 @@ def test_bundle_jsonlAndZip_summaryAndProgress(
     unpinned = runner.invoke(app, ["verify", str(bundle), "--rpc", chain.rpc_url])
     assert unpinned.exit_code == 3, unpinned.output
     assert "NOT VERIFIED" in unpinned.stdout
+
+
+def test_bundleV2_jsonlOfflineAndZipOnline(
+    chain: Chain, proofs: list[ProofDocument], tmp_path: Path
+) -> None:
+    """chainsense.bundle.v2, as the export writes it: offline from a .jsonl file read by the
+    workers, and against the chain from a zip, a tampered proof line named by its line."""
+    from chainsense.provenance.bundle_v2 import bundle_lines
+
+    lines = list(bundle_lines(proofs))
+    bundle = tmp_path / "bundle.jsonl"
+    bundle.write_text("".join(line + "\n" for line in lines))
+    runner = CliRunner()
+    hashes = [arg for h in _hashes(proofs) for arg in ("--block-hash", h)]
+    offline = runner.invoke(app, ["verify", str(bundle), *_pins(chain), *hashes])
+    assert offline.exit_code == 0, offline.output
+    assert f"{len(proofs)} proofs in 1 blocks: {len(proofs)} valid" in offline.stdout
+    tampered = list(lines)
+    obj = json.loads(tampered[-1])
+    obj["proof"]["reading"]["values"][0] = str(int(obj["proof"]["reading"]["values"][0]) + 1)
+    tampered[-1] = json.dumps(obj)
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("proofs.jsonl", "\n".join(tampered) + "\n")
+    online = runner.invoke(
+        app, ["verify", str(archive), *_pins(chain), "--rpc", chain.rpc_url, "--json"]
+    )
+    assert online.exit_code == 1, online.output
+    body = json.loads(online.stdout)
+    assert (body["valid"], body["invalid"]) == (len(proofs) - 1, 1)
+    assert body["failures"][0]["line"] == len(tampered)
+    assert sorted(body["failures"][0]["checks"]) == ["merkle-path", "signature"]

@@ -64,7 +64,8 @@ def export(
     api: ApiOption = None,
 ) -> None:
     """Export a device's readings in a time range, with their proofs, as one zip bundle:
-    readings.csv (or .jsonl), proofs.jsonl (one proof document per anchored reading),
+    readings.csv (or .jsonl), proofs.jsonl (a chainsense.bundle.v2 bundle: a batch line per
+    batch, a proof line per anchored reading),
     manifest.json and deployment.json (GET /v1/deployment). Check the whole bundle with
     `chainsense verify BUNDLE.zip --deployment DEPLOYMENT.json --rpc URL` (or offline with
     --block-hash)."""
@@ -86,9 +87,11 @@ def export(
     readings = call(lambda: fetch("/v1/export/readings", {"format": fmt}))
     lines = call(lambda: fetch("/v1/export/proofs", {})).splitlines()
     deployment = call(lambda: api_request(settings, "GET", "/v1/deployment")).json()
-    proofs = [line for line in lines if line and '"status":"pending"' not in line]
-    pending = len(lines) - len(proofs)
-    count = len(lines)
+    # a chainsense.bundle.v2 bundle: the format line, batch lines, proof lines, pending lines
+    kept = [line for line in lines if line and not line.startswith('{"pending":')]
+    proofs = [line for line in kept if line.startswith('{"proof":')]
+    pending = sum(1 for line in lines if line.startswith('{"pending":'))
+    count = len(proofs) + pending
     manifest = {
         "device": device,
         "since": since,
@@ -101,7 +104,7 @@ def export(
     tmp = out.with_name(out.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         bundle.writestr(f"readings.{fmt}", readings)
-        bundle.writestr("proofs.jsonl", "".join(p + "\n" for p in proofs))
+        bundle.writestr("proofs.jsonl", "".join(line + "\n" for line in kept))
         bundle.writestr("manifest.json", json.dumps(manifest, indent=2) + "\n")
         bundle.writestr("deployment.json", json.dumps(deployment, indent=2) + "\n")
     tmp.replace(out)

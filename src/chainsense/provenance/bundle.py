@@ -11,6 +11,7 @@ contracts' code is checked once, and each distinct device's key record is read o
 
 from __future__ import annotations
 
+import bisect
 import gc
 import json
 import multiprocessing
@@ -26,6 +27,8 @@ from typing import Any
 
 import orjson
 
+from chainsense.provenance.bundle_check import check_lines as check_v2_lines
+from chainsense.provenance.bundle_v2 import batch_offsets, is_bundle_v2, keep_whole, says_complete
 from chainsense.provenance.pins import Pins
 from chainsense.provenance.proof import ProofDocument, ProofFormatError
 from chainsense.provenance.verify import Check, offline_checks
@@ -152,6 +155,9 @@ class ChunkResult:
     count: int = 0
     clean: dict[tuple[int, bytes, str, int], list[int]] = field(default_factory=dict)
     others: list[ProofResult] = field(default_factory=list)
+    span: int = 0
+    """Lines the chunk covered, when its indices are line positions (a v2 bundle, whose batch
+    lines are not proofs); 0 when each line is a proof (the indices count proofs)."""
 
 
 def _check_lines(lines: Sequence[str]) -> ChunkResult:
@@ -301,6 +307,80 @@ def _results(lines: Sequence[str], pins: Pins | None, workers: int) -> Iterator[
         _LINES = ()
 
 
+def _v2_job(job: tuple[Sequence[bytes], bytes | None, bool]) -> ChunkResult:
+    """Lines of a v2 bundle the caller holds, with the batch line of their section."""
+    lines, context, first = job
+    return check_v2_lines(lines, context, first, _PINS)
+
+
+def _inherited_v2(job: tuple[int, int, int]) -> ChunkResult:
+    start, end, context = job
+    lines = [line.encode() for line in _LINES[start:end]]
+    above = _LINES[context].encode() if context >= 0 else None
+    return check_v2_lines(lines, above, start == 0, _PINS)
+
+
+def _results_v2(
+    lines: Sequence[str], batches: Sequence[int], pins: Pins | None, workers: int
+) -> Iterator[ChunkResult]:
+    """:func:`_results` for a v2 bundle: each chunk goes with the index of the batch line above
+    it (-1 when it starts with one), so a chunk can start in the middle of a section."""
+    global _LINES
+    complete = [says_complete(lines[i]) for i in batches]
+    cut = [(i, min(i + _CHUNK, len(lines))) for i in range(0, len(lines), _CHUNK)]
+    bounds = []
+    for start, end in keep_whole(cut, batches, complete, len(lines)):
+        above = bisect.bisect_right(batches, start) - 1
+        context = batches[above] if above >= 0 and batches[above] < start else -1
+        bounds.append((start, end, context))
+    if workers <= 1 or len(lines) <= _CHUNK:
+        _init(pins)
+        for job in bounds:
+            yield _inherited_v2_local(lines, job)
+        return
+    _LINES = lines
+    try:
+        pool, forked = _pool(workers, pins)
+        with pool:
+            if forked:
+                yield from pool.map(_inherited_v2, bounds)
+            else:
+                jobs = [
+                    (
+                        [x.encode() for x in lines[s:e]],
+                        lines[c].encode() if c >= 0 else None,
+                        s == 0,
+                    )
+                    for s, e, c in bounds
+                ]
+                yield from pool.map(_v2_job, jobs)
+    finally:
+        _LINES = ()
+
+
+def _inherited_v2_local(lines: Sequence[str], job: tuple[int, int, int]) -> ChunkResult:
+    start, end, context = job
+    above = lines[context].encode() if context >= 0 else None
+    return check_v2_lines([x.encode() for x in lines[start:end]], above, start == 0, _PINS)
+
+
+def _file_chunk_v2(job: tuple[str, int, int, int]) -> ChunkResult:
+    """A byte range of a v2 bundle file, read by the worker with the batch line of its section
+    (``context``: its offset, or -1 when the range starts with a batch line)."""
+    path, start, end, context = job
+    above = None
+    with open(path, "rb") as f:
+        if context >= 0:
+            f.seek(context)
+            above = f.readline().rstrip(b"\n")
+        f.seek(start)
+        data = f.read(end - start)
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return check_v2_lines(lines, above, start == 0, _PINS)
+
+
 _FILE_CHUNK = 1 << 21
 """Bytes of a JSONL file per worker job (about 450 proofs)."""
 
@@ -318,6 +398,11 @@ def file_ranges(path: str, size: int = _FILE_CHUNK) -> list[tuple[int, int]]:
             ranges.append((start, end))
             start = end
     return ranges
+
+
+def _file_is_v2(path: str) -> bool:
+    with open(path, "rb") as f:
+        return is_bundle_v2(f.readline())
 
 
 def jsonl_file(path: str) -> bool:
@@ -342,7 +427,8 @@ def distinct_blocks(lines: Sequence[str]) -> dict[int, set[bytes]]:
     found: dict[int, set[bytes]] = {}
     for line in lines:
         try:
-            anchor = json.loads(line)["anchor"]
+            obj = json.loads(line)
+            anchor = obj["batch"]["anchor"] if "batch" in obj else obj["anchor"]
             found.setdefault(int(anchor["block_number"]), set()).add(
                 bytes.fromhex(anchor["block_hash"][2:])
             )
@@ -366,6 +452,7 @@ class _Tally:
         self.device = device
         self.keep = keep_failures
         self.done = 0
+        self.lines = 0
         self.hashes: set[bytes] = set()
 
     def _settle(
@@ -413,10 +500,11 @@ class _Tally:
         if entries and room > 0:
             entries.sort(key=lambda e: e[0])
             result.failures.extend(
-                {"line": self.done + i + 1, "status": status, "checks": names, "detail": detail}
+                {"line": self.lines + i + 1, "status": status, "checks": names, "detail": detail}
                 for i, status, names, detail in entries[:room]
             )
         self.done += chunk.count
+        self.lines += chunk.span or chunk.count
 
 
 def verify_lines(
@@ -431,14 +519,24 @@ def verify_lines(
 ) -> BundleResult:
     """Verify every proof of a bundle; ``block`` (and ``device``) settle the chain-side checks,
     once per distinct value (they are lookups: the same arguments give the same check)."""
-    result = BundleResult(total=len(lines))
+    workers = workers or os.cpu_count() or 1
+    v2 = bool(lines) and is_bundle_v2(lines[0])
+    if v2:
+        batches = [i for i, line in enumerate(lines) if line.startswith('{"batch":')]
+        total = len(lines) - len(batches) - 1
+        chunks = _results_v2(lines, batches, pins, workers)
+    else:
+        total = len(lines)
+        chunks = _results(lines, pins, workers)
+    result = BundleResult(total=total)
     tally = _Tally(result, block, device, keep_failures)
     step = 0
-    for chunk in _results(lines, pins, workers or os.cpu_count() or 1):
+    for chunk in chunks:
         tally.add(chunk)
-        if progress is not None and (tally.done // 5000 > step or tally.done == len(lines)):
+        if progress is not None and (tally.done // 5000 > step or tally.done == total):
             step = tally.done // 5000
-            progress(tally.done, len(lines))
+            progress(tally.done, total)
+    result.total = tally.done
     result.blocks = len(tally.hashes)
     return result
 
@@ -462,11 +560,29 @@ def verify_file(
     ranges = file_ranges(path)
     size = ranges[-1][1] if ranges else 0
     workers = workers or os.cpu_count() or 1
-    jobs = [(path, start, end) for start, end in ranges]
+    jobs: list[Any]
+    work: Callable[[Any], ChunkResult]
+    if _file_is_v2(path):
+        offsets = batch_offsets(path)
+        with open(path, "rb") as f:
+            complete = []
+            for offset in offsets:
+                f.seek(offset)
+                complete.append(says_complete(f.readline()))
+        ranges = keep_whole(ranges, offsets, complete, size)
+        jobs = []
+        for start, end in ranges:
+            above = bisect.bisect_right(offsets, start) - 1
+            context = offsets[above] if above >= 0 and offsets[above] < start else -1
+            jobs.append((path, start, end, context))
+        work = _file_chunk_v2
+    else:
+        jobs = [(path, start, end) for start, end in ranges]
+        work = _file_chunk
     try:
         if workers <= 1 or len(jobs) <= 1:
             _init(pins)
-            chunks: Iterator[ChunkResult] = map(_file_chunk, jobs)
+            chunks: Iterator[ChunkResult] = map(work, jobs)
             for (_, end), chunk in zip(ranges, chunks, strict=True):
                 tally.add(chunk)
                 if progress is not None:
@@ -474,7 +590,7 @@ def verify_file(
         else:
             pool, _ = _pool(workers, pins)
             with pool:
-                for (_, end), chunk in zip(ranges, pool.map(_file_chunk, jobs), strict=True):
+                for (_, end), chunk in zip(ranges, pool.map(work, jobs), strict=True):
                     tally.add(chunk)
                     if progress is not None:
                         progress(tally.done, end, size)

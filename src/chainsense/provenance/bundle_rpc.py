@@ -56,7 +56,8 @@ def _devices(lines: Sequence[str]) -> set[str]:
     found = set()
     for line in lines:
         try:
-            found.add(str(json.loads(line)["reading"]["device"]))
+            obj = json.loads(line)
+            found.add(str(obj.get("proof", obj)["reading"]["device"]))
         except (ValueError, KeyError, TypeError):
             continue
     return found

@@ -49,6 +49,7 @@ from chainsense.identity import (
     struct_hash,
 )
 from chainsense.identity._address import address_bytes, checksum_from_bytes
+from chainsense.identity.reading import Reading
 from chainsense.provenance.blockproof import (
     BlockEvidenceError,
     decode_header,
@@ -57,15 +58,23 @@ from chainsense.provenance.blockproof import (
 )
 from chainsense.provenance.merkle import leaf_of, process_proof
 from chainsense.provenance.pins import Pins
-from chainsense.provenance.proof import ProofDocument, SchemaRef
+from chainsense.provenance.proof import AnchorRef, DomainRef, ProofDocument, SchemaRef
 
 __all__ = [
     "OFFLINE_CHECKS",
     "ONCHAIN_CHECKS",
     "Check",
     "Verdict",
+    "block_checks",
+    "contracts_check",
+    "domain_check",
     "offline_checks",
+    "path_check",
+    "schema_check",
+    "signature_check",
+    "signer_of",
     "verify_offline",
+    "walk_path",
 ]
 
 OFFLINE_CHECKS = (
@@ -184,17 +193,21 @@ def _schema_block(schema: SchemaRef) -> tuple[bool, str | None, str]:
 
 
 def _check_schema(doc: ProofDocument) -> Check:
-    schema = doc.schema
+    return schema_check(doc.schema, doc.reading)
+
+
+def schema_check(schema: SchemaRef, reading: Reading) -> Check:
+    """``schema``: the block's id is the hash of its contents, the reading names it, and there
+    is one value per metric."""
     hashable, problem, units = _schema_block(schema)
     if not hashable:
         return Check("schema", False, str(problem))
     problems = [] if problem is None else [problem]
-    if doc.reading.schema != schema.id:
-        problems.append(f"reading.schema {_short(doc.reading.schema)} is not schema.id")
-    if len(doc.reading.values) != len(schema.metrics):
+    if reading.schema != schema.id:
+        problems.append(f"reading.schema {_short(reading.schema)} is not schema.id")
+    if len(reading.values) != len(schema.metrics):
         problems.append(
-            f"{len(doc.reading.values)} values for the {len(schema.metrics)} metrics of "
-            f"{schema.name}"
+            f"{len(reading.values)} values for the {len(schema.metrics)} metrics of {schema.name}"
         )
     if problems:
         return Check("schema", False, "; ".join(problems))
@@ -202,16 +215,20 @@ def _check_schema(doc: ProofDocument) -> Check:
 
 
 def _check_domain(doc: ProofDocument) -> Check:
-    domain = doc.domain
+    return domain_check(doc.domain, doc.anchor.chain_id)
+
+
+def domain_check(domain: DomainRef, anchor_chain_id: int) -> Check:
+    """``domain``: ChainSense v1 on the anchor's chain."""
     problems = []
     if (domain.name, domain.version) != (DOMAIN_NAME, DOMAIN_VERSION):
         problems.append(
             f"domain is {domain.name!r} version {domain.version!r}, "
             f"not {DOMAIN_NAME!r} version {DOMAIN_VERSION!r}"
         )
-    if domain.chain_id != doc.anchor.chain_id:
+    if domain.chain_id != anchor_chain_id:
         problems.append(
-            f"domain.chain_id {domain.chain_id} is not anchor.chain_id {doc.anchor.chain_id}"
+            f"domain.chain_id {domain.chain_id} is not anchor.chain_id {anchor_chain_id}"
         )
     if problems:
         return Check("domain", False, "; ".join(problems))
@@ -229,12 +246,31 @@ def _verifier(chain_id: int, registry: str) -> ReadingVerifier:
 
 
 def _check_signature(doc: ProofDocument, computed: bytes) -> Check:
-    device = doc.reading.device
+    return signature_check(doc.domain, doc.reading.device, doc.signature, computed)
+
+
+def signer_of(domain: DomainRef, signature: bytes, computed: bytes) -> bytes | IdentityError:
+    """The 20 bytes ``signature`` recovers over ``computed`` (hashStruct) in ``domain``'s
+    EIP-712 domain, or why none can be recovered."""
     try:
-        verifier = _verifier(doc.domain.chain_id, doc.domain.verifying_contract)
-        signer = verifier.recover_struct_bytes(computed, doc.signature)
+        verifier = _verifier(domain.chain_id, domain.verifying_contract)
+        return verifier.recover_struct_bytes(computed, signature)
     except IdentityError as exc:
-        return Check("signature", False, str(exc))
+        return exc
+
+
+def signature_check(
+    domain: DomainRef,
+    device: str,
+    signature: bytes,
+    computed: bytes,
+    signer: bytes | IdentityError | None = None,
+) -> Check:
+    """``signature``: it recovers ``device`` (``signer``: :func:`signer_of`, if known)."""
+    if signer is None:
+        signer = signer_of(domain, signature, computed)
+    if isinstance(signer, IdentityError):
+        return Check("signature", False, str(signer))
     if signer != address_bytes(device):
         return Check(
             "signature",
@@ -269,21 +305,40 @@ _NODES_MAX = 1 << 15
 
 
 def _check_path(doc: ProofDocument) -> Check:
+    return path_check(doc.proof, doc.leaf, doc.root)
+
+
+def walk_path(proof: tuple[bytes, ...], leaf: bytes) -> bytes:
+    """Where ``proof`` leads from ``leaf``, through the table of node hashes already made."""
     if len(_NODES) > _NODES_MAX:
         _NODES.clear()
-    reached = process_proof(doc.proof, doc.leaf, _NODES)
-    steps = len(doc.proof)
-    if reached != doc.root:
+    return process_proof(proof, leaf, _NODES)
+
+
+def path_check(
+    proof: tuple[bytes, ...], leaf: bytes, root: bytes, reached: bytes | None = None
+) -> Check:
+    """``merkle-path``: the path leads from the leaf to the root (``reached``: where it led,
+    if known)."""
+    if reached is None:
+        reached = walk_path(proof, leaf)
+    steps = len(proof)
+    if reached != root:
         return Check(
             "merkle-path",
             False,
             f"the {steps}-step path from the leaf leads to {_short(reached)}, "
-            f"not to the root {_short(doc.root)}",
+            f"not to the root {_short(root)}",
         )
     return Check("merkle-path", True, f"{steps}-step path leads from the leaf to the root")
 
 
 def _check_contracts(doc: ProofDocument, pins: Pins | None) -> Check:
+    return contracts_check(doc.domain, doc.anchor, pins)
+
+
+def contracts_check(domain: DomainRef, anchor: AnchorRef, pins: Pins | None) -> Check:
+    """``contracts``: the domain and the anchor name the pinned chain and contracts."""
     if pins is None:
         return Check(
             "contracts",
@@ -293,15 +348,15 @@ def _check_contracts(doc: ProofDocument, pins: Pins | None) -> Check:
             skipped=True,
         )
     if (
-        doc.anchor.chain_id == doc.domain.chain_id == pins.chain_id
-        and doc.domain.verifying_contract == pins.registry
-        and doc.anchor.contract == pins.anchor
+        anchor.chain_id == domain.chain_id == pins.chain_id
+        and domain.verifying_contract == pins.registry
+        and anchor.contract == pins.anchor
     ):  # the parser gives EIP-55 forms: equal strings are equal addresses
         return _pinned(pins)
     wrong = pins.mismatches(
-        chain_ids={"anchor.chain_id": doc.anchor.chain_id, "domain.chain_id": doc.domain.chain_id},
-        registry=doc.domain.verifying_contract,
-        anchor=doc.anchor.contract,
+        chain_ids={"anchor.chain_id": anchor.chain_id, "domain.chain_id": domain.chain_id},
+        registry=domain.verifying_contract,
+        anchor=anchor.contract,
     )
     if wrong:
         return Check("contracts", False, "; ".join(wrong))
@@ -313,14 +368,13 @@ def _pinned(pins: Pins) -> Check:
     return Check("contracts", True, f"the pinned deployment: {pins.describe()}")
 
 
-def _check_header(doc: ProofDocument) -> tuple[Check, bytes | None]:
-    a = doc.anchor
-    return _header(a.header_rlp, a.block_hash, a.block_number, a.block_time)
-
-
-def _check_receipt(doc: ProofDocument, receipts_root: bytes | None) -> Check:
-    a = doc.anchor
-    return _receipt(receipts_root, a.tx_index, a.receipt_proof, a.contract, doc.root, a.block_time)
+def block_checks(anchor: AnchorRef, root: bytes) -> tuple[Check, Check]:
+    """``header`` and ``receipt``: the block evidence ties ``root``'s anchor to the block hash
+    (both remembered for the last blocks: they are the same for every proof of a batch)."""
+    a = anchor
+    header, receipts_root = _header(a.header_rlp, a.block_hash, a.block_number, a.block_time)
+    receipt = _receipt(receipts_root, a.tx_index, a.receipt_proof, a.contract, root, a.block_time)
+    return header, receipt
 
 
 # The block evidence is the same for every proof of a batch: its checks are pure functions of
@@ -420,7 +474,7 @@ def _check_trusted_block(doc: ProofDocument, trusted: Collection[bytes] | None) 
 def offline_checks(doc: ProofDocument, pins: Pins | None) -> list[Check]:
     """Every check but ``block``: the whole path from the reading to the block hash."""
     computed = struct_hash(doc.reading)  # hashStruct(reading), as signed and as committed to
-    header, receipts_root = _check_header(doc)
+    header, receipt = block_checks(doc.anchor, doc.root)
     return [
         _check_contracts(doc, pins),
         _check_schema(doc),
@@ -429,7 +483,7 @@ def offline_checks(doc: ProofDocument, pins: Pins | None) -> list[Check]:
         _check_leaf(doc, computed),
         _check_path(doc),
         header,
-        _check_receipt(doc, receipts_root),
+        receipt,
     ]
 
 

@@ -13,7 +13,9 @@ from fastapi.responses import StreamingResponse
 
 from chainsense.api.deps import PlatformDep, ReaderDep
 from chainsense.api.params import DeviceQuery, SinceQuery, UntilQuery
+from chainsense.provenance.bundle_v2 import BundleWriter
 from chainsense.provenance.export import readings_csv, readings_jsonl
+from chainsense.provenance.proof import ProofDocument
 
 router = APIRouter(prefix="/export", tags=["provenance"])
 
@@ -23,6 +25,13 @@ _PAGE = 1000
 class ExportFormat(enum.StrEnum):
     csv = "csv"
     jsonl = "jsonl"
+
+
+class ProofsFormat(enum.StrEnum):
+    bundle = "bundle"
+    """``chainsense.bundle.v2``: a batch line per batch, then a small line per proof."""
+    proofs = "proofs"
+    """One whole ``chainsense.proof.v2`` document per line."""
 
 
 @router.get(
@@ -66,10 +75,15 @@ async def export_readings(
 @router.get(
     "/proofs",
     summary="The proof bundle of a device's readings in a time range (JSON lines)",
-    description="One proof document per line, in reading order; a reading not anchored yet "
-    'gets a `{"status": "pending", ...}` line instead. Verify the whole bundle with '
-    "`chainsense verify bundle.jsonl --deployment deployment.json --rpc URL` (the deployment "
-    "document from `GET /v1/deployment`), or offline with `--block-hash` instead of `--rpc`.",
+    description="`format=bundle` (the default): a `chainsense.bundle.v2` bundle, in reading "
+    "order: the format line, then for each batch a batch line with the parts its proofs share "
+    "(root, domain, schema, anchor with the block header and receipts-trie proof) followed by "
+    "one small line per proof (reading, signature, Merkle path); a reading not anchored yet "
+    'gets a `{"pending": {...}}` line. `format=proofs`: one whole `chainsense.proof.v2` '
+    'document per line, `{"status": "pending", ...}` for a reading not anchored yet. Verify '
+    "either with `chainsense verify bundle.jsonl --deployment deployment.json --rpc URL` (the "
+    "deployment document from `GET /v1/deployment`), or offline with `--block-hash` instead "
+    "of `--rpc`. The format is specified in docs/proof-format.md.",
     response_class=StreamingResponse,
     responses={200: {"content": {"application/x-ndjson": {}}}},
 )
@@ -79,13 +93,20 @@ async def export_proofs(
     device: DeviceQuery,
     since: SinceQuery = None,
     until: UntilQuery = None,
+    format: Annotated[ProofsFormat, Query()] = ProofsFormat.bundle,
 ) -> StreamingResponse:
     address = to_checksum_address(device)
 
     async def lines() -> AsyncIterator[str]:
+        writer = BundleWriter() if format is ProofsFormat.bundle else None
         async for _, doc in platform.proofs.proofs(device=address, since_ms=since, until_ms=until):
-            body = doc.to_json()
-            yield json.dumps(body, separators=(",", ":")) + "\n"
+            if writer is None:
+                yield json.dumps(doc.to_json(), separators=(",", ":")) + "\n"
+            else:
+                item = doc if isinstance(doc, ProofDocument) else doc.to_json()
+                yield "".join(line + "\n" for line in writer.lines(item))
+        if writer is not None:
+            yield "".join(line + "\n" for line in writer.finish())
 
     name = f"proofs-{address}.jsonl"
     return StreamingResponse(
@@ -95,4 +116,4 @@ async def export_proofs(
     )
 
 
-__all__ = ["ExportFormat", "router"]
+__all__ = ["ExportFormat", "ProofsFormat", "router"]
