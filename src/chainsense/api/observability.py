@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chainsense.observability.logs import bind_request_id, reset_request_id
 from chainsense.observability.metrics import exposition, metrics
 
-__all__ = ["RequestObservabilityMiddleware", "router"]
+__all__ = ["RequestObservabilityMiddleware", "incoming_request_id", "router"]
 
 router = APIRouter(tags=["probes"])
 
@@ -46,7 +46,7 @@ class RequestObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_id(scope) or secrets.token_hex(8)
+        request_id = incoming_request_id(scope) or secrets.token_hex(8)
         token = bind_request_id(request_id)
         header = (b"x-request-id", request_id.encode())
         status = 500
@@ -71,7 +71,8 @@ class RequestObservabilityMiddleware:
             reset_request_id(token)
 
 
-def _incoming_id(scope: Scope) -> str | None:
+def incoming_request_id(scope: Scope) -> str | None:
+    """The client's ``X-Request-ID`` when it is a sane one."""
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             text = value.decode("latin-1")
