@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["create_app", "create_worker_app"]
 
 
-def create_worker_app() -> FastAPI:
+def create_worker_app() -> ChainSenseAPI:
     """The app of one ``serve --workers N`` process: settings from the environment, and this
     process's logging set up the same way as the parent's."""
     from chainsense.observability.logs import configure_logging
@@ -44,11 +44,12 @@ def create_worker_app() -> FastAPI:
     settings = Settings()
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     app = create_app(settings)
+    app.access_log = settings.access_log  # uvicorn's is off (serve_cli.serve_workers)
     report_startup_failures(app)
     return app
 
 
-def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -> ChainSenseAPI:
     """The app; ``span_exporter`` (an OpenTelemetry SpanExporter) turns tracing on for tests,
     as ``CHAINSENSE_OTLP_ENDPOINT`` does in production."""
     settings = settings or Settings()

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from chainsense.api.access import logging_send
 from chainsense.api.body import NO_BODY, Refusal, StrictJSONBody, refusal_answer
 from chainsense.api.errors import PROBLEM_JSON, ascii_json, domain_problem, problem_body
 from chainsense.api.limits import EdgeRateLimit, rate_limit_headers, too_many_requests
@@ -182,11 +183,15 @@ async def _answer(send: Send, status: int, headers: Headers, body: bytes) -> Non
 
 
 class ChainSenseAPI(FastAPI):
-    """FastAPI, with ``POST /v1/readings`` handed to :attr:`fast_ingest` when it is set."""
+    """FastAPI, with ``POST /v1/readings`` handed to :attr:`fast_ingest` when it is set, and
+    the access log (api/access.py) when :attr:`access_log` is."""
 
     fast_ingest: FastIngest | None = None
+    access_log: bool = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.access_log and scope["type"] == "http":
+            send = logging_send(scope, send)
         fast = self.fast_ingest
         if (
             fast is not None
