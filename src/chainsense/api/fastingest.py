@@ -32,7 +32,6 @@ handler sends it bare); it is logged once.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +42,8 @@ from chainsense.api.access import logging_send
 from chainsense.api.body import NO_BODY, Refusal, StrictJSONBody, refusal_answer
 from chainsense.api.errors import PROBLEM_JSON, ascii_json, domain_problem, problem_body
 from chainsense.api.limits import EdgeRateLimit, rate_limit_headers, too_many_requests
-from chainsense.api.observability import incoming_request_id
+from chainsense.api.observability import incoming_request_id, new_request_id
+from chainsense.api.routes.readings import answer_readings
 from chainsense.api.security import API_HEADERS
 from chainsense.api.shedding import Shedder
 from chainsense.errors import ChainSenseError
@@ -85,7 +85,7 @@ class FastIngest:
         self._metrics: Metrics | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = incoming_request_id(scope) or secrets.token_hex(8)
+        request_id = incoming_request_id(scope) or new_request_id()
         token = bind_request_id(request_id)
         started = time.perf_counter()
         # the answer's last headers: the security headers, then the request id
@@ -130,8 +130,6 @@ class FastIngest:
             reset_request_id(token)
 
     async def _route(self, value: Any) -> tuple[int, Headers, bytes]:
-        from chainsense.api.routes.readings import answer_readings
-
         platform: Platform = self.app.state.platform
         try:
             status, content, extra = await answer_readings(platform, value)
