@@ -330,6 +330,8 @@ class Database:
         raised as :meth:`translate` raises them. The event loop is not involved: a group commit
         can follow the previous one at once, however busy the loop is."""
         with self._thread_lock:
+            if self._writer_thread is None:  # closing: do not open a new writer connection
+                raise StoreUnavailableError(self.masked_url, "the store is closed")
             try:
                 result = self._transact(fn, *args)
             except StoreError:
