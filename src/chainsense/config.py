@@ -360,6 +360,12 @@ class Settings(BaseSettings):
         description="One log line per HTTP request (uvicorn's access log). Every request is "
         "counted in /metrics either way; off saves its formatting on the event loop.",
     )
+    fast_ingest: bool = Field(
+        default=True,
+        description="Serve POST /v1/readings by a lean path dispatched before FastAPI's router "
+        "and middleware (same answers, headers, limits and metrics; api/fastingest.py). Off, or "
+        "with tracing or CORS on, the FastAPI route serves it.",
+    )
     otlp_endpoint: str | None = Field(
         default=None,
         description="OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318) to export traces to; unset: "

@@ -107,6 +107,7 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
                 store.readings.insert_batch,
                 max_rows=settings.commit_max_readings,
                 window_s=settings.commit_window_ms / 1000,
+                thread_writer=store.readings if store.readings.writes_in_thread() else None,
             ),
         )
         ai: AIService | None = None

@@ -33,6 +33,7 @@ __all__ = [
     "install_log_redaction",
     "redact_url",
     "scrub",
+    "scrub_logged",
     "settings_secrets",
     "url_secrets",
 ]
@@ -130,6 +131,12 @@ def _scrub_arg(value: object, secrets: frozenset[str]) -> object:
     text = str(value)
     clean = scrub(text, secrets)
     return clean if clean != text else value
+
+
+def scrub_logged(text: str) -> str:
+    """``text`` scrubbed of the secrets log records are scrubbed of (install_log_redaction)."""
+    secrets = _SECRETS.values
+    return scrub(text, secrets) if secrets else text
 
 
 class _Secrets:

@@ -128,7 +128,7 @@ def serve_workers(settings: Settings, sock: Any, count: int) -> None:
             timeout_worker_healthcheck=60,
             log_level=settings.log_level.lower(),
             log_config=UVICORN_LOG_CONFIG,
-            access_log=settings.access_log,
+            access_log=False,  # each worker's app writes it (api/access.py)
         )
         supervisor = Multiprocess(config, sockets=[sock])
         stop = threading.Event()

@@ -6,14 +6,16 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from chainsense import __version__
 from chainsense.api.body import StrictJSONBody
 from chainsense.api.docs import install_api_docs
 from chainsense.api.errors import PROBLEM_JSON, install_error_handlers
+from chainsense.api.fastingest import ChainSenseAPI, FastIngest
 from chainsense.api.observability import RequestObservabilityMiddleware
 from chainsense.api.observability import router as metrics_router
 from chainsense.api.problems import router as problems_router
@@ -26,10 +28,14 @@ from chainsense.platform import Platform, open_platform
 from chainsense.redact import install_log_redaction, settings_secrets
 from chainsense.web import mount_dashboard
 
+if TYPE_CHECKING:
+    from chainsense.api.limits import EdgeRateLimit
+    from chainsense.api.shedding import Shedder
+
 __all__ = ["create_app", "create_worker_app"]
 
 
-def create_worker_app() -> FastAPI:
+def create_worker_app() -> ChainSenseAPI:
     """The app of one ``serve --workers N`` process: settings from the environment, and this
     process's logging set up the same way as the parent's."""
     from chainsense.observability.logs import configure_logging
@@ -38,11 +44,12 @@ def create_worker_app() -> FastAPI:
     settings = Settings()
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     app = create_app(settings)
+    app.access_log = settings.access_log  # uvicorn's is off (serve_cli.serve_workers)
     report_startup_failures(app)
     return app
 
 
-def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -> ChainSenseAPI:
     """The app; ``span_exporter`` (an OpenTelemetry SpanExporter) turns tracing on for tests,
     as ``CHAINSENSE_OTLP_ENDPOINT`` does in production."""
     settings = settings or Settings()
@@ -65,7 +72,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
                 if app.state.limiter is not None:
                     await app.state.limiter.close()
 
-    app = FastAPI(
+    app = ChainSenseAPI(
         title="ChainSense",
         version=__version__,
         summary="A trust layer for IoT data: signed readings anchored on an EVM chain.",
@@ -79,11 +86,23 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
     app.add_middleware(
         StrictJSONBody, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
     )
-    _install_protections(app, settings)
+    shedder, edge = _install_protections(app, settings)
+    app.state.shedder = shedder
     app.add_middleware(RequestObservabilityMiddleware)
     app.include_router(probes)
     app.include_router(metrics_router)
     provider = configure_tracing(app, endpoint=settings.otlp_endpoint, exporter=span_exporter)
+    if settings.fast_ingest and provider is None and not settings.cors_origins:
+        # POST /v1/readings without the router and the stack (api/fastingest.py); with tracing
+        # or CORS on, the FastAPI route below serves it.
+        app.fast_ingest = FastIngest(
+            app,
+            shedder=shedder,
+            edge=edge,
+            gate=StrictJSONBody(
+                _no_app, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
+            ),
+        )
     app.include_router(v1)
     app.include_router(problems_router)
     install_api_docs(app)
@@ -92,12 +111,17 @@ def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -
     return app
 
 
-def _install_protections(app: FastAPI, settings: Settings) -> None:
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("the fast path's gate only reads and parses")
+
+
+def _install_protections(app: FastAPI, settings: Settings) -> tuple[Shedder, EdgeRateLimit | None]:
     """Rate limits, overload shedding, security headers, CORS (docs/security.md). The last
-    added runs first: CORS, headers, shedding, then rate limits."""
-    from chainsense.api.limits import Policies, RateLimitMiddleware
+    added runs first: CORS, headers, shedding, then rate limits. Returns the shedding state and
+    the rate limit, shared with the fast path."""
+    from chainsense.api.limits import EdgeRateLimit, Policies, RateLimitMiddleware
     from chainsense.api.security import SecurityHeadersMiddleware, install_cors
-    from chainsense.api.shedding import LoadShedMiddleware
+    from chainsense.api.shedding import LoadShedMiddleware, Shedder
 
     async def authenticate(scope: Any, key: str) -> int | None:
         platform = getattr(scope["app"].state, "platform", None)
@@ -109,22 +133,24 @@ def _install_protections(app: FastAPI, settings: Settings) -> None:
             return None  # the store is down: count the request by address; the route answers
         return None if record is None else int(record.id)
 
+    edge = None
     if settings.rate_limit_enabled:
-        app.add_middleware(
-            RateLimitMiddleware,
+        edge = EdgeRateLimit(
             limiter=lambda: app.state.limiter,
             policies=Policies.from_settings(settings),
             authenticate=authenticate,
         )
-    app.add_middleware(
-        LoadShedMiddleware,
+        app.add_middleware(RateLimitMiddleware, edge=edge)
+    shedder = Shedder(
         max_in_flight=settings.shed_max_in_flight,
         max_queue=settings.shed_max_queue,
         queue_timeout=settings.shed_queue_timeout,
         retry_after=settings.shed_retry_after,
     )
+    app.add_middleware(LoadShedMiddleware, shedder=shedder)
     app.add_middleware(SecurityHeadersMiddleware)
     install_cors(app, settings.cors_origins)
+    return shedder, edge
 
 
 async def _open_limits(app: FastAPI, settings: Settings, platform: Platform) -> None:

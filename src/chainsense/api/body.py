@@ -17,11 +17,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chainsense.api.errors import problem
+from chainsense.api.errors import PROBLEM_JSON, ascii_json, problem_body
 from chainsense.api.problems import PROBLEM_TYPES
 from chainsense.strictjson import JSONBodyError, loads, quote
 
-__all__ = ["NO_BODY", "StrictJSONBody", "json_body"]
+__all__ = ["NO_BODY", "Refusal", "StrictJSONBody", "json_body", "refusal_answer"]
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,31 @@ def _is_json(content_type: str) -> bool:
     return True
 
 
-class _Refusal(Exception):
+class Refusal(Exception):
+    """A body the gate refuses: the problem type's code, the detail, the field named."""
+
     def __init__(self, code: str, detail: str, field: str | None = None) -> None:
         self.code = code
         self.detail = detail
         self.field = field
+
+
+def refusal_answer(refusal: Refusal) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The problem+json answer to a refused body: status, headers, body."""
+    entry = PROBLEM_TYPES[refusal.code]
+    extra: dict[str, Any] = {}
+    if refusal.field is not None:
+        extra["field"] = refusal.field
+    body = problem_body(entry.status, entry.title, refusal.detail, code=refusal.code, **extra)
+    raw = ascii_json(body)
+    headers = [(b"content-length", str(len(raw)).encode()), _PROBLEM_TYPE]
+    # The rest of an oversized body is not read: the connection is closed after this.
+    if entry.status == 413:
+        headers.append((b"connection", b"close"))
+    return entry.status, headers, raw
+
+
+_PROBLEM_TYPE = (b"content-type", PROBLEM_JSON.encode())
 
 
 class StrictJSONBody:
@@ -76,32 +96,24 @@ class StrictJSONBody:
             return
         headers = {k.lower(): v for k, v in scope.get("headers", ())}
         try:
-            raw, more = await self._read(headers, receive)
+            raw, more = await self.read(headers, receive)
             if raw:
-                value = self._parse(headers, raw)
+                value = self.parse(headers, raw)
                 state = dict(scope.get("state") or {})
                 state[_STATE_KEY] = value
                 # in place: outer middleware (metrics) reads the route FastAPI records in scope
                 scope["state"] = state
-        except _Refusal as refusal:
-            entry = PROBLEM_TYPES[refusal.code]
-            extra: dict[str, Any] = {}
-            if refusal.field is not None:
-                extra["field"] = refusal.field
-            response = problem(
-                entry.status, entry.title, refusal.detail, code=refusal.code, **extra
-            )
-            # The rest of an oversized body is not read: the connection is closed after this.
-            if entry.status == 413:
-                response.headers["Connection"] = "close"
-            await response(scope, receive, send)
+        except Refusal as refusal:
+            status, answer_headers, body = refusal_answer(refusal)
+            await send({"type": "http.response.start", "status": status, "headers": answer_headers})
+            await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, _replay(raw, more, receive), send)
 
-    async def _read(self, headers: dict[bytes, bytes], receive: Receive) -> tuple[bytes, bool]:
+    async def read(self, headers: dict[bytes, bytes], receive: Receive) -> tuple[bytes, bool]:
         declared = headers.get(b"content-length", b"").strip()
         if declared.isdigit() and int(declared) > self.max_bytes:
-            raise _Refusal("body-too-large", self._too_large())
+            raise Refusal("body-too-large", self._too_large())
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -111,7 +123,7 @@ class StrictJSONBody:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                raise _Refusal("body-too-large", self._too_large())
+                raise Refusal("body-too-large", self._too_large())
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks), True
@@ -119,11 +131,11 @@ class StrictJSONBody:
     def _too_large(self) -> str:
         return f"the body is larger than {self.max_bytes} bytes, the limit"
 
-    def _parse(self, headers: dict[bytes, bytes], raw: bytes) -> Any:
+    def parse(self, headers: dict[bytes, bytes], raw: bytes) -> Any:
         content_type = headers.get(b"content-type", b"").decode("latin-1")
         if not _is_json(content_type):
             given = f"Content-Type {quote(content_type)}" if content_type else "no Content-Type"
-            raise _Refusal(
+            raise Refusal(
                 "unsupported-media-type",
                 f"the body was sent with {given}; every body of this API is JSON: send "
                 "Content-Type: application/json",
@@ -132,10 +144,10 @@ class StrictJSONBody:
         try:
             return loads(raw, max_depth=self.max_depth)
         except JSONBodyError as exc:
-            raise _Refusal(exc.code, exc.detail, exc.field) from None
+            raise Refusal(exc.code, exc.detail, exc.field) from None
         except Exception:  # a parser bug must not become a 500: log it, refuse the body
             log.exception("the strict JSON parser failed unexpectedly")
-            raise _Refusal("malformed-json", "the body could not be parsed as JSON") from None
+            raise Refusal("malformed-json", "the body could not be parsed as JSON") from None
 
 
 def _replay(raw: bytes, complete: bool, receive: Receive) -> Receive:

@@ -37,6 +37,8 @@ from chainsense.telemetry.schemas import UnknownSchemaError
 __all__ = [
     "AsciiJSONResponse",
     "ProblemResponse",
+    "ascii_json",
+    "domain_problem",
     "field_error",
     "install_error_handlers",
     "problem",
@@ -48,11 +50,16 @@ PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
 
 
+def ascii_json(content: Any) -> bytes:
+    """JSON rendered ASCII-only and compact: whatever a message echoes, the answer encodes."""
+    return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 class AsciiJSONResponse(JSONResponse):
     """JSON rendered ASCII-only: whatever a message echoes, the answer always encodes."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        return ascii_json(content)
 
 
 class ProblemResponse(AsciiJSONResponse):
@@ -139,24 +146,36 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def domain_problem(exc: ChainSenseError) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """The answer to a domain error: status, problem body, extra headers (Retry-After of a
+    503); an unexpected one is logged. Also counts a 503 in the metrics."""
+    status, title, code = _status_of(exc)
+    if status >= 500 and code == "internal-error":
+        log.exception("unhandled domain error", exc_info=exc)
+        body = problem_body(500, title, "an unexpected error was logged by the server", code=code)
+        return 500, body, None
+    extra: dict[str, Any] = {}
+    if isinstance(exc, TransactionRevertedError | SettlementError):
+        extra = {"error": exc.error_name, "arguments": _jsonable(exc.error_args)}
+        if exc.tx_hash:
+            extra["tx_hash"] = exc.tx_hash
+    elif isinstance(exc, ProofFormatError):
+        extra = {"field": exc.field}
+    body = problem_body(status, title, str(exc), code=code, **extra)
+    headers = None
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
+        record_unavailable("store" if isinstance(exc, StoreUnavailableError) else "chain")
+    return status, body, headers
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ChainSenseError)
     async def _domain(_: Request, exc: ChainSenseError) -> JSONResponse:
-        status, title, code = _status_of(exc)
-        if status >= 500 and code == "internal-error":
-            log.exception("unhandled domain error", exc_info=exc)
-            return problem(500, title, "an unexpected error was logged by the server", code=code)
-        extra: dict[str, Any] = {}
-        if isinstance(exc, TransactionRevertedError | SettlementError):
-            extra = {"error": exc.error_name, "arguments": _jsonable(exc.error_args)}
-            if exc.tx_hash:
-                extra["tx_hash"] = exc.tx_hash
-        elif isinstance(exc, ProofFormatError):
-            extra = {"field": exc.field}
-        response = problem(status, title, str(exc), code=code, **extra)
-        if status == 503:
-            response.headers["Retry-After"] = str(RETRY_AFTER_S)
-            record_unavailable("store" if isinstance(exc, StoreUnavailableError) else "chain")
+        status, body, headers = domain_problem(exc)
+        response = ProblemResponse(body, status_code=status)
+        for name, value in (headers or {}).items():
+            response.headers[name] = value  # after the content headers, as before
         return response
 
     @app.exception_handler(StarletteHTTPException)

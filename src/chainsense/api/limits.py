@@ -34,6 +34,7 @@ from chainsense.limits import Decision, Limit, Limiter
 
 __all__ = [
     "EXEMPT_PATHS",
+    "EdgeRateLimit",
     "Policies",
     "RateLimitMiddleware",
     "count_rate_limited",
@@ -153,26 +154,25 @@ class KeyCache:
         return key_id
 
 
-class RateLimitMiddleware:
+class EdgeRateLimit:
+    """The per-key / per-address count of a request: one per app, shared by the middleware
+    below and the fast path of ``POST /v1/readings`` (api/fastingest.py)."""
+
     def __init__(
         self,
-        app: ASGIApp,
         *,
         limiter: Callable[[], Limiter | None],
         policies: Policies,
         authenticate: Callable[[Scope, str], Awaitable[int | None]],
     ) -> None:
-        self.app = app
         self.limiter = limiter
         self.policies = policies
         self.authenticate = authenticate
         self.keys = KeyCache()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limiter = self.limiter()
-        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS or limiter is None:
-            await self.app(scope, receive, send)
-            return
+    async def decide(self, scope: Scope, limiter: Limiter) -> tuple[Decision, str]:
+        """Count the request against its bucket: the decision, and who it was counted as
+        (refusals are counted in the metrics here)."""
         key = _api_key(scope)
         key_id = None
         if key is not None:
@@ -187,6 +187,34 @@ class RateLimitMiddleware:
             who = "this client address"
         if not decision.allowed:
             count_rate_limited(decision.limit.name)
+        return decision, who
+
+
+class RateLimitMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: Callable[[], Limiter | None] | None = None,
+        policies: Policies | None = None,
+        authenticate: Callable[[Scope, str], Awaitable[int | None]] | None = None,
+        edge: EdgeRateLimit | None = None,
+    ) -> None:
+        self.app = app
+        if edge is None:
+            assert limiter is not None
+            assert policies is not None
+            assert authenticate is not None
+            edge = EdgeRateLimit(limiter=limiter, policies=policies, authenticate=authenticate)
+        self.edge = edge
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limiter = self.edge.limiter()
+        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS or limiter is None:
+            await self.app(scope, receive, send)
+            return
+        decision, who = await self.edge.decide(scope, limiter)
+        if not decision.allowed:
             status, headers, body = too_many_requests(decision, who)
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})

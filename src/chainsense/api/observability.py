@@ -8,8 +8,8 @@ raw path: ``/v1/devices/{device}``, not an address) and status.
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 import time
 from typing import Any
 
@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chainsense.observability.logs import bind_request_id, reset_request_id
 from chainsense.observability.metrics import exposition, metrics
 
-__all__ = ["RequestObservabilityMiddleware", "router"]
+__all__ = ["RequestObservabilityMiddleware", "incoming_request_id", "new_request_id", "router"]
 
 router = APIRouter(tags=["probes"])
 
@@ -46,7 +46,7 @@ class RequestObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_id(scope) or secrets.token_hex(8)
+        request_id = incoming_request_id(scope) or new_request_id()
         token = bind_request_id(request_id)
         header = (b"x-request-id", request_id.encode())
         status = 500
@@ -71,7 +71,28 @@ class RequestObservabilityMiddleware:
             reset_request_id(token)
 
 
-def _incoming_id(scope: Scope) -> str | None:
+class _RandomIds:
+    """16 hex digits from the OS's random source, as ``secrets.token_hex(8)`` gives, read 4 KiB
+    at a time: a getrandom call per request took ~8% of the event loop under 200 devices."""
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+
+    def __call__(self) -> str:
+        at = self._at
+        if at + 8 > len(self._pool):
+            self._pool, at = os.urandom(4096), 0
+        self._at = at + 8
+        return self._pool[at : at + 8].hex()
+
+
+new_request_id = _RandomIds()
+"""A new request id (for a request without a sane ``X-Request-ID``)."""
+
+
+def incoming_request_id(scope: Scope) -> str | None:
+    """The client's ``X-Request-ID`` when it is a sane one."""
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             text = value.decode("latin-1")

@@ -19,7 +19,7 @@ import re
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["SecurityHeadersMiddleware", "html_csp", "install_cors"]
+__all__ = ["API_HEADERS", "SecurityHeadersMiddleware", "html_csp", "install_cors"]
 
 _COMMON = [
     (b"x-content-type-options", b"nosniff"),
@@ -27,6 +27,8 @@ _COMMON = [
     (b"referrer-policy", b"same-origin"),
 ]
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+#: What the middleware appends to a JSON answer that has none of these headers, in its order.
+API_HEADERS = (*_COMMON, (b"content-security-policy", _API_CSP))
 _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.I)
 
 

@@ -145,6 +145,7 @@ def serve(
     from chainsense.serve_cli import on_startup_failure
 
     app = create_app(settings)
+    app.access_log = settings.access_log
     failures: list[BaseException] = []
 
     def keep(exc: BaseException) -> None:
@@ -163,7 +164,7 @@ def serve(
         app,
         log_level=settings.log_level.lower(),
         log_config=UVICORN_LOG_CONFIG,
-        access_log=settings.access_log,
+        access_log=False,  # the app writes it, for less (api/access.py)
         lifespan="on",
     )
     server = uvicorn.Server(config)

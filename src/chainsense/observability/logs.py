@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["bind_request_id", "configure_logging", "reset_request_id"]
+__all__ = ["bind_request_id", "configure_logging", "info_line", "reset_request_id"]
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "chainsense_request_id", default=None
@@ -70,14 +70,69 @@ def _drop_color(
     return event
 
 
+class _Direct:
+    """What :func:`info_line` needs to write a line as the configured handler would."""
+
+    def __init__(self, handler: logging.StreamHandler[Any], stamper: Any, renderer: Any) -> None:
+        self.handler = handler
+        self.stamper = stamper
+        self.renderer = renderer
+
+
+_direct: _Direct | None = None
+
+
+def info_line(logger_name: str, message: str) -> None:
+    """Log ``message`` at INFO as logger ``logger_name`` would through the root handler, the
+    same line byte for byte (the fields of the pre-chain in :func:`configure_logging`, then the
+    renderer), without a LogRecord, the record factory or the formatter's wrapping: about a
+    quarter of the cost, for the per-request access line. Secrets are scrubbed as the log
+    redaction does. Through ``logging`` as usual when logging is not as configure_logging left it
+    (another handler, filters, a higher level)."""
+    from chainsense.redact import scrub_logged
+
+    if not logging.getLogger(logger_name).isEnabledFor(logging.INFO):
+        return
+    direct = _direct
+    root = logging.getLogger()
+    if (
+        direct is None
+        or root.handlers != [direct.handler]
+        or root.filters
+        or direct.handler.filters
+        or not root.isEnabledFor(logging.INFO)
+    ):
+        record = logging.getLogger(logger_name).makeRecord(
+            logger_name, logging.INFO, __file__, 0, message, (), None
+        )
+        root.handle(record)
+        return
+    event: MutableMapping[str, Any] = {"event": scrub_logged(message)}
+    event = structlog.contextvars.merge_contextvars(None, "info", event)
+    event["level"] = "info"
+    event["logger"] = logger_name
+    event = direct.stamper(None, "info", event)
+    event = _add_ids(None, "info", event)
+    line = direct.renderer(None, "info", event)
+    handler = direct.handler
+    with handler.lock:  # type: ignore[union-attr]
+        try:
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+        except Exception:  # as StreamHandler.emit does
+            handler.handleError(logging.makeLogRecord({"msg": message}))
+
+
 def configure_logging(*, fmt: str = "console", level: str = "INFO") -> None:
     """Route all standard-library logging through structlog. Idempotent."""
+    global _direct
     level_no = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    stamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        stamper,
         _add_ids,
     ]
     renderer: Any = (
@@ -95,6 +150,7 @@ def configure_logging(*, fmt: str = "console", level: str = "INFO") -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    _direct = _Direct(handler, stamper, renderer)
     root = logging.getLogger()
     for old in list(root.handlers):  # basicConfig's, or ours from an earlier call
         root.removeHandler(old)

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -187,6 +188,10 @@ class Database:
         self._sync_engine: Engine | None = None
         self._sync_writer: Engine | None = None
         self._writer_thread: ThreadPoolExecutor | None = None
+        # Held by the writer thread's jobs that run without the asyncio lock above (the
+        # readings' group commit: submit_to_writer), and by async write() transactions; jobs of
+        # run_write are already ordered after those in the writer thread's queue.
+        self._thread_lock = threading.Lock()
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
@@ -209,14 +214,17 @@ class Database:
             yield
         except StoreError:
             raise
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailableError(self.masked_url, self._reason(exc)) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated or _unavailable_sqlstate(exc):
-                raise StoreUnavailableError(self.masked_url, self._reason(exc)) from exc
-            raise StoreError(f"database error at {self.masked_url}: {self._reason(exc)}") from exc
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database error at {self.masked_url}: {self._reason(exc)}") from exc
+        except (SQLAlchemyError, *_UNAVAILABLE) as exc:
+            raise self._translated(exc) from exc
+
+    def _translated(self, exc: BaseException) -> StoreError:
+        if isinstance(exc, _UNAVAILABLE):
+            return StoreUnavailableError(self.masked_url, self._reason(exc))
+        if isinstance(exc, DBAPIError) and (
+            exc.connection_invalidated or _unavailable_sqlstate(exc)
+        ):
+            return StoreUnavailableError(self.masked_url, self._reason(exc))
+        return StoreError(f"database error at {self.masked_url}: {self._reason(exc)}")
 
     async def _connect(self, engine: AsyncEngine) -> AsyncConnection:
         """A pooled connection; any failure to get one means the database is unavailable."""
@@ -245,7 +253,7 @@ class Database:
         """A connection in a write transaction, committed (durably) when the block exits.
         Its outcome goes to :attr:`write_health` (only an unavailable store counts as failing)."""
         try:
-            async with self._write_lock:
+            async with self._write_lock, self._thread_writes_excluded():
                 conn = await self._connect(self._writer)
                 try:
                     async with self.translate(), conn.begin():
@@ -291,6 +299,50 @@ class Database:
                     # the transaction goes on in the thread: hold the lock until it ends
                     await asyncio.wait([pending])
                     raise
+
+    @asynccontextmanager
+    async def _thread_writes_excluded(self) -> AsyncIterator[None]:
+        """SQLite: no job of :meth:`submit_to_writer` writes while the block runs."""
+        if not self.is_sqlite:
+            yield
+            return
+        lock = self._thread_lock
+        if not lock.acquire(blocking=False):
+            taking = asyncio.get_running_loop().run_in_executor(None, lock.acquire)
+            try:
+                await asyncio.shield(taking)
+            except asyncio.CancelledError:
+                taking.add_done_callback(lambda _: lock.release())
+                raise
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def submit_to_writer(self, job: Callable[[], None]) -> None:
+        """SQLite: run ``job`` on the store's writer thread, after the jobs queued before it.
+        Raises RuntimeError once the store is closed."""
+        self._writer_executor().submit(job)
+
+    def transact_in_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        """On the writer thread, in a job of :meth:`submit_to_writer`: ``fn(connection, *args)``
+        in one write transaction, committed (durably) before this returns; driver failures
+        raised as :meth:`translate` raises them. The event loop is not involved: a group commit
+        can follow the previous one at once, however busy the loop is."""
+        with self._thread_lock:
+            if self._writer_thread is None:  # closing: do not open a new writer connection
+                raise StoreUnavailableError(self.masked_url, "the store is closed")
+            try:
+                result = self._transact(fn, *args)
+            except StoreError:
+                raise
+            except (SQLAlchemyError, *_UNAVAILABLE) as exc:
+                error = self._translated(exc)
+                if isinstance(error, StoreUnavailableError):
+                    self.write_health.failed(error.reason)
+                raise error from exc
+        self.write_health.succeeded()
+        return result
 
     def _writer_executor(self) -> ThreadPoolExecutor:
         if self._writer_thread is None:

@@ -110,6 +110,27 @@ class ReadingRepository:
             for outcome, reading_id, k in plan
         ]
 
+    def writes_in_thread(self) -> bool:
+        """Whether :meth:`insert_batch_in_writer` may be used (SQLite)."""
+        return self._db.is_sqlite
+
+    def submit_to_writer(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the store's writer thread (SQLite); see Database.submit_to_writer."""
+        self._db.submit_to_writer(job)
+
+    def insert_batch_in_writer(self, rows: Sequence[NewReading]) -> list[InsertResult]:
+        """:meth:`insert_batch`, called from a job of :meth:`submit_to_writer` (SQLite)."""
+        if not rows:
+            return []
+        checked = [_check(i, row) for i, row in enumerate(rows)]
+        plan, new_ids = self._db.transact_in_writer(
+            _insert_transaction, checked, datetime.now(UTC), True
+        )
+        return [
+            InsertResult(outcome, new_ids[k] if k is not None else reading_id)
+            for outcome, reading_id, k in plan
+        ]
+
     async def get(self, reading_id: int) -> StoredReading | None:
         """The reading with that id, or None."""
         async with self._db.read() as conn:

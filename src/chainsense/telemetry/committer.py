@@ -20,21 +20,42 @@ retried alone, so one bad request cannot fail the others. Any other error (the s
 goes to every request of the group.
 
 No task outlives the work: the drain task starts when rows arrive and ends when none wait.
+
+On SQLite (a :class:`ThreadWriter` given, no window) the drain runs on the store's writer thread
+instead of the event loop: each job there takes what is waiting, commits it and hands the
+results to the loop, then queues the next job if rows wait (behind the store's other writes).
+Measured under 200 one-reading devices, the loop-driven drain spent more time waiting for the
+busy event loop (to resume after a commit, then to start the next) than committing; now one
+commit follows the other at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from chainsense.observability.metrics import metrics
 from chainsense.store import InsertResult, NewReading
 
-__all__ = ["CommitStats", "GroupCommitter"]
+__all__ = ["CommitStats", "GroupCommitter", "ThreadWriter"]
 
 InsertBatch = Callable[[Sequence[NewReading]], Awaitable[list[InsertResult]]]
+
+
+class ThreadWriter(Protocol):
+    """A store whose writes run on one thread of its own (store.readings on SQLite)."""
+
+    def submit_to_writer(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the writer thread, after the writes queued before it."""
+
+    def insert_batch_in_writer(self, rows: Sequence[NewReading]) -> list[InsertResult]:
+        """``insert_batch``, called on the writer thread."""
+        ...
 
 
 @dataclass
@@ -59,7 +80,12 @@ class GroupCommitter:
     """The one writer of readings in this process; see the module docstring."""
 
     def __init__(
-        self, insert_batch: InsertBatch, *, max_rows: int = 10_000, window_s: float = 0.0
+        self,
+        insert_batch: InsertBatch,
+        *,
+        max_rows: int = 10_000,
+        window_s: float = 0.0,
+        thread_writer: ThreadWriter | None = None,
     ) -> None:
         if max_rows < 1:
             raise ValueError("max_rows must be at least 1")
@@ -71,6 +97,9 @@ class GroupCommitter:
         self._waiting_rows = 0
         self._drain: asyncio.Task[None] | None = None
         self._more = asyncio.Event()
+        self._writer = thread_writer if window_s <= 0 else None
+        self._lock = threading.Lock()  # _waiting, between the loop and the writer thread
+        self._scheduled = False  # a drain job is queued or running on the writer thread
 
     async def submit(self, rows: Sequence[NewReading]) -> list[InsertResult]:
         """Commit ``rows`` (with whatever else is waiting); one result per row, in order.
@@ -80,6 +109,14 @@ class GroupCommitter:
         loop = asyncio.get_running_loop()
         entry = _Waiting(rows, loop.create_future())
         entry.future.add_done_callback(_retrieve)  # a request that gave up logs nothing
+        if self._writer is not None:
+            with self._lock:
+                self._waiting.append(entry)
+                self._waiting_rows += len(rows)
+                start, self._scheduled = not self._scheduled, True
+            if start:
+                self._schedule(loop)
+            return await asyncio.shield(entry.future)
         self._waiting.append(entry)
         self._waiting_rows += len(rows)
         if self._waiting_rows >= self.max_rows:
@@ -139,17 +176,101 @@ class GroupCommitter:
             if not entry.future.done():
                 entry.future.set_result(results[start:end])
             start = end
+        self._record(len(group), len(rows), elapsed)
+
+    # --- the drain on the writer thread ---------------------------------------------------------
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._writer is not None
+        try:
+            self._writer.submit_to_writer(lambda: self._drain_once(loop))
+        except RuntimeError as exc:  # the store is closed: nobody waits forever
+            with self._lock:
+                group, self._waiting, self._waiting_rows = self._waiting, [], 0
+                self._scheduled = False
+            error = asyncio.CancelledError() if loop.is_closed() else exc
+            _in_loop(loop, _fail_all, group, error)
+
+    def _drain_once(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the writer thread: commit one group, hand the results to the loop, and queue the
+        next job when more rows wait (behind the other writes queued meanwhile)."""
+        with self._lock:
+            group = self._take()
+        if group:
+            outcomes: list[tuple[_Waiting, list[InsertResult] | BaseException]] = []
+            commits: list[tuple[int, int, float]] = []
+            self._insert_in_writer(group, outcomes, commits)
+            _in_loop(loop, self._deliver, outcomes, commits)
+        with self._lock:
+            more = bool(self._waiting)
+            self._scheduled = more
+        if more:
+            self._schedule(loop)
+
+    def _insert_in_writer(
+        self,
+        group: list[_Waiting],
+        outcomes: list[tuple[_Waiting, list[InsertResult] | BaseException]],
+        commits: list[tuple[int, int, float]],
+    ) -> None:
+        assert self._writer is not None
+        rows = [row for entry in group for row in entry.rows]
+        t0 = time.perf_counter()
+        try:
+            results = self._writer.insert_batch_in_writer(rows)
+        except ValueError as exc:
+            if len(group) == 1:
+                outcomes.append((group[0], exc))
+                return
+            for entry in group:  # one malformed request must not fail the others
+                self._insert_in_writer([entry], outcomes, commits)
+            return
+        except Exception as exc:  # the store is down: every request of the group hears it
+            outcomes.extend((entry, exc) for entry in group)
+            return
+        commits.append((len(group), len(rows), time.perf_counter() - t0))
+        start = 0
+        for entry in group:
+            end = start + len(entry.rows)
+            outcomes.append((entry, results[start:end]))
+            start = end
+
+    def _deliver(
+        self,
+        outcomes: list[tuple[_Waiting, list[InsertResult] | BaseException]],
+        commits: list[tuple[int, int, float]],
+    ) -> None:
+        """In the loop: answer the requests of a group, count its commits."""
+        for entry, outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                _fail(entry, outcome)
+            elif not entry.future.done():
+                entry.future.set_result(outcome)
+        for requests, rows, elapsed in commits:
+            self._record(requests, rows, elapsed)
+
+    def _record(self, requests: int, rows: int, elapsed: float) -> None:
         stats = self.stats
         stats.commits += 1
-        stats.rows += len(rows)
-        stats.requests += len(group)
-        stats.last_group_rows = len(rows)
+        stats.rows += rows
+        stats.requests += requests
+        stats.last_group_rows = rows
         m = metrics()
         m.commit_duration.observe(elapsed)
-        m.commit_batch_readings.observe(len(rows))
-        m.commit_batch_requests.observe(len(group))
+        m.commit_batch_readings.observe(rows)
+        m.commit_batch_requests.observe(requests)
         for observe in stats.observers:
-            observe(len(group), len(rows), elapsed)
+            observe(requests, rows, elapsed)
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: object) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to answer
+        loop.call_soon_threadsafe(fn, *args)
+
+
+def _fail_all(group: list[_Waiting], exc: BaseException) -> None:
+    for entry in group:
+        _fail(entry, exc)
 
 
 def _fail(entry: _Waiting, exc: BaseException) -> None:

@@ -36,7 +36,7 @@ from chainsense.identity import (
 )
 from chainsense.identity.reading import INT64_MAX, INT64_MIN
 from chainsense.observability.metrics import metrics
-from chainsense.observability.tracing import tracer
+from chainsense.observability.tracing import tracer, tracing_on
 from chainsense.store import NewReading, Outcome, Store
 from chainsense.strictjson import DEFAULT_MAX_DEPTH, quote
 from chainsense.telemetry.committer import GroupCommitter
@@ -220,7 +220,10 @@ class IngestPipeline:
         the commit: a ``stored`` result is durable."""
         started = time.perf_counter()
         now_ms = int(self._clock() * 1000)
-        span = tracer().start_span("ingest.verify", attributes={"readings": len(items)})
+        traced = tracing_on()
+        span = None
+        if traced:
+            span = tracer().start_span("ingest.verify", attributes={"readings": len(items)})
         if len(items) >= _THREAD_MIN_BATCH:
             # libsecp256k1 releases the GIL, so checking a batch in a worker thread lets one
             # request's signature recovery overlap another's parsing and storing, and keeps the
@@ -230,13 +233,19 @@ class IngestPipeline:
             results, rows, row_index = self._check_all(items, now_ms)
         if any(_unknown_device(r) for r in results) and await self._registry_caught_up():
             self._recheck_unknown(items, now_ms, results, rows, row_index)
-        span.end()
+        if span is not None:
+            span.end()
         m = metrics()
         m.verification_duration.observe(time.perf_counter() - started)
         if rows and self.admit is not None:
             rows, row_index = await self._admit(results, rows, row_index)
         if rows:
-            with tracer().start_as_current_span("ingest.commit", attributes={"rows": len(rows)}):
+            if traced:
+                with tracer().start_as_current_span(
+                    "ingest.commit", attributes={"rows": len(rows)}
+                ):
+                    stored = await self.committer.submit(rows)
+            else:
                 stored = await self.committer.submit(rows)
             for index, row, outcome in zip(row_index, rows, stored, strict=True):
                 results[index] = _result(index, row, outcome.outcome, outcome.reading_id)

@@ -13,6 +13,7 @@ from chainsense.api.deps import PlatformDep, ReaderDep
 from chainsense.api.errors import PROBLEM_JSON, AsciiJSONResponse, ProblemResponse
 from chainsense.api.params import CursorQuery, DeviceFilter, LimitQuery, SinceQuery, UntilQuery
 from chainsense.identity import Reading as DomainReading
+from chainsense.platform import Platform
 from chainsense.provenance.export import Pending, ReadingNotFoundError
 from chainsense.provenance.models import ProofPending, ProofPublic
 from chainsense.store import StoredReading
@@ -76,8 +77,19 @@ _BODY_SCHEMA = {
     },
 )
 async def post_readings(request: Request, platform: PlatformDep) -> JSONResponse:
-    settings = platform.settings
-    body = json_body(request)  # parsed by the strict JSON gate (api/body.py)
+    # The same answer as the fast path (api/fastingest.py), which serves this route unless
+    # tracing or CORS is on or CHAINSENSE_FAST_INGEST=false; this one stays for those and the docs.
+    status, content, headers = await answer_readings(platform, json_body(request))
+    if status < 400:
+        return AsciiJSONResponse(content, status, headers=headers)
+    return ProblemResponse(content, status, headers=headers)
+
+
+async def answer_readings(
+    platform: Platform, body: Any
+) -> tuple[int, dict[str, Any], dict[str, str] | None]:
+    """Ingest a parsed body (:data:`NO_BODY` for none): the status, the JSON answer (a problem
+    from 400 on) and the extra headers (Retry-After of a rate-limited reading)."""
     try:
         if body is NO_BODY:
             raise BodyError(
@@ -88,16 +100,16 @@ async def post_readings(request: Request, platform: PlatformDep) -> JSONResponse
                     'the body is empty; send a reading or {"readings": [...]}',
                 )
             )
-        items, is_batch = split_body(body, max_batch=settings.max_batch)
+        items, is_batch = split_body(body, max_batch=platform.settings.max_batch)
     except BodyError as exc:
-        return ProblemResponse(exc.rejection.problem(), exc.rejection.status)
+        return exc.rejection.status, exc.rejection.problem(), None
     results = await platform.ingest.ingest(items)
     status, ack = acknowledgement(results, batch=is_batch)
     if status < 400:
-        return AsciiJSONResponse(ack, status)
+        return status, ack, None
     wait = results[0].error.retry_after if results[0].error is not None else None
     headers = {"Retry-After": str(math.ceil(wait))} if wait is not None else None
-    return ProblemResponse(ack, status, headers=headers)
+    return status, ack, headers
 
 
 def _public(row: StoredReading, schemas: SchemaRegistry) -> ReadingPublic:
