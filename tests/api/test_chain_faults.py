@@ -35,6 +35,21 @@ def _timed_readyz(api: Api) -> tuple[float, int, dict[str, object]]:
     return time.monotonic() - started, answer.status_code, answer.json()
 
 
+def _wait_stopped(pid: int) -> None:
+    """Until every thread of ``pid`` is stopped (state T): SIGSTOP is delivered asynchronously,
+    and a node thread already running can still answer a request sent right after kill()."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        states = {
+            (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            for task in Path(f"/proc/{pid}/task").iterdir()
+        }
+        if states <= {"T", "t"}:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"anvil {pid} did not stop: thread states {states}")
+
+
 def test_a_black_holed_rpc_is_not_ready_fast_and_recovers(api: Api, tmp_path: Path) -> None:
     devchain = api.platform.chain.devchain
     assert devchain is not None
@@ -44,6 +59,7 @@ def test_a_black_holed_rpc_is_not_ready_fast_and_recovers(api: Api, tmp_path: Pa
     assert body["chain_rpc_circuit"] == "closed"
     os.kill(devchain.pid, signal.SIGSTOP)
     try:
+        _wait_stopped(devchain.pid)
         seen: list[tuple[float, int, dict[str, object]]] = []
         for _ in range(5):
             seen.append(_timed_readyz(api))

@@ -26,6 +26,14 @@ def restored_logging() -> Iterator[None]:
     handlers, level = root.handlers[:], root.level
     direct = logs._direct
     config = structlog.get_config()
+    # an in-process uvicorn started by an earlier test leaves its loggers at its --log-level
+    # (uvicorn.Config sets "uvicorn.access" to WARNING for log_level="warning"): start from
+    # the loggers as a fresh process has them
+    uvicorn = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved = [(u.level, u.propagate, u.disabled) for u in uvicorn]
+    for u in uvicorn:
+        u.setLevel(logging.NOTSET)
+        u.propagate, u.disabled = True, False
     try:
         yield
     finally:
@@ -33,6 +41,9 @@ def restored_logging() -> Iterator[None]:
         root.setLevel(level)
         logs._direct = direct
         structlog.configure(**config)
+        for u, (lvl, propagate, disabled) in zip(uvicorn, saved, strict=True):
+            u.setLevel(lvl)
+            u.propagate, u.disabled = propagate, disabled
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
