@@ -177,13 +177,7 @@ class HistoryJournal:
             return
         self._known()
         data = text.encode()
-        with self.history.open("ab") as f:
-            if f.tell() != self._size:
-                f.truncate(self._size)  # lines a crash left past what state.json counts
-                f.seek(self._size)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        _append_synced(self.history, self._size, data)
         self._size += len(data)
 
 
@@ -277,13 +271,7 @@ class _StorageLog:
             self._count, self._size = 1, len(data)
             return len(data), [old]
         data = line.encode()
-        with self.path.open("ab") as f:
-            if f.tell() != self._size:
-                f.truncate(self._size)  # lines a crash left past what state.json counts
-                f.seek(self._size)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        _append_synced(self.path, self._size, data)
         self._count += 1
         self._size += len(data)
         return len(data), []
@@ -365,6 +353,18 @@ def _valid_length(history: Path, lines: int) -> int:
         for _, raw in zip(range(lines), f, strict=False):
             size += len(raw)
     return size
+
+
+def _append_synced(path: Path, size: int, data: bytes) -> None:
+    """Append ``data`` to ``path`` at ``size`` (cutting the lines a crash left past what
+    state.json counts) and fsync it."""
+    with path.open("ab") as f:
+        if f.tell() != size:
+            f.truncate(size)
+            f.seek(size)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
