@@ -33,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from chainsense.identity import keccak256, struct_hash
+from chainsense.identity import Reading, keccak256, struct_hash
 from chainsense.provenance.merkle import MerkleTree
 from chainsense.provenance.proof import (
     _ANCHOR,
@@ -55,6 +55,7 @@ from chainsense.provenance.proof import (
     _reading,
     _remembered,
     _schema_block,
+    reading_json,
 )
 
 __all__ = [
@@ -64,8 +65,10 @@ __all__ = [
     "BatchSection",
     "BundleWriter",
     "ProofLine",
+    "batch_line",
     "batch_offsets",
     "bundle_lines",
+    "complete_proof_line",
     "document",
     "documents",
     "is_bundle_v2",
@@ -199,7 +202,7 @@ class BundleWriter:
             or _section_of(item, current.schemas) != current
         ):
             self._section = _section_of(item, (item.schema,))
-            out.append(_dumps({"batch": self._section.to_json()}))
+            out.append(batch_line(self._section))
         out.append(proof_line(item))
         return out
 
@@ -241,7 +244,7 @@ def bundle_lines(
             section = BatchSection(
                 first.root, first.domain, schemas, first.anchor, first.batch_id, True
             )
-            yield _dumps({"batch": section.to_json()})
+            yield batch_line(section)
             yield from (proof_line(doc, path=False) for doc in group)
             group.clear()
 
@@ -258,11 +261,28 @@ def bundle_lines(
 
 
 def proof_line(doc: ProofDocument, *, path: bool = True) -> str:
-    full = doc.to_json()
+    if not path:
+        return complete_proof_line(doc.reading, doc.signature, doc.reading_id)
     body = {
-        "reading": full["reading"],
-        "merkle_proof": "0x" + b"".join(doc.proof).hex() if path else None,
-        "reading_id": full["reading_id"],
+        "reading": reading_json(doc.reading, doc.signature),
+        "merkle_proof": "0x" + b"".join(doc.proof).hex(),
+        "reading_id": None if doc.reading_id is None else str(doc.reading_id),
+    }
+    return _dumps({"proof": body})
+
+
+def batch_line(section: BatchSection) -> str:
+    """The batch line that starts ``section`` (it begins with :data:`BATCH_PREFIX`)."""
+    return _dumps({"batch": section.to_json()})
+
+
+def complete_proof_line(reading: Reading, signature: bytes, reading_id: int | None) -> str:
+    """A proof line of a complete section: the reading, its signature and id, no path (what
+    an export of whole batches writes for each reading, with no tree built)."""
+    body = {
+        "reading": reading_json(reading, signature),
+        "merkle_proof": None,
+        "reading_id": None if reading_id is None else str(reading_id),
     }
     return _dumps({"proof": body})
 
