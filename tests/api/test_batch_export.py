@@ -250,6 +250,12 @@ def test_cliExportBatches_verifiesInBothVerifiers_andAnAlteredReadingFails(
     ):
         refused = runner.invoke(app, wrong, env=env)
         assert refused.exit_code == 2, (wrong, refused.output)
+    nowhere = tmp_path / "refused.jsonl"
+    bad_key = env | {"CHAINSENSE_API_KEY": "cs_000000000000_" + "x" * 43}
+    refused = runner.invoke(app, ["export", "--batches", "--out", str(nowhere)], env=bad_key)
+    assert refused.exit_code == 2, refused.output
+    assert "CHAINSENSE_API_KEY" in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batches.jsonl", "second.jsonl"]
 
     deployment = tmp_path / "deployment.json"
     deployment.write_text(api.client.get("/v1/deployment").text)

@@ -156,13 +156,16 @@ def _export_batches(out: Path, since: int | None, until: int | None, api: str | 
     params = {k: v for k, v in (("since", since), ("until", until)) if v is not None}
     settings = _settings(api=api)
     tmp = out.with_name(out.name + ".tmp")
-    call(lambda: api_download(settings, "/v1/export/batches", tmp, params=params, timeout=600))
-    sections = proofs = 0
-    with tmp.open("rb") as f:
-        for line in f:
-            if line.startswith(b'{"batch":'):
-                sections += 1
-            elif line.startswith(b'{"proof":'):
-                proofs += 1
-    tmp.replace(out)
+    try:
+        call(lambda: api_download(settings, "/v1/export/batches", tmp, params=params, timeout=600))
+        sections = proofs = 0
+        with tmp.open("rb") as f:
+            for line in f:
+                if line.startswith(b'{"batch":'):
+                    sections += 1
+                elif line.startswith(b'{"proof":'):
+                    proofs += 1
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed download leaves no partial file
     typer.echo(f"wrote {out}: {sections} batches, {proofs} proofs (complete sections)", err=True)
