@@ -231,11 +231,13 @@ def api_download(
     token = api_key()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     written = 0
+    answered = False
     try:
         with (
             open_http(base, timeout) as http,
             http.stream("GET", path, headers=headers, params=params) as response,
         ):
+            answered = True
             if not response.is_success:
                 response.read()
                 _raise_for(response, "GET", base, path)
@@ -244,7 +246,14 @@ def api_download(
                     f.write(chunk)
                     written += len(chunk)
     except httpx.TransportError as exc:
-        raise PlatformUnreachable(base, str(exc) or type(exc).__name__) from None
+        reason = str(exc) or type(exc).__name__
+        if not answered:
+            raise PlatformUnreachable(base, reason) from None
+        raise PlatformError(
+            0,
+            f"GET {base}{path}: the platform stopped sending after {written} bytes ({reason}); "
+            "its log says why, export again",
+        ) from None
     return written
 
 

@@ -168,4 +168,5 @@ def _export_batches(out: Path, since: int | None, until: int | None, api: str | 
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)  # a failed download leaves no partial file
-    typer.echo(f"wrote {out}: {sections} batches, {proofs} proofs (complete sections)", err=True)
+    batches = "batch" if sections == 1 else "batches"
+    typer.echo(f"wrote {out}: {sections} {batches}, {proofs} proofs (complete sections)", err=True)
