@@ -25,6 +25,8 @@ the section of any byte offset without parsing: :func:`batch_offsets`. The check
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import mmap
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -452,18 +454,27 @@ def says_complete(line: bytes | str) -> bool:
 def keep_whole(
     ranges: Sequence[tuple[int, int]], starts: Sequence[int], complete: Sequence[bool], end: int
 ) -> list[tuple[int, int]]:
-    """``ranges`` (consecutive, covering the input) merged so that no complete section is cut:
-    a complete section's proofs are checked together (its tree is rebuilt once). Positions
-    are byte offsets or line indices alike; section ``i`` spans ``starts[i]`` to the next
-    start (or ``end``)."""
-    inside = []
-    for i, start in enumerate(starts):
-        if complete[i]:
-            inside.append((start, starts[i + 1] if i + 1 < len(starts) else end))
-    out: list[tuple[int, int]] = []
-    for start, stop in ranges:
-        if out and any(a < start < b for a, b in inside):
-            out[-1] = (out[-1][0], stop)
-        else:
-            out.append((start, stop))
-    return out
+    """``ranges`` (consecutive, covering the input) re-cut so that no complete section is cut:
+    a complete section's proofs are checked together (its tree is rebuilt once). A cut that
+    falls inside a complete section moves back to the section's batch line, so the section
+    goes whole to the next range (a range left empty disappears); the ranges stay about as
+    many as before, so the workers still share the file. Positions are byte offsets or line
+    indices alike; section ``i`` spans ``starts[i]`` to the next start (or ``end``).
+
+    >>> keep_whole([(0, 10), (10, 20), (20, 30)], [0, 5, 18], [True, True, False], 30)
+    [(0, 5), (5, 20), (20, 30)]
+    >>> keep_whole([(0, 10), (10, 20)], [0], [True], 20)
+    [(0, 20)]
+    """
+    if not ranges:
+        return []
+    first, last = ranges[0][0], ranges[-1][1]
+    cuts: list[int] = []
+    for cut, _ in ranges[1:]:
+        i = bisect.bisect_right(starts, cut) - 1
+        if i >= 0 and complete[i] and starts[i] < cut:
+            cut = starts[i]  # inside a complete section: cut at its batch line instead
+        if cut > (cuts[-1] if cuts else first):
+            cuts.append(cut)
+    bounds = [first, *cuts, last]
+    return list(itertools.pairwise(bounds))
