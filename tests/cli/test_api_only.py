@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from eth_account import Account
 from typer.testing import CliRunner
@@ -21,7 +22,8 @@ from web3 import Web3
 from chainsense.chain import find_anvil
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
 from chainsense.cli import app
-from tests.e2e._serve import Serve
+from chainsense.identity import DeviceKey
+from tests.e2e._serve import Serve, signed_readings
 from tests.support import free_port
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
@@ -31,7 +33,10 @@ DEV = [Account.from_key(k).address for k in ANVIL_DEV_KEYS]
 
 @pytest.fixture(scope="module")
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    server = Serve(tmp_path_factory.mktemp("platform") / "data", anvil_port=str(free_port()))
+    # anchoring on: the export of whole batches needs anchored ones (the rest send no readings)
+    server = Serve(
+        tmp_path_factory.mktemp("platform") / "data", anvil_port=str(free_port()), anchoring="true"
+    )
     server.create_keys("cli")
     server.start()
     try:
@@ -124,3 +129,52 @@ def test_an_rpc_of_another_chain_is_a_usage_error(cli: Any) -> None:
     finally:
         anvil.terminate()
         anvil.wait(10)
+
+
+def test_export_batches_streams_from_a_real_server_and_verifies(
+    serve: Serve, cli: Any, tmp_path: Path
+) -> None:
+    """An auditor's copy of every anchored batch, over the network: readings of two devices,
+    anchored by the server's own anchorer, streamed by `export --batches` into a file that
+    `chainsense verify` checks, pinned, against the chain."""
+    domain = serve.domain()
+    auth = {"Authorization": f"Bearer {serve.keys['cli']}"}
+    ids: list[int] = []
+    for key in (DeviceKey.generate(), DeviceKey.generate()):
+        serve.register(key, serve.keys["cli"])
+        body = {"readings": list(signed_readings(key, domain, 5))}
+        answer = httpx.post(serve.url + "/v1/readings", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        ids += [r["id"] for r in answer.json()["results"]]
+    deadline = time.monotonic() + 60
+    for reading_id in ids:
+        while True:
+            got = httpx.get(f"{serve.url}/v1/readings/{reading_id}/proof", headers=auth, timeout=30)
+            if got.status_code == 200:
+                break
+            assert time.monotonic() < deadline, got.text
+            time.sleep(0.2)
+    out = tmp_path / "batches.jsonl"
+    cli("export", "--batches", "--out", str(out))
+    lines = out.read_text().splitlines()
+    assert lines[0] == '{"format":"chainsense.bundle.v2"}'
+    batches = [json.loads(x)["batch"] for x in lines if x.startswith('{"batch":')]
+    assert batches
+    assert all(b["complete"] is True for b in batches)
+    exported = [
+        int(json.loads(x)["proof"]["reading_id"]) for x in lines if x.startswith('{"proof":')
+    ]
+    assert set(ids) <= set(exported)
+    deployment = tmp_path / "deployment.json"
+    deployment.write_text(httpx.get(serve.url + "/v1/deployment", timeout=30).text)
+    rpc = f"http://127.0.0.1:{serve.settings['anvil_port']}"
+    summary = json.loads(
+        cli("verify", str(out), "--deployment", str(deployment), "--rpc", rpc, "--json")
+    )
+    assert (summary["total"], summary["valid"]) == (len(exported), len(exported)), summary
+    down = f"http://127.0.0.1:{free_port()}"
+    gone = tmp_path / "never.jsonl"
+    err = cli("export", "--batches", "--out", str(gone), code=3, CHAINSENSE_API_URL=down)
+    assert down in err
+    assert not gone.exists()
+    assert not (tmp_path / "never.jsonl.tmp").exists()

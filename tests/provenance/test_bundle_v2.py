@@ -6,6 +6,7 @@ whatever byte ranges the workers are given."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from chainsense.provenance import bundle
 from chainsense.provenance.bundle import BundleResult, trusted_judge, verify_file, verify_lines
-from chainsense.provenance.bundle_v2 import batch_offsets, bundle_lines, documents
+from chainsense.provenance.bundle_v2 import batch_offsets, bundle_lines, documents, keep_whole
 from chainsense.provenance.proof import ProofDocument, ProofFormatError
 from tests.provenance.test_vectors import FILES, PINS, TRUSTED, VECTORS
 
@@ -414,3 +415,20 @@ def test_manySections_onTheProcessPool_inMemoryAndFromAFile(tmp_path: Path) -> N
     assert in_memory.total == 700 + 80 * 7
     assert (in_memory.counts["valid"], in_memory.counts["invalid"]) == (1259, 1)
     assert in_memory.failures[0]["line"] == 651
+
+
+def test_keepWhole_movesCutsToBatchLines_soTheWorkersStillShareAFileOfCompleteSections() -> None:
+    """A file of complete sections (822 kB each, as 2,000 proofs of the bench) cut in 2 MiB
+    ranges: each cut moves back to the batch line of the section it falls in, the ranges stay
+    as many, and none cuts a section (merging instead would leave one range: one worker)."""
+    size, section, chunk = 41_100_000, 822_000, 1 << 21
+    starts = list(range(34, size, section))
+    ranges = [(s, min(s + chunk, size)) for s in range(0, size, chunk)]
+    out = keep_whole(ranges, starts, [True] * len(starts), size)
+    assert len(out) == len(ranges)
+    assert out[0][0] == 0
+    assert out[-1][1] == size
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(out))
+    assert all(start in starts for start, _ in out[1:])
+    # with paths (not complete) the cuts stay where they were
+    assert keep_whole(ranges, starts, [False] * len(starts), size) == ranges

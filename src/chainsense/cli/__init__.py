@@ -59,7 +59,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "export": (
         "chainsense.cli.proof:export",
-        "Export a device's readings in a time range, with their proofs, as one zip bundle.",
+        "Export a device's readings, with their proofs, or every anchored batch of a period.",
     ),
     "verify": (
         "chainsense.cli.verify:verify_command",

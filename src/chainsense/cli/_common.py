@@ -30,6 +30,7 @@ __all__ = [
     "PlatformError",
     "PlatformUnreachable",
     "RpcOption",
+    "api_download",
     "api_request",
     "call",
     "echo_json",
@@ -202,12 +203,58 @@ def api_request(
         raise PlatformUnreachable(base, str(exc) or type(exc).__name__) from None
     if response.is_success or response.status_code in ok:
         return response
+    _raise_for(response, method, base, path)
+
+
+def _raise_for(response: httpx.Response, method: str, base: str, path: str) -> NoReturn:
     detail = problem_text(response)
     if response.status_code == 401:
         detail += f" (set {API_KEY_ENV} to a valid key of this platform)"
     elif response.status_code == 403:
         detail += f" (set {API_KEY_ENV} to a key with that scope)"
     raise PlatformError(response.status_code, f"{method} {base}{path}: {detail}")
+
+
+def api_download(
+    cfg: Settings,
+    path: str,
+    dest: Path,
+    *,
+    params: dict[str, Any] | None = None,
+    timeout: float = 60.0,
+) -> int:
+    """GET ``path`` from the platform's API and stream the body into ``dest`` (never held
+    whole in memory); the bytes written. Errors as :func:`api_request`."""
+    import httpx
+
+    base = cfg.client_api_url
+    token = api_key()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    written = 0
+    answered = False
+    try:
+        with (
+            open_http(base, timeout) as http,
+            http.stream("GET", path, headers=headers, params=params) as response,
+        ):
+            answered = True
+            if not response.is_success:
+                response.read()
+                _raise_for(response, "GET", base, path)
+            with dest.open("wb") as f:
+                for chunk in response.iter_bytes():
+                    f.write(chunk)
+                    written += len(chunk)
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        if not answered:
+            raise PlatformUnreachable(base, reason) from None
+        raise PlatformError(
+            0,
+            f"GET {base}{path}: the platform stopped sending after {written} bytes ({reason}); "
+            "its log says why, export again",
+        ) from None
+    return written
 
 
 def echo_json(value: Any) -> None:

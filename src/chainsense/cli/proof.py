@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from chainsense.cli._common import ApiOption, api_request, call, fail
+from chainsense.cli._common import ApiOption, api_download, api_request, call, fail
 from chainsense.cli._common import settings as _settings
 
 __all__ = ["export", "proof_app"]
@@ -52,23 +52,55 @@ def proof_get(
 
 
 def export(
-    device: Annotated[str, typer.Option(help="The device address.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The bundle to write (.zip).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The bundle to write (.zip; .jsonl for --batches).")
+    ],
+    device: Annotated[str | None, typer.Option(help="The device address.")] = None,
+    batches: Annotated[
+        bool,
+        typer.Option(
+            "--batches",
+            help="Every reading of the batches anchored in [--since, --until) (anchor block "
+            "time, ms), as one chainsense.bundle.v2 file of complete sections.",
+        ),
+    ] = False,
     since: Annotated[
-        int | None, typer.Option(help="From this device time, ms since the epoch (inclusive).")
+        int | None,
+        typer.Option(
+            help="From this device time, ms since the epoch (inclusive); with --batches, "
+            "this anchor block time."
+        ),
     ] = None,
     until: Annotated[
-        int | None, typer.Option(help="Before this device time, ms (exclusive).")
+        int | None,
+        typer.Option(help="Before this device time, ms (exclusive); with --batches, block time."),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="Readings as csv or jsonl.")] = "csv",
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Readings as csv (default) or jsonl.")
+    ] = None,
     api: ApiOption = None,
 ) -> None:
-    """Export a device's readings in a time range, with their proofs, as one zip bundle:
+    """Export a device's readings, with their proofs, or every anchored batch of a period.
+
+    With --device: the readings in a time range (device time), with their proofs, as one zip:
     readings.csv (or .jsonl), proofs.jsonl (a chainsense.bundle.v2 bundle: a batch line per
-    batch, a proof line per anchored reading),
-    manifest.json and deployment.json (GET /v1/deployment). Check the whole bundle with
-    `chainsense verify BUNDLE.zip --deployment DEPLOYMENT.json --rpc URL` (or offline with
-    --block-hash)."""
+    batch, a proof line per anchored reading), manifest.json and deployment.json (GET
+    /v1/deployment). With --batches: GET /v1/export/batches streamed to --out, a
+    chainsense.bundle.v2 bundle holding every reading of each batch anchored in the range
+    (complete sections, no Merkle paths); sealed batches not anchored yet are left out. Check
+    either with `chainsense verify FILE --deployment DEPLOYMENT.json --rpc URL` (or offline
+    with --block-hash)."""
+    if (device is None) == (not batches):
+        fail("give either --device ADDRESS or --batches", 2)
+    if batches:
+        if since is not None and until is not None and until <= since:
+            fail(f"--until {until} is not after --since {since}", 2)
+        if fmt is not None:
+            fail("--format applies to --device exports (readings.csv or .jsonl)", 2)
+        _export_batches(out, since, until, api)
+        return
+    assert device is not None
+    fmt = fmt or "csv"
     if fmt not in ("csv", "jsonl"):
         fail("--format must be csv or jsonl", 2)
     if not (device.startswith("0x") and len(device) == 42):
@@ -116,3 +148,25 @@ def export(
             fg="yellow",
             err=True,
         )
+
+
+def _export_batches(out: Path, since: int | None, until: int | None, api: str | None) -> None:
+    """Stream GET /v1/export/batches into ``out`` (through a temporary file beside it), then
+    count its sections and proofs."""
+    params = {k: v for k, v in (("since", since), ("until", until)) if v is not None}
+    settings = _settings(api=api)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        call(lambda: api_download(settings, "/v1/export/batches", tmp, params=params, timeout=600))
+        sections = proofs = 0
+        with tmp.open("rb") as f:
+            for line in f:
+                if line.startswith(b'{"batch":'):
+                    sections += 1
+                elif line.startswith(b'{"proof":'):
+                    proofs += 1
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed download leaves no partial file
+    batches = "batch" if sections == 1 else "batches"
+    typer.echo(f"wrote {out}: {sections} {batches}, {proofs} proofs (complete sections)", err=True)

@@ -25,6 +25,8 @@ the section of any byte offset without parsing: :func:`batch_offsets`. The check
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import mmap
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -33,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from chainsense.identity import keccak256, struct_hash
+from chainsense.identity import Reading, keccak256, struct_hash
 from chainsense.provenance.merkle import MerkleTree
 from chainsense.provenance.proof import (
     _ANCHOR,
@@ -55,6 +57,7 @@ from chainsense.provenance.proof import (
     _reading,
     _remembered,
     _schema_block,
+    reading_json,
 )
 
 __all__ = [
@@ -64,8 +67,10 @@ __all__ = [
     "BatchSection",
     "BundleWriter",
     "ProofLine",
+    "batch_line",
     "batch_offsets",
     "bundle_lines",
+    "complete_proof_line",
     "document",
     "documents",
     "is_bundle_v2",
@@ -199,7 +204,7 @@ class BundleWriter:
             or _section_of(item, current.schemas) != current
         ):
             self._section = _section_of(item, (item.schema,))
-            out.append(_dumps({"batch": self._section.to_json()}))
+            out.append(batch_line(self._section))
         out.append(proof_line(item))
         return out
 
@@ -241,7 +246,7 @@ def bundle_lines(
             section = BatchSection(
                 first.root, first.domain, schemas, first.anchor, first.batch_id, True
             )
-            yield _dumps({"batch": section.to_json()})
+            yield batch_line(section)
             yield from (proof_line(doc, path=False) for doc in group)
             group.clear()
 
@@ -258,11 +263,28 @@ def bundle_lines(
 
 
 def proof_line(doc: ProofDocument, *, path: bool = True) -> str:
-    full = doc.to_json()
+    if not path:
+        return complete_proof_line(doc.reading, doc.signature, doc.reading_id)
     body = {
-        "reading": full["reading"],
-        "merkle_proof": "0x" + b"".join(doc.proof).hex() if path else None,
-        "reading_id": full["reading_id"],
+        "reading": reading_json(doc.reading, doc.signature),
+        "merkle_proof": "0x" + b"".join(doc.proof).hex(),
+        "reading_id": None if doc.reading_id is None else str(doc.reading_id),
+    }
+    return _dumps({"proof": body})
+
+
+def batch_line(section: BatchSection) -> str:
+    """The batch line that starts ``section`` (it begins with :data:`BATCH_PREFIX`)."""
+    return _dumps({"batch": section.to_json()})
+
+
+def complete_proof_line(reading: Reading, signature: bytes, reading_id: int | None) -> str:
+    """A proof line of a complete section: the reading, its signature and id, no path (what
+    an export of whole batches writes for each reading, with no tree built)."""
+    body = {
+        "reading": reading_json(reading, signature),
+        "merkle_proof": None,
+        "reading_id": None if reading_id is None else str(reading_id),
     }
     return _dumps({"proof": body})
 
@@ -432,18 +454,27 @@ def says_complete(line: bytes | str) -> bool:
 def keep_whole(
     ranges: Sequence[tuple[int, int]], starts: Sequence[int], complete: Sequence[bool], end: int
 ) -> list[tuple[int, int]]:
-    """``ranges`` (consecutive, covering the input) merged so that no complete section is cut:
-    a complete section's proofs are checked together (its tree is rebuilt once). Positions
-    are byte offsets or line indices alike; section ``i`` spans ``starts[i]`` to the next
-    start (or ``end``)."""
-    inside = []
-    for i, start in enumerate(starts):
-        if complete[i]:
-            inside.append((start, starts[i + 1] if i + 1 < len(starts) else end))
-    out: list[tuple[int, int]] = []
-    for start, stop in ranges:
-        if out and any(a < start < b for a, b in inside):
-            out[-1] = (out[-1][0], stop)
-        else:
-            out.append((start, stop))
-    return out
+    """``ranges`` (consecutive, covering the input) re-cut so that no complete section is cut:
+    a complete section's proofs are checked together (its tree is rebuilt once). A cut that
+    falls inside a complete section moves back to the section's batch line, so the section
+    goes whole to the next range (a range left empty disappears); the ranges stay about as
+    many as before, so the workers still share the file. Positions are byte offsets or line
+    indices alike; section ``i`` spans ``starts[i]`` to the next start (or ``end``).
+
+    >>> keep_whole([(0, 10), (10, 20), (20, 30)], [0, 5, 18], [True, True, False], 30)
+    [(0, 5), (5, 20), (20, 30)]
+    >>> keep_whole([(0, 10), (10, 20)], [0], [True], 20)
+    [(0, 20)]
+    """
+    if not ranges:
+        return []
+    first, last = ranges[0][0], ranges[-1][1]
+    cuts: list[int] = []
+    for cut, _ in ranges[1:]:
+        i = bisect.bisect_right(starts, cut) - 1
+        if i >= 0 and complete[i] and starts[i] < cut:
+            cut = starts[i]  # inside a complete section: cut at its batch line instead
+        if cut > (cuts[-1] if cuts else first):
+            cuts.append(cut)
+    bounds = [first, *cuts, last]
+    return list(itertools.pairwise(bounds))

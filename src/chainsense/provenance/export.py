@@ -23,6 +23,7 @@ from chainsense.errors import ChainSenseError
 from chainsense.identity import Reading
 from chainsense.provenance.anchorer import AnchorerStatus, AnchorPolicy
 from chainsense.provenance.blockfetch import BlockEvidence
+from chainsense.provenance.bundle_v2 import HEADER, BatchSection, batch_line, complete_proof_line
 from chainsense.provenance.merkle import MerkleTree, leaf_of
 from chainsense.provenance.proof import (
     AnchorRef,
@@ -38,6 +39,7 @@ __all__ = ["Pending", "ProofService", "ReadingNotFoundError", "readings_csv", "r
 
 _TREE_CACHE = 8
 _PAGE = 1000
+_BATCH_PAGE = 100
 
 
 class ReadingNotFoundError(ChainSenseError):
@@ -128,6 +130,23 @@ class ProofService:
         if batch.state is not BatchState.ANCHORED:
             return self._pending_sealed(row, batch)
         tree = await self._tree(batch)
+        anchor = await self._anchor(batch)
+        return ProofDocument(
+            reading=Reading(row.device, row.seq, row.timestamp, row.schema, row.values),
+            signature=row.signature,
+            domain=self.domain,
+            schema=self._schema(row.schema),
+            struct_hash=row.struct_hash,
+            leaf=leaf_of(row.struct_hash),
+            proof=tuple(tree.proof(row.struct_hash)),
+            root=batch.root,
+            anchor=anchor,
+            reading_id=row.id,
+            batch_id=batch.id,
+        )
+
+    async def _anchor(self, batch: BatchRecord) -> AnchorRef:
+        """An anchored batch's anchor, with its block's header and receipts-trie proof."""
         assert batch.tx_hash is not None
         assert batch.block_number is not None
         assert batch.block_time is not None
@@ -138,29 +157,65 @@ class ProofService:
                 f"not the recorded 0x{batch.block_hash.hex()}; the anchorer re-anchors after a "
                 "reorg, ask again shortly"
             )
-        return ProofDocument(
-            reading=Reading(row.device, row.seq, row.timestamp, row.schema, row.values),
-            signature=row.signature,
-            domain=self.domain,
-            schema=self._schema(row.schema),
-            struct_hash=row.struct_hash,
-            leaf=leaf_of(row.struct_hash),
-            proof=tuple(tree.proof(row.struct_hash)),
-            root=batch.root,
-            anchor=AnchorRef(
-                chain_id=batch.chain_id,
-                contract=batch.contract,
-                tx_hash=batch.tx_hash,
-                block_number=batch.block_number,
-                block_time=batch.block_time,
-                block_hash=block.block_hash,
-                tx_index=block.tx_index,
-                header_rlp=block.header_rlp,
-                receipt_proof=block.receipt_proof,
-            ),
-            reading_id=row.id,
-            batch_id=batch.id,
+        return AnchorRef(
+            chain_id=batch.chain_id,
+            contract=batch.contract,
+            tx_hash=batch.tx_hash,
+            block_number=batch.block_number,
+            block_time=batch.block_time,
+            block_hash=block.block_hash,
+            tx_index=block.tx_index,
+            header_rlp=block.header_rlp,
+            receipt_proof=block.receipt_proof,
         )
+
+    async def batch_bundle(
+        self, *, since_ms: int | None = None, until_ms: int | None = None
+    ) -> AsyncIterator[str]:
+        """A ``chainsense.bundle.v2`` bundle of whole batches, in chunks of lines (each ends
+        with ``\n``): the format line, then for every batch anchored in a block whose time is
+        in ``[since_ms, until_ms)`` (ms; block times are whole seconds), by batch id, one
+        complete section: its batch line (``"complete": true``, the schema blocks its
+        readings name) and a proof line per reading, by reading id, with no Merkle path.
+
+        The tree sorts its leaves by hash, so the order of the proof lines does not change
+        the root the verifier rebuilds. Sealed batches not anchored yet have no anchor time
+        and are left out, as are readings in no batch. Memory stays bounded: one page of
+        readings at a time, never a whole batch or the whole range."""
+        yield HEADER.decode() + "\n"
+        since_s = None if since_ms is None else -(-since_ms // 1000)
+        until_s = None if until_ms is None else -(-until_ms // 1000)
+        after: int | None = None
+        while found := await self.store.batches.find(
+            state=BatchState.ANCHORED,
+            after_id=after,
+            block_time_since=since_s,
+            block_time_until=until_s,
+            limit=_BATCH_PAGE,
+        ):
+            for batch in found:
+                schemas = tuple(
+                    self._schema(s) for s in await self.store.batches.schema_ids(batch.id)
+                )
+                section = BatchSection(
+                    batch.root, self.domain, schemas, await self._anchor(batch), batch.id, True
+                )
+                yield batch_line(section) + "\n"
+                last: int | None = None
+                while page := await self.store.readings.query(
+                    batch_id=batch.id, after_id=last, limit=_PAGE
+                ):
+                    yield "".join(
+                        complete_proof_line(
+                            Reading(r.device, r.seq, r.timestamp, r.schema, r.values),
+                            r.signature,
+                            r.id,
+                        )
+                        + "\n"
+                        for r in page
+                    )
+                    last = page[-1].id
+            after = found[-1].id
 
     async def _tree(self, batch: BatchRecord) -> MerkleTree:
         tree = self._trees.get(batch.id)

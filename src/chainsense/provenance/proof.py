@@ -44,6 +44,7 @@ __all__ = [
     "ProofDocument",
     "ProofFormatError",
     "SchemaRef",
+    "reading_json",
 ]
 
 FORMAT = "chainsense.proof.v2"
@@ -153,17 +154,9 @@ class ProofDocument:
     batch_id: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        r = self.reading
         return {
             "format": FORMAT,
-            "reading": {
-                "device": r.device,
-                "seq": str(r.seq),
-                "timestamp_ms": str(r.timestamp),
-                "schema": _hex(r.schema),
-                "values": [str(v) for v in r.values],
-                "signature": _hex(self.signature),
-            },
+            "reading": reading_json(self.reading, self.signature),
             "domain": self.domain.to_json(),
             "schema": self.schema.to_json(),
             "struct_hash": _hex(self.struct_hash),
@@ -371,6 +364,18 @@ def _hashes(field: str, items: list[Any]) -> tuple[bytes, ...]:
 
 def _hex(value: bytes) -> str:
     return "0x" + value.hex()
+
+
+def reading_json(reading: Reading, signature: bytes) -> dict[str, Any]:
+    """A v2 document's ``reading`` member: the signed reading and its signature."""
+    return {
+        "device": reading.device,
+        "seq": str(reading.seq),
+        "timestamp_ms": str(reading.timestamp),
+        "schema": _hex(reading.schema),
+        "values": [str(v) for v in reading.values],
+        "signature": _hex(signature),
+    }
 
 
 def _path(parent: str, key: str) -> str:

@@ -256,12 +256,16 @@ class BatchRepository:
         state: BatchState | None = None,
         after_id: int | None = None,
         min_block: int | None = None,
+        block_time_since: int | None = None,
+        block_time_until: int | None = None,
         limit: int = 100,
         newest_first: bool = False,
     ) -> list[BatchRecord]:
         """Batches by id, oldest first (``newest_first``: newest first, ``after_id`` then pages
         to lower ids); filter by state, page with ``after_id``; ``min_block`` keeps anchored
-        batches at or above that block."""
+        batches at or above that block; ``block_time_since`` (inclusive) and
+        ``block_time_until`` (exclusive) keep anchored batches whose anchor block's time, in
+        seconds, is in that range."""
         order = batches.c.id.desc() if newest_first else batches.c.id
         stmt = select(*_COLUMNS).order_by(order).limit(limit)
         if state is not None:
@@ -270,6 +274,10 @@ class BatchRepository:
             stmt = stmt.where(batches.c.id < after_id if newest_first else batches.c.id > after_id)
         if min_block is not None:
             stmt = stmt.where(batches.c.block_number >= min_block)
+        if block_time_since is not None:
+            stmt = stmt.where(batches.c.block_time >= block_time_since)
+        if block_time_until is not None:
+            stmt = stmt.where(batches.c.block_time < block_time_until)
         async with self._db.read() as conn:
             return [_record(row) for row in await conn.execute(stmt)]
 
@@ -282,6 +290,17 @@ class BatchRepository:
         )
         async with self._db.read() as conn:
             return [(int(r[0]), bytes(r[1])) for r in await conn.execute(stmt)]
+
+    async def schema_ids(self, batch_id: int) -> list[bytes]:
+        """The distinct schema ids of the batch's readings, in byte order."""
+        stmt = (
+            select(readings.c.schema)
+            .where(readings.c.batch_id == batch_id)
+            .distinct()
+            .order_by(readings.c.schema)
+        )
+        async with self._db.read() as conn:
+            return [bytes(r[0]) for r in await conn.execute(stmt)]
 
     # --- anchoring -------------------------------------------------------------------------
 

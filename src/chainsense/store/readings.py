@@ -147,12 +147,14 @@ class ReadingRepository:
         after_id: int | None = None,
         limit: int = 100,
         newest_first: bool = False,
+        batch_id: int | None = None,
     ) -> list[StoredReading]:
         """Readings ordered by id, oldest first (``newest_first``: newest first).
 
-        ``since_ms`` is inclusive and ``until_ms`` exclusive (device timestamps, in ms); page on
-        with ``after_id`` = the last id of the previous page (with ``newest_first``, the next
-        page holds the ids below it). ``limit`` is 1..10 000.
+        ``batch_id`` keeps the readings that batch seals. ``since_ms`` is inclusive and
+        ``until_ms`` exclusive (device timestamps, in ms); page on with ``after_id`` = the last
+        id of the previous page (with ``newest_first``, the next page holds the ids below it).
+        ``limit`` is 1..10 000.
         """
         if not 1 <= limit <= MAX_QUERY_LIMIT:
             raise ValueError(f"limit: expected 1..{MAX_QUERY_LIMIT}, got {limit}")
@@ -163,6 +165,8 @@ class ReadingRepository:
             where.append(readings.c.timestamp >= _int64("since_ms", since_ms))
         if until_ms is not None:
             where.append(readings.c.timestamp < _int64("until_ms", until_ms))
+        if batch_id is not None:
+            where.append(readings.c.batch_id == _int64("batch_id", batch_id))
         if after_id is not None:
             cursor = _int64("after_id", after_id)
             where.append(readings.c.id < cursor if newest_first else readings.c.id > cursor)

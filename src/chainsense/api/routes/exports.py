@@ -1,4 +1,5 @@
-"""/v1/export: a device's readings over a time range, as CSV or JSON lines, and their proofs."""
+"""/v1/export: a device's readings over a time range, as CSV or JSON lines, and their proofs;
+the whole batches anchored in a time range, as a bundle of complete sections."""
 
 from __future__ import annotations
 
@@ -111,6 +112,53 @@ async def export_proofs(
     name = f"proofs-{address}.jsonl"
     return StreamingResponse(
         lines(),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+BlockSinceQuery = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        lt=2**63,
+        description="From this anchor block time (ms since the epoch, inclusive; block times "
+        "are whole seconds)",
+    ),
+]
+BlockUntilQuery = Annotated[
+    int | None,
+    Query(ge=0, lt=2**63, description="Before this anchor block time (ms, exclusive)"),
+]
+
+
+@router.get(
+    "/batches",
+    summary="Every reading of the batches anchored in a time range, as complete sections "
+    "(JSON lines)",
+    description="A `chainsense.bundle.v2` bundle of whole batches, for an auditor who checks "
+    "everything the operator anchored in a period: the format line, then for every batch "
+    "whose anchor block time is in `[since, until)` (ms; omit either for no bound), by batch "
+    'id, a batch line with `"complete": true` followed by one proof line per reading of the '
+    "batch (by reading id) with `merkle_proof: null`: the verifier rebuilds the batch's tree "
+    "once from the section's readings and compares its root with the anchored one. Sealed "
+    "batches not anchored yet have no anchor time and are left out (no pending lines); so are "
+    "readings in no batch. Streamed batch by batch, a page of readings at a time. Verify with "
+    "`chainsense verify batches.jsonl --deployment deployment.json --rpc URL` (or "
+    "`--block-hash` offline). The format is specified in docs/proof-format.md, section 9.",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+)
+async def export_batches(
+    platform: PlatformDep,
+    _key: ReaderDep,
+    since: BlockSinceQuery = None,
+    until: BlockUntilQuery = None,
+) -> StreamingResponse:
+    lines = platform.proofs.batch_bundle(since_ms=since, until_ms=until)
+    name = "batches.jsonl"
+    return StreamingResponse(
+        lines,
         media_type="application/x-ndjson",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
