@@ -75,7 +75,7 @@ class Store:
             store = cls(db)
             await store.ping()
             if migrate:
-                async with db.write() as conn:
+                async with migrations.one_at_a_time(), db.write() as conn:
                     await conn.run_sync(migrations.upgrade)
             else:
                 await store._check_revision()
