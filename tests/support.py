@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -22,12 +23,39 @@ __all__ = [
 ]
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing uses right now, below the kernel's ephemeral range,
+    and not handed out before by this process.
+
+    A port the kernel picks for ``bind(0)`` comes from the range it also gives the local side
+    of outgoing connections, so between this call and the server's bind any connection the
+    suite opens could take it (CI failed so: "the dev chain's port 38465 on 127.0.0.1 is
+    taken"). Ports below that range are only ever taken by a bind that names them.
+    """
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20000, max(_EPHEMERAL_LOW, 20001))
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError("no free TCP port below the ephemeral range in 1,000 tries")
 
 
 POSTGRES_ADMIN_DSN = "postgresql://root@127.0.0.1:5432/postgres"

@@ -21,19 +21,11 @@ import httpx
 
 from chainsense.identity import DeviceKey, Reading
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
+from tests.support import free_port
 
 __all__ = ["Serve", "Stats", "flood", "signed_readings"]
 
 COLD = BUILTIN_SCHEMAS.by_name("chainsense.coldchain.v1")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Serve:
@@ -42,7 +34,7 @@ class Serve:
 
     def __init__(self, data_dir: Path, **settings: str) -> None:
         self.data_dir = data_dir
-        self.port = _free_port()
+        self.port = free_port()
         self.settings = settings
         self.log = data_dir.parent / f"{data_dir.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -71,7 +63,7 @@ class Serve:
         env.update(
             CHAINSENSE_DATA_DIR=str(self.data_dir),
             CHAINSENSE_PORT=str(self.port),
-            CHAINSENSE_ANVIL_PORT=str(_free_port()),
+            CHAINSENSE_ANVIL_PORT=str(free_port()),
             CHAINSENSE_AI_ENABLED="false",
             CHAINSENSE_MARKET_AGENT="false",
             CHAINSENSE_ANCHORING="false",
