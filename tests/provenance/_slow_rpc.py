@@ -1,12 +1,17 @@
 """A JSON-RPC proxy that answers every HTTP request ``delay`` seconds late: a slow (or far away)
 node in front of a real Anvil. It counts the HTTP round trips and the JSON-RPC calls by method
-(a JSON-RPC batch is one round trip holding several calls)."""
+(a JSON-RPC batch is one round trip holding several calls).
+
+With ``max_batch`` it also refuses batches of more calls, as capped nodes do: geth answers one
+"batch too large" error object (``refuse="error"``), gateways HTTP 413 or, when they take no
+batches at all (``max_batch=0``), HTTP 400."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections import Counter
+from typing import Literal
 
 import aiohttp
 from aiohttp import web
@@ -15,9 +20,19 @@ from tests.support import free_port
 
 
 class SlowRpc:
-    def __init__(self, target_url: str, delay: float) -> None:
+    def __init__(
+        self,
+        target_url: str,
+        delay: float,
+        *,
+        max_batch: int | None = None,
+        refuse: Literal["error", "413", "400"] = "error",
+    ) -> None:
         self.target_url = target_url
         self.delay = delay
+        self.max_batch = max_batch
+        self.refuse = refuse
+        self.refused = 0
         self.port = free_port()
         self.round_trips = 0
         self.calls: Counter[str] = Counter()
@@ -59,11 +74,21 @@ class SlowRpc:
             payload = json.loads(body)
         except ValueError:
             payload = None
+        self.round_trips += 1
+        await asyncio.sleep(self.delay)
+        if (
+            isinstance(payload, list)
+            and self.max_batch is not None
+            and len(payload) > self.max_batch
+        ):
+            self.refused += 1
+            if self.refuse == "error":
+                error = {"code": -32600, "message": "batch too large"}
+                return web.json_response({"jsonrpc": "2.0", "id": None, "error": error})
+            return web.Response(status=int(self.refuse), text="batch refused")
         for call in payload if isinstance(payload, list) else [payload]:
             if isinstance(call, dict):
                 self.calls[str(call.get("method"))] += 1
-        self.round_trips += 1
-        await asyncio.sleep(self.delay)
         assert self._session is not None
         async with self._session.post(
             self.target_url, data=body, headers={"Content-Type": "application/json"}

@@ -10,6 +10,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chainsense.chain import ChainClient, Signer
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
@@ -58,13 +59,14 @@ async def run_slow_node(
     seconds: float,
     rate: float = 50.0,
     policy: AnchorPolicy | None = None,
+    proxy_options: dict[str, Any] | None = None,
 ) -> SlowNodeRun:
     """Store ``rate`` readings/s for ``seconds`` while the anchorer talks to Anvil through a
     proxy adding ``delay`` to every round trip; count what it sealed, anchored and asked."""
     store = await Store.open(f"sqlite+aiosqlite:///{tmp / 'slow-node.db'}")
     device = address(secrets.randbits(64))
     await register(store, device)
-    async with SlowRpc(chain.devchain.rpc_url, delay) as proxy:
+    async with SlowRpc(chain.devchain.rpc_url, delay, **(proxy_options or {})) as proxy:
         client = await ChainClient.connect(proxy.url, timeout=max(10.0, 5 * delay))
         anchorer = Anchorer(
             store=store,

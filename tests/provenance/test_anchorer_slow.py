@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from chainsense.chain import ChainClient, Signer
+from chainsense.chain.client import RpcFailure
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
 from tests.provenance._slow_rpc import SlowRpc
 from tests.provenance.slow_node import run_slow_node
@@ -77,3 +79,56 @@ async def test_send_many_sends_in_one_round_trip_and_again_after_a_taken_nonce(
             assert all(int(r["status"], 16) == 1 for r in receipts.values())
         finally:
             await client.close()
+
+
+@pytest.mark.parametrize(
+    ("max_batch", "refuse"),
+    [(3, "error"), (5, "413"), (0, "400")],
+    ids=["geth-style-cap", "http-413-cap", "no-batches"],
+)
+async def test_a_node_that_caps_or_refuses_batches_gets_smaller_ones(
+    chain: DeployedChain, max_batch: int, refuse: str
+) -> None:
+    """Every answer is the one an uncapped node gives, in order; the client learns the cap."""
+    blocks = [n % (await chain.client.block_number() + 1) for n in range(12)]
+    requests: list[tuple[str, list[Any]]] = [
+        ("eth_getBlockByNumber", [hex(n), False]) for n in blocks
+    ]
+    requests.append(("eth_getTransactionReceipt", ["0x" + "00" * 31 + "01"]))  # no such tx: None
+    requests.append(("eth_call", [{"to": "0x" + "11" * 20, "data": "0xzz"}, "latest"]))  # error
+    expected = await chain.client.batch(requests)
+    async with SlowRpc(
+        chain.devchain.rpc_url,
+        0.0,
+        max_batch=max_batch,
+        refuse=refuse,  # type: ignore[arg-type]
+    ) as proxy:
+        client = await ChainClient.connect(proxy.url)
+        try:
+            assert await client.batch(requests) == expected
+            assert proxy.refused >= 1
+            limit = client._batch_limit
+            assert limit is not None
+            assert limit <= max(1, max_batch)
+            proxy.refused = 0
+            assert await client.batch(requests) == expected  # the learned size: no refusal
+            assert proxy.refused == 0
+        finally:
+            await client.close()
+    assert isinstance(expected[-1], RpcFailure)
+    assert expected[-2] is None
+    assert [int(b["number"], 16) for b in expected[:12]] == blocks
+
+
+async def test_anchoring_goes_on_through_a_node_that_takes_no_batches(
+    chain: DeployedChain, tmp_path: Path
+) -> None:
+    # Before the client split refused batches, every round failed with "batch request
+    # refused" and nothing was anchored.
+    run = await run_slow_node(
+        chain, tmp_path, delay=0.0, seconds=8.0, rate=50.0,
+        proxy_options={"max_batch": 0, "refuse": "400"},
+    )  # fmt: skip
+    print(run.line())
+    assert run.sealed >= 3
+    assert run.anchored >= run.sealed - 2, run.line()

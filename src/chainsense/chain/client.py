@@ -76,6 +76,20 @@ class RpcFailure:
     data: Any = None
 
 
+#: HTTP statuses with which nodes and gateways refuse a batch as too large (413) or malformed
+#: for them (400: some gateways take no batches). Other statuses are failures of the node.
+_BATCH_REFUSED_STATUSES = (400, 413)
+
+
+def _failure(answer: Any) -> RpcFailure | None:
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if error is None:
+        return None
+    if isinstance(error, dict):
+        return RpcFailure(str(error.get("message", error)), error.get("data"))
+    return RpcFailure(str(error))
+
+
 class ChainClient:
     """One JSON-RPC endpoint. Create it with :meth:`connect`; close it with :meth:`close`."""
 
@@ -104,6 +118,7 @@ class ChainClient:
         self.w3 = AsyncWeb3(provider)
         self.decoder = decoder or ErrorDecoder()
         self._chain_id: int | None = None
+        self._batch_limit: int | None = None  # learned from a node that refused a batch
 
     @classmethod
     async def connect(cls, rpc_url: str, **kwargs: Any) -> ChainClient:
@@ -183,23 +198,73 @@ class ChainClient:
     async def batch(self, requests: list[tuple[str, list[Any]]]) -> list[Any]:
         """Send several JSON-RPC requests in one round trip (a JSON-RPC batch); return each
         one's result, or an :class:`RpcFailure` for a request the node answered with an error.
-        A slow or distant node costs one delay per batch instead of one per request."""
-        if not requests:
-            return []
-        provider = self.w3.provider
-        calls = cast(list[tuple[Any, Any]], requests)
-        answers: Any = await self.rpc(lambda: provider.make_batch_request(calls))
-        if not isinstance(answers, list):  # the node refused the whole batch
-            error = answers.get("error") if isinstance(answers, dict) else answers
-            raise ChainUnavailableError(self._url, f"batch request refused: {error}")
+        A slow or distant node costs one delay per batch instead of one per request.
+
+        Nodes cap batches (geth answers a batch over 1,000 calls with one "batch too large"
+        error, hosted gateways cap lower or answer HTTP 413, some take no batches at all). A
+        refused batch is sent again in halves, down to single requests, and the size that went
+        through is kept as this client's limit, so a capped node costs more round trips instead
+        of stopping the anchorer."""
         results: list[Any] = []
-        for answer in answers:
-            if "error" in answer and answer["error"] is not None:
-                error = answer["error"]
-                results.append(RpcFailure(str(error.get("message", error)), error.get("data")))
-            else:
-                results.append(answer.get("result"))
+        start = 0
+        while start < len(requests):
+            size = len(requests) - start
+            if self._batch_limit is not None:
+                size = min(size, self._batch_limit)
+            chunk = requests[start : start + size]
+            if size == 1:
+                results.append(await self._send_one(*chunk[0]))
+                start += 1
+                continue
+            answers = await self._send_batch(chunk)
+            if isinstance(answers, str):
+                smaller = max(1, size // 2)
+                log.info(
+                    "the node at %s refused a JSON-RPC batch of %d requests (%s); sending at "
+                    "most %d per batch from now on",
+                    self.rpc_url, size, answers, smaller,
+                )  # fmt: skip
+                self._batch_limit = smaller
+                continue
+            results.extend(answers)
+            start += size
         return results
+
+    async def _send_batch(self, chunk: list[tuple[str, list[Any]]]) -> list[Any] | str:
+        """The chunk's answers in order, or why the node refused the batch as a whole."""
+        provider = self.w3.provider
+        calls = cast(list[tuple[Any, Any]], chunk)
+
+        async def post() -> Any:
+            try:
+                return await provider.make_batch_request(calls)
+            except aiohttp.ClientResponseError as exc:
+                if exc.status in _BATCH_REFUSED_STATUSES:  # the node answered: too large
+                    return f"HTTP {exc.status} {exc.message}"
+                raise
+
+        answers: Any = await self.rpc(post)
+        if isinstance(answers, str):
+            return answers
+        if not isinstance(answers, list):  # one error object for the whole batch
+            error = answers.get("error") if isinstance(answers, dict) else answers
+            return str(error.get("message", error) if isinstance(error, dict) else error)
+        if len(answers) != len(chunk):
+            return f"{len(answers)} answers to {len(chunk)} requests"
+        failures = [_failure(answer) for answer in answers]
+        if all(f is not None and "batch" in f.message.lower() for f in failures):
+            return str(failures[0].message if failures[0] is not None else "")
+        return [
+            failure if failure is not None else answer.get("result")
+            for answer, failure in zip(answers, failures, strict=True)
+        ]
+
+    async def _send_one(self, method: str, params: list[Any]) -> Any:
+        """One request outside any batch: its result, or an RpcFailure."""
+        provider = self.w3.provider
+        answer: Any = await self.rpc(lambda: provider.make_request(cast(Any, method), params))
+        failure = _failure(answer)
+        return failure if failure is not None else answer.get("result")
 
     async def probe(self, timeout: float) -> int:
         """The head block within ``timeout`` seconds, else ChainUnavailableError; a probe that
