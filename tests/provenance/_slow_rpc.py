@@ -33,6 +33,11 @@ class SlowRpc:
         self.max_batch = max_batch
         self.refuse = refuse
         self.refused = 0
+        #: eth_sendRawTransaction calls to refuse (as a node refuses an underpriced one)
+        #: instead of forwarding them, by their place among the ones the proxy has seen since
+        #: start (0 is the first), each with the refusal's message.
+        self.refuse_sends: dict[int, str] = {}
+        self.sends_seen = 0
         self.port = free_port()
         self.round_trips = 0
         self.calls: Counter[str] = Counter()
@@ -89,6 +94,8 @@ class SlowRpc:
         for call in payload if isinstance(payload, list) else [payload]:
             if isinstance(call, dict):
                 self.calls[str(call.get("method"))] += 1
+        if isinstance(payload, list) and self.refuse_sends:
+            return await self._refusing_some(payload)
         assert self._session is not None
         async with self._session.post(
             self.target_url, data=body, headers={"Content-Type": "application/json"}
@@ -97,3 +104,24 @@ class SlowRpc:
             return web.Response(
                 body=answer, status=upstream.status, content_type="application/json"
             )
+
+    async def _refusing_some(self, calls: list[dict[str, object]]) -> web.Response:
+        """A batch whose listed raw transactions are answered with an error, the rest forwarded."""
+        refused: dict[object, str] = {}
+        for call in calls:
+            if call.get("method") == "eth_sendRawTransaction":
+                why = self.refuse_sends.get(self.sends_seen)
+                self.sends_seen += 1
+                if why is not None:
+                    refused[call.get("id")] = why
+        forward = [call for call in calls if call.get("id") not in refused]
+        answers: dict[object, object] = {}
+        if forward:
+            assert self._session is not None
+            async with self._session.post(self.target_url, json=forward) as upstream:
+                for answer in await upstream.json():
+                    answers[answer.get("id")] = answer
+        for call_id, why in refused.items():
+            error = {"code": -32000, "message": why}
+            answers[call_id] = {"jsonrpc": "2.0", "id": call_id, "error": error}
+        return web.json_response([answers[call.get("id")] for call in calls])

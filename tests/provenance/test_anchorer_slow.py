@@ -14,8 +14,9 @@ import pytest
 import pytest_asyncio
 
 from chainsense.chain import ChainClient, Signer
-from chainsense.chain.client import RpcFailure
+from chainsense.chain.client import RpcFailure, SentTransaction
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
+from chainsense.errors import TransactionRejectedError
 from tests.provenance._slow_rpc import SlowRpc
 from tests.provenance.slow_node import run_slow_node
 from tests.support import DeployedChain, deployed_chain
@@ -132,3 +133,38 @@ async def test_anchoring_goes_on_through_a_node_that_takes_no_batches(
     print(run.line())
     assert run.sealed >= 3
     assert run.anchored >= run.sealed - 2, run.line()
+
+
+async def test_a_refusal_in_the_middle_of_a_group_leaves_no_lasting_nonce_gap(
+    chain: DeployedChain,
+) -> None:
+    """The node refuses the second of three transactions signed with consecutive nonces: the
+    third waits in its pool behind the gap; the next transaction the signer sends takes the
+    refused one's nonce, and then both are mined."""
+    async with SlowRpc(chain.devchain.rpc_url, 0.0) as proxy:
+        client = await ChainClient.connect(proxy.url)
+        try:
+            signer = Signer(client, ANVIL_DEV_KEYS[6])  # a key nothing else here sends with
+            registry = client.contract("DeviceRegistry", chain.deployment.address("DeviceRegistry"))
+            fn = registry.functions.isActiveKey(chain.operator.address)
+            proxy.refuse_sends = {1: "insufficient funds for gas * price + value"}
+            first, refused, third = await signer.send_many([fn, fn, fn], gas=60_000)
+            assert isinstance(refused, TransactionRejectedError)
+            assert "insufficient funds" in str(refused)
+            assert isinstance(first, SentTransaction)
+            assert isinstance(third, SentTransaction)
+            assert (first.nonce, third.nonce) == (0, 2)
+            await client.wait_for_receipts([first.tx_hash])
+            # nonce 2 waits behind the gap at nonce 1
+            assert await client.wait_for_receipts([third.tx_hash], timeout=3.0) == {}
+            (filler,) = await signer.send_many([fn], gas=60_000)
+            assert isinstance(filler, SentTransaction)
+            assert filler.nonce == 1
+            receipts = await client.wait_for_receipts([filler.tx_hash, third.tx_hash])
+            assert len(receipts) == 2
+            assert all(int(r["status"], 16) == 1 for r in receipts.values())
+            (after,) = await signer.send_many([fn], gas=60_000)
+            assert isinstance(after, SentTransaction)
+            assert after.nonce == 3
+        finally:
+            await client.close()
