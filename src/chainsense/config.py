@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Seconds between dev chain state dumps: the most a kill -9 of Anvil can lose.",
     )
+    dev_chain_report: Path | None = Field(
+        default=None,
+        description="The dump report of a dev chain another process runs and saves (`serve "
+        "--workers` sets it for its workers): /readyz reads it for dev_chain_state.",
+    )
     deployer_key: SecretStr | None = Field(
         default=None, description="Key that deploys contracts and holds the admin roles."
     )

@@ -177,15 +177,21 @@ def _shared_dev_chain(settings: Settings) -> Iterator[None]:
     if not settings.uses_dev_chain:
         yield
         return
+    from chainsense.chain.devchain import DUMP_REPORT
     from chainsense.chain.devkeys import ANVIL_DEV_KEYS
 
     log = settings.data_dir / "chain-up.log"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
+        # Not in the workers' metrics directory: no sampler runs in `chain up`, so its gauges
+        # stayed at their initial 0 and pulled chainsense_dev_chain_state_dump_ok (the minimum
+        # over live processes) to 0 for good; the workers report the chain from its dump report.
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         proc = subprocess.Popen(
             [sys.executable, "-m", "chainsense", "chain", "up"],
             stdout=subprocess.PIPE,
             stderr=out,
+            env=env,
         )
     try:
         deadline = time.monotonic() + _CHAIN_UP_TIMEOUT_S
@@ -201,6 +207,8 @@ def _shared_dev_chain(settings: Settings) -> Iterator[None]:
             raise typer.Exit(3)
         url = f"http://{settings.anvil_host}:{settings.anvil_port}"
         os.environ["CHAINSENSE_RPC_URL"] = url
+        # the workers' /readyz reads how `chain up` saves the chain's state
+        os.environ["CHAINSENSE_DEV_CHAIN_REPORT"] = str(settings.chain_dir / DUMP_REPORT)
         for name, key in zip(("DEPLOYER", "OPERATOR", "ANCHORER"), ANVIL_DEV_KEYS, strict=False):
             # the well-known public Anvil development keys, as the single-process dev chain uses
             os.environ.setdefault(f"CHAINSENSE_{name}_KEY", key)

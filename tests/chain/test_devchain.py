@@ -5,6 +5,7 @@ These tests run the real ``chainsense chain up`` command in a subprocess and kil
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,13 @@ from eth_account import Account
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
+from chainsense.chain.devchain import (
+    DUMP_REPORT,
+    DumpReportView,
+    DumpStatus,
+    read_dump_report,
+    write_dump_report,
+)
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
 from tests.support import free_port
 
@@ -151,3 +159,37 @@ def test_kill_9_loses_at_most_the_last_state_interval(chain_up: ChainUp) -> None
     assert "found from an earlier start" in banner
     assert _mined(chain_up.w3(), old_tx), "a transaction older than the dump interval was lost"
     chain_up.stop()
+
+
+def test_the_dump_report_another_process_reads(tmp_path: Path) -> None:
+    """What ``serve --workers``' workers read of ``chain up``'s state saves."""
+    report = tmp_path / DUMP_REPORT
+    missing = read_dump_report(report, 1.0)
+    assert not missing.ok
+    assert missing.line.startswith("failing: no report from the dev chain's process")
+
+    dumps = DumpStatus()
+    write_dump_report(report, dumps)
+    assert read_dump_report(report, 1.0) == DumpReportView(True, "ok (first save pending)", None)
+
+    dumps.saved()
+    write_dump_report(report, dumps)
+    view = read_dump_report(report, 1.0)
+    assert view.ok
+    assert view.saved_age is not None
+    assert 0 <= view.saved_age < 5
+
+    dumps.failed("cannot write the dev chain state: No space left on device")
+    write_dump_report(report, dumps)
+    view = read_dump_report(report, 1.0)
+    assert not view.ok
+    assert view.line.startswith("failing for 0 s: cannot write the dev chain state: No space")
+    assert "last saved 0 s ago" in view.line
+
+    stale = json.loads(report.read_text())
+    stale["reported_at"] -= 11  # five rounds of 1 s, but at least 10 s
+    report.write_text(json.dumps(stale))
+    view = read_dump_report(report, 1.0)
+    assert not view.ok
+    assert "last reported 11 s ago" in view.line
+    assert read_dump_report(report, 3.0).line.startswith("failing for")  # 15 s allowed

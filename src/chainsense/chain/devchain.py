@@ -44,9 +44,20 @@ import httpx
 from chainsense.chain.statefile import HistoryJournal, assemble
 from chainsense.errors import DevChainError
 
-__all__ = ["DevChain", "DumpStatus", "find_anvil"]
+__all__ = [
+    "DUMP_REPORT",
+    "DevChain",
+    "DumpReportView",
+    "DumpStatus",
+    "find_anvil",
+    "read_dump_report",
+    "write_dump_report",
+]
 
 _UNCHANGED_DUMP_S = 30.0
+
+DUMP_REPORT = "dumps.json"
+"""The file in the dev chain's directory where ``chainsense chain up`` reports its state saves."""
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +115,73 @@ class DumpStatus:
             )
         self.last_error = reason
 
+    def report(self) -> dict[str, object]:
+        """The status as another process reads it (:func:`read_dump_report`): wall-clock times."""
+        now_mono, now_wall = time.monotonic(), time.time()
+
+        def wall(t: float | None) -> float | None:
+            return None if t is None else round(now_wall - (now_mono - t), 3)
+
+        return {
+            "pid": os.getpid(),
+            "reported_at": round(now_wall, 3),
+            "last_saved_at": wall(self.last_saved),
+            "failing_since": wall(self.failing_since),
+            "last_error": self.last_error,
+        }
+
+
+def write_dump_report(path: Path, dumps: DumpStatus) -> None:
+    """Replace ``path`` with ``dumps``' report (atomically: a reader never sees half of it). A
+    full disk stops the reports too, which the reader sees as their age."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(dumps.report()), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class DumpReportView:
+    """What a process that does not run the dev chain knows of its state saves."""
+
+    ok: bool
+    line: str
+    """``/readyz``'s line: ``ok (...)`` or ``failing...``."""
+    saved_age: float | None
+    """Seconds since the state was last saved, if it ever was."""
+
+
+def read_dump_report(path: Path, interval: float) -> DumpReportView:
+    """The state saves of a dev chain another process runs (``serve --workers`` runs it as
+    ``chainsense chain up``, which reports to ``path`` after every dump round). A report older
+    than five rounds (10 s at least) is a failure: a hung process, or a full disk, stops them."""
+    now = time.time()
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        reported_at = float(report["reported_at"])
+        saved = report.get("last_saved_at")
+        saved_age = None if saved is None else now - float(saved)
+        failing_since = report.get("failing_since")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        line = f"failing: no report from the dev chain's process in {path}: {exc}"
+        return DumpReportView(False, line, None)
+    saved_text = "never saved" if saved_age is None else f"last saved {saved_age:.0f} s ago"
+    if now - reported_at > max(5 * interval, 10.0):
+        line = (
+            f"failing: the dev chain's process (pid {report.get('pid')}) last reported "
+            f"{now - reported_at:.0f} s ago (every {interval:g} s expected; a hung process or "
+            f"a full disk stops its reports; {saved_text})"
+        )
+        return DumpReportView(False, line, saved_age)
+    if failing_since is not None:
+        line = (
+            f"failing for {now - float(failing_since):.0f} s: {report.get('last_error')} "
+            f"({saved_text}; a restart now would roll the dev chain back to it)"
+        )
+        return DumpReportView(False, line, saved_age)
+    if saved_age is None:
+        return DumpReportView(True, "ok (first save pending)", None)
+    return DumpReportView(True, f"ok (saved {saved_age:.1f} s ago, by `chain up`)", saved_age)
+
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     if sys.platform.startswith("linux"):
@@ -132,8 +210,10 @@ class DevChain:
         state_interval: float = 1.0,
         anvil_bin: Path | None = None,
         start_timeout: float = 20.0,
+        report_file: Path | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.report_file = report_file
         self.host = host
         self.port = port
         self.chain_id = chain_id
@@ -303,6 +383,7 @@ class DevChain:
         return written
 
     async def _dump_periodically(self) -> None:
+        await self._report()
         while True:
             await asyncio.sleep(self.state_interval)
             try:
@@ -311,6 +392,16 @@ class DevChain:
                 pass  # recorded in self.dumps and logged once by it
             except Exception as exc:  # never let the dumper die silently
                 self.dumps.failed(f"state dump failed: {type(exc).__name__}: {exc}")
+            await self._report()
+
+    async def _report(self) -> None:
+        """Tell other processes how the dumps go (``report_file``), when asked to."""
+        if self.report_file is None:
+            return
+        try:
+            await asyncio.to_thread(write_dump_report, self.report_file, self.dumps)
+        except OSError as exc:  # a full disk: the report's age says it to the reader
+            log.debug("cannot write the dump report %s: %s", self.report_file, exc)
 
     async def _terminate(self) -> None:
         proc, self._proc = self._proc, None

@@ -18,7 +18,7 @@ from chainsense.chain.deploy import (
     SettlementParams,
     ensure_deployed,
 )
-from chainsense.chain.devchain import DevChain
+from chainsense.chain.devchain import DUMP_REPORT, DevChain
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
 from chainsense.config import Settings
 from chainsense.errors import ConfigError
@@ -117,13 +117,16 @@ class ChainContext:
 
 
 @asynccontextmanager
-async def open_chain(settings: Settings) -> AsyncIterator[ChainContext]:
+async def open_chain(
+    settings: Settings, *, report_dumps: bool = False
+) -> AsyncIterator[ChainContext]:
     """Connect to the chain and find the contracts.
 
     With no RPC URL, start the dev chain and deploy the contracts on first start (or again, if the
     dev chain lost them). With an RPC URL, use the deployment recorded for that chain id, which
     ``chainsense contracts deploy`` writes: nothing is deployed to a real chain implicitly.
-    Stops the dev chain on exit."""
+    Stops the dev chain on exit. With ``report_dumps`` the dev chain writes how its state
+    saves go to ``dumps.json`` in its directory, for processes that use it without running it."""
     keys = role_keys(settings)
     async with AsyncExitStack() as stack:
         devchain: DevChain | None = None
@@ -135,6 +138,7 @@ async def open_chain(settings: Settings) -> AsyncIterator[ChainContext]:
                 chain_id=settings.anvil_chain_id,
                 state_interval=settings.anvil_state_interval,
                 anvil_bin=settings.anvil_bin,
+                report_file=settings.chain_dir / DUMP_REPORT if report_dumps else None,
             )
             await devchain.start()
             stack.push_async_callback(devchain.stop)

@@ -35,7 +35,7 @@ def chain_up() -> None:
         fail("CHAINSENSE_RPC_URL is set; `chain up` runs the local dev chain only (unset it)", 2)
 
     async def up() -> None:
-        async with open_chain(settings) as chain:
+        async with open_chain(settings, report_dumps=True) as chain:
             dep = chain.deployment
             state = "deployed now" if chain.deployed_now else "found from an earlier start"
             rpc = redact_url(chain.client.rpc_url)

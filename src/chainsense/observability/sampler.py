@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from chainsense.chain.devchain import read_dump_report
 from chainsense.errors import ChainSenseError
 from chainsense.observability.metrics import metrics
 from chainsense.store import BatchState
@@ -53,11 +54,17 @@ async def sample_once(platform: Platform, rpc_was_up: bool | None = None) -> boo
     health = platform.store.write_health
     m.store_writes_failing.set(0 if health.failing_since is None else 1)
     devchain = platform.chain.devchain
+    report = platform.settings.dev_chain_report
     if devchain is not None:
         dumps = devchain.dumps
         m.dev_chain_state_dump_ok.set(1 if dumps.failing_since is None else 0)
         if dumps.last_saved is not None:
             m.dev_chain_state_age.set(time.monotonic() - dumps.last_saved)
+    elif report is not None:  # serve --workers: the dev chain is `chain up`'s
+        view = read_dump_report(report, platform.settings.anvil_state_interval)
+        m.dev_chain_state_dump_ok.set(1 if view.ok else 0)
+        if view.saved_age is not None:
+            m.dev_chain_state_age.set(view.saved_age)
     client = platform.chain.client
     try:
         # the probe goes through the circuit breaker: while it is open this costs nothing

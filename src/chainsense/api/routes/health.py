@@ -9,7 +9,9 @@
 - ``chain``: the RPC's head block, through the circuit breaker (an open circuit answers at once,
   saying when it probes next);
 - ``dev_chain_state`` (with the dev chain only): the periodic state dump works; while it fails a
-  restart would roll the chain back.
+  restart would roll the chain back. Under ``serve --workers`` the dev chain is another process
+  (``chainsense chain up``): the workers read the report it writes after every dump round, and
+  a report older than five rounds (10 s at least) is failing too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from chainsense.api.deps import PlatformDep
+from chainsense.chain.devchain import read_dump_report
 from chainsense.errors import ChainSenseError
 from chainsense.platform import Platform
 
@@ -70,7 +73,10 @@ async def _chain(platform: Platform) -> str:
 def _dev_chain_state(platform: Platform) -> str | None:
     devchain = platform.chain.devchain
     if devchain is None:
-        return None
+        report = platform.settings.dev_chain_report
+        if report is None:
+            return None
+        return read_dump_report(report, platform.settings.anvil_state_interval).line
     dumps = devchain.dumps
     now = time.monotonic()
     if dumps.failing_since is not None:
