@@ -311,3 +311,66 @@ def test_cliExportBatches_verifiesInBothVerifiers_andAnAlteredReadingFails(
     code, summary = verify(dropped, "--block-hash", str(hashes))
     assert code == 1
     assert summary["failed_checks"] == {"merkle-path": size - 1}, summary
+
+
+def test_verifySince_failsABundleThatLeavesOutABatchAnchoredInThePeriod(
+    anchored: Anchored, tmp_path: Path
+) -> None:
+    """`chainsense verify --rpc --since --until` asks the pinned ReadingAnchor which roots it
+    logged in the period's blocks: a section dropped from the bundle, or an export of a
+    narrower period, names each batch left out; batches outside the period are a note."""
+    api = anchored.api
+    runner = CliRunner()
+    deployment = tmp_path / "deployment.json"
+    deployment.write_text(api.client.get("/v1/deployment").text)
+    rpc = api.platform.chain.client.rpc_url
+    lines = _export(api)
+    t1 = min(b.block_time or 0 for b in anchored.first) * 1000
+    t2 = min(b.block_time or 0 for b in anchored.second) * 1000
+
+    def verify(kept: list[str], *period: str) -> tuple[int, dict[str, Any], str]:
+        path = tmp_path / "bundle.jsonl"
+        path.write_text("".join(line + "\n" for line in kept))
+        args = ["verify", str(path), "--deployment", str(deployment), "--rpc", rpc, *period]
+        got = runner.invoke(app, [*args, "--json"])
+        text = runner.invoke(app, args).stdout
+        return got.exit_code, json.loads(got.stdout), text
+
+    whole = ["--since", str(t1), "--until", str(t2 + 1000)]
+    code, summary, text = verify(lines, *whole)
+    assert code == 0, summary
+    cover = summary["coverage"]
+    assert (cover["ok"], cover["anchored_in_period"], cover["missing"]) == (True, 4, []), cover
+    assert "holds every batch anchored in the period" in text
+
+    # one section (a batch line and its proofs) left out: the proofs left all verify
+    starts = [i for i, line in enumerate(lines) if line.startswith('{"batch":')]
+    withheld = anchored.anchored[1]
+    dropped = lines[: starts[1]] + lines[starts[2] :]
+    code, summary, text = verify(dropped, *whole)
+    assert code == 1, summary
+    assert summary["invalid"] == 0
+    assert summary["ok"] is False
+    (missing,) = summary["coverage"]["missing"]
+    assert missing == {"root": "0x" + withheld.root.hex(), "block": withheld.block_number}
+    assert f"missing: batch root 0x{withheld.root.hex()}" in text
+    assert "INVALID: the bundle does not hold every batch" in text
+
+    # an export of the second period checked against both: the first period's batches missing
+    second = _export(api, since=t2)
+    code, summary, _ = verify(second, "--since", str(t1))
+    assert code == 1
+    missing_roots = {m["root"] for m in summary["coverage"]["missing"]}
+    assert missing_roots == {"0x" + b.root.hex() for b in anchored.first}
+    code, summary, _ = verify(second, "--since", str(t2))
+    assert code == 0, summary
+    # the whole export checked against the second period only: the first batches are a note
+    code, summary, _ = verify(lines, "--since", str(t2))
+    assert code == 0, summary
+    assert summary["coverage"]["in_bundle_outside_period"] == 2
+
+    # the period needs the chain and the pins
+    path = tmp_path / "bundle.jsonl"
+    refused = runner.invoke(app, ["verify", str(path), "--since", str(t1)])
+    assert refused.exit_code == 2
+    assert "need --rpc URL and --deployment" in refused.stderr

@@ -35,6 +35,17 @@ def verify_command(
         str | None,
         typer.Option("--rpc", help="A JSON-RPC URL of the chain: confirms the block hash."),
     ] = None,
+    since: Annotated[
+        int | None,
+        typer.Option(
+            help="With --rpc: also check that the bundle holds every batch the pinned "
+            "ReadingAnchor anchored from this time (ms since the epoch)."
+        ),
+    ] = None,
+    until: Annotated[
+        int | None,
+        typer.Option(help="With --rpc: ... and before this time (ms since the epoch)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="RPC timeout, seconds.")] = 10.0,
     workers: Annotated[
@@ -42,12 +53,15 @@ def verify_command(
     ] = None,
 ) -> None:
     """Verify a proof or a bundle: each check is named; exit 0 valid, 1 a check failed,
-    2 unreadable input, 3 not pinned or no trusted block hash (nothing claimed)."""
+    2 unreadable input, 3 not pinned or no trusted block hash (nothing claimed).
+
+    With --since/--until (and --rpc, pinned contracts) a bundle must also hold every batch the
+    pinned ReadingAnchor anchored in that period (`chainsense export --batches` writes one)."""
     from chainsense.provenance.verify_run import VerifyOptions, run
 
     options = VerifyOptions(
         source=proof, deployment=deployment, chain_id=chain_id, registry=registry,
         anchor=anchor, block_hashes=tuple(block_hash or ()), rpc=rpc, as_json=as_json,
-        timeout=timeout, workers=workers,
+        timeout=timeout, workers=workers, since_ms=since, until_ms=until,
     )  # fmt: skip
     raise typer.Exit(run(options))

@@ -45,6 +45,13 @@ class VerifyOptions:
     as_json: bool = False
     timeout: float = 10.0
     workers: int | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    @property
+    def coverage(self) -> bool:
+        """Whether the bundle must hold every batch anchored in [since, until)."""
+        return self.since_ms is not None or self.until_ms is not None
 
 
 def load_pins(options: VerifyOptions) -> Pins | None:
@@ -154,12 +161,21 @@ def _bundle(
 
     device = None
     code_failed = False
+    coverage = None
     if options.rpc is not None:
         from chainsense.provenance.bundle_rpc import chain_facts
 
         assert lines is not None, "with --rpc the caller reads the lines"
 
         facts = asyncio.run(chain_facts(options.rpc, lines, pins, options.timeout))
+        if options.coverage:
+            from chainsense.provenance.coverage import check_coverage
+
+            assert pins is not None, "checked with the options"
+            coverage = asyncio.run(check_coverage(
+                options.rpc, lines, pins, since_ms=options.since_ms,
+                until_ms=options.until_ms, timeout=options.timeout,
+            ))  # fmt: skip
         block = facts.block_judge()
         device = facts.device_judge() if pins is not None else None
         notes = [f"code: {facts.code.detail}"] if facts.code is not None else []
@@ -192,8 +208,14 @@ def _bundle(
         result = verify_lines(lines, pins=pins, block=block, device=device,
                               workers=options.workers, progress=progress)  # fmt: skip
     result.notes.extend(notes)
+    if coverage is not None and not coverage.check.ok:
+        code_failed = True
     if options.as_json:
-        out.write(json.dumps(result.to_json(), indent=2) + "\n")
+        body = result.to_json()
+        if coverage is not None:
+            body["coverage"] = coverage.to_json()
+            body["ok"] = bool(body.get("ok")) and coverage.check.ok
+        out.write(json.dumps(body, indent=2) + "\n")
     else:
         c = result.counts
         out.write(
@@ -208,8 +230,21 @@ def _bundle(
             out.write(f"  line {failure['line']}: {failure['status']}: {failure['detail']}\n")
         for note in result.notes:
             out.write(f"  note: {note}\n")
+        if coverage is not None:
+            mark = "ok" if coverage.check.ok else "FAILED"
+            out.write(f"  coverage {mark}: {coverage.check.detail}\n")
+            for number, root in coverage.missing[:10]:
+                out.write(f"    missing: batch root {root}, anchored in block {number}\n")
+            if coverage.outside:
+                out.write(f"  note: {coverage.outside} batches of the bundle were anchored "
+                          "outside the period\n")  # fmt: skip
         if result.ok and not code_failed:
-            out.write("VALID: every proof passed every check\n")
+            out.write("VALID: every proof passed every check"
+                      + (", and the bundle holds every batch anchored in the period\n"
+                         if coverage is not None else "\n"))  # fmt: skip
+        elif coverage is not None and not coverage.check.ok:
+            out.write("INVALID: the bundle does not hold every batch anchored in the period "
+                      "(see coverage)\n")  # fmt: skip
         elif c["invalid"] or c["malformed"] or code_failed:
             out.write("INVALID: some proofs failed (see above)\n")
         else:
@@ -231,12 +266,17 @@ def run(options: VerifyOptions, out: TextIO | None = None, err: TextIO | None = 
         pins = load_pins(options)
         trusted = load_trusted(options.block_hashes)  # read early: a bad file is exit 2
         del trusted
+        if options.coverage and (options.rpc is None or pins is None):
+            raise UsageError(
+                "--since/--until compare the bundle with what the pinned ReadingAnchor "
+                "anchored: they need --rpc URL and --deployment FILE (or explicit pins)"
+            )
         if options.rpc is None and options.source.endswith(".jsonl") and jsonl_file(options.source):
             return _bundle(None, options, pins, out, err)  # the workers read the file
         lines = read_bundle(options.source)
     except (UsageError, BundleError) as exc:
         return _usage(str(exc), options, out, err)
-    bundle = options.source.endswith((".jsonl", ".zip")) or len(lines) != 1
+    bundle = options.source.endswith((".jsonl", ".zip")) or len(lines) != 1 or options.coverage
     if bundle:
         if not lines:
             return _usage(f"{options.source} holds no proof", options, out, err)
