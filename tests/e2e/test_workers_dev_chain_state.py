@@ -20,8 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.provenance.test_crash_leader import Cluster
-from tests.support import temp_postgres_database
+from tests.provenance.test_crash_leader import Cluster, cluster_on_a_new_database
 
 pytestmark = [pytest.mark.chain, pytest.mark.postgres, pytest.mark.slow]
 
@@ -63,12 +62,8 @@ def _dump_ok(c: Cluster) -> float | None:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with temp_postgres_database("chainsense_test_workers_chain") as url:
-        running = Cluster(tmp_path / "data", url)
-        try:
-            yield running
-        finally:
-            running.stop()
+    with cluster_on_a_new_database(tmp_path, "chainsense_test_workers_chain") as running:
+        yield running
 
 
 @pytest.mark.timeout(300)

@@ -236,14 +236,21 @@ class Device(threading.Thread):
             client.close()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with temp_postgres_database("chainsense_test_leader") as url:
+@contextlib.contextmanager
+def cluster_on_a_new_database(tmp_path: Path, prefix: str) -> Iterator[Cluster]:
+    """A Cluster (not started) on a fresh PostgreSQL database, stopped and dropped after."""
+    with temp_postgres_database(prefix) as url:
         running = Cluster(tmp_path / "data", url)
         try:
             yield running
         finally:
             running.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with cluster_on_a_new_database(tmp_path, "chainsense_test_leader") as running:
+        yield running
 
 
 @pytest.mark.timeout(420)
