@@ -159,7 +159,9 @@ def read_dump_report(path: Path, interval: float) -> DumpReportView:
         report = json.loads(path.read_text(encoding="utf-8"))
         reported_at = float(report["reported_at"])
         saved = report.get("last_saved_at")
-        saved_age = None if saved is None else now - float(saved)
+        # wall-clock times converted from monotonic ones: a fresh save can come out a few
+        # microseconds in the future
+        saved_age = None if saved is None else max(0.0, now - float(saved))
         failing_since = report.get("failing_since")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         line = f"failing: no report from the dev chain's process in {path}: {exc}"
