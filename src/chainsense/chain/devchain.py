@@ -176,7 +176,7 @@ def read_dump_report(path: Path, interval: float) -> DumpReportView:
         return DumpReportView(False, line, saved_age)
     if failing_since is not None:
         line = (
-            f"failing for {now - float(failing_since):.0f} s: {report.get('last_error')} "
+            f"failing for {max(0.0, now - float(failing_since)):.0f} s: {report.get('last_error')} "
             f"({saved_text}; a restart now would roll the dev chain back to it)"
         )
         return DumpReportView(False, line, saved_age)
