@@ -214,3 +214,39 @@ def test_robust_stream_keeps_learning_through_anomalies() -> None:
     for i, x in enumerate(gaussian(3000, 18) + gaussian(3000, 19, mean=40)):
         s.step(x, i * 1000)
     assert abs(s.level - 40) < 1  # the model followed the new regime instead of starving
+
+
+def _tricky_stream(seed: int) -> Iterator[tuple[float, int]]:
+    """Three days at a minute with jitter: a daily cycle, quantised noise, a regime change long
+    enough to be re-baselined, a stuck run, spikes, a reset, NaN and infinities."""
+    rng = random.Random(seed)
+    t = 1_767_225_600_000
+    for i in range(3 * 1440 + 300):
+        t += 60_000 + rng.randint(-3000, 3000) if i % 97 else 0  # a repeated timestamp too
+        x = round(20 + 3 * math.sin(i / 229.0) + rng.gauss(0, 0.2), 2)
+        if 2000 <= i < 2600:
+            x += 4.0
+        if 3000 <= i < 3100:
+            x = 21.0
+        if i in (3500, 3501):
+            x = 1e6 if i == 3500 else -1e6
+        if i in (4000, 4100, 4200):
+            x = (math.nan, math.inf, -math.inf)[(i - 4000) // 100]
+        yield x, t
+
+
+@pytest.mark.parametrize("counter", [False, True])
+@pytest.mark.parametrize("bins", [48, 0])
+def test_the_written_out_step_is_bit_identical_to_the_methods(counter: bool, bins: int) -> None:
+    fast = RobustStream(counter=counter, bins=bins, resolution=0.01)
+    slow = RobustStream(counter=counter, bins=bins, resolution=0.01)
+    total = 0.0
+    for i, (x, t) in enumerate(_tricky_stream(seed=3)):
+        if counter:
+            total = 0.0 if i == 2500 else total + abs(x) if math.isfinite(x) else total
+            x = total
+        a, b = fast.step(x, t), slow._step_reference(x, t)
+        assert repr(a) == repr(b), i
+        assert repr(fast.to_state()) == repr(slow.to_state()), i
+    assert slow.changes >= 1 or counter  # the re-baselining branch ran
+
