@@ -250,3 +250,41 @@ def test_the_written_out_step_is_bit_identical_to_the_methods(counter: bool, bin
         assert repr(fast.to_state()) == repr(slow.to_state()), i
     assert slow.changes >= 1 or counter  # the re-baselining branch ran
 
+
+def test_the_calibrators_written_out_p_is_bit_identical_to_the_first() -> None:
+    rng = random.Random(5)
+    cals = [TailCalibrator(), TailCalibrator(q=0.135, q2=0.0067, m_min=1.0, min_n=20)]
+    special = [0.0, -0.0, -1.0, 2.0, 5.0, 1e300, math.inf, -math.inf, math.nan]
+    for i in range(3000):
+        for cal in cals:
+            for v in [rng.expovariate(0.5), rng.gauss(0, 3), *special]:
+                assert repr(cal.p(v)) == repr(cal._p_reference(v)), (i, v)
+            cal.learn(rng.expovariate(0.3 if i % 50 else 0.01))
+
+
+@pytest.mark.parametrize("baseline", [None, {"fit_points": 200}])
+def test_the_written_out_joint_check_is_bit_identical_to_the_first(
+    baseline: dict[str, int] | None,
+) -> None:
+    metrics = ("a", "b", "c", "n")
+    kw: dict[str, object] = {
+        "counters": ("n",),
+        "limits": {"c": (None, 150.0)},
+        "resolutions": {"a": 0.01},
+        "baseline": baseline,
+    }
+    fast, slow = JointGuard(metrics, **kw), JointGuard(metrics, **kw)  # type: ignore[arg-type]
+    slow._streams = slow._streams_reference  # type: ignore[method-assign]
+    rng = random.Random(9)
+    streams = _tricky_stream(seed=4)
+    count = 0.0
+    for i, (a, t) in enumerate(streams):
+        count = count + rng.randint(0, 9) if i != 1000 else 0.0
+        values = {"a": a, "b": 50.0 if i % 7 else 50.5, "c": 100 + rng.expovariate(0.1)}
+        if i % 11:
+            values["n"] = count
+        if 1500 <= i < 1530:
+            values["b"] = 55.0
+        r, s = fast.step(values, t), slow.step(values, t)
+        assert repr(r) == repr(s), i
+    assert repr(fast.to_state()) == repr(slow.to_state())

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from chainsense.ai.base import register
@@ -43,6 +44,9 @@ from chainsense.ai.calibrate import P_FLOOR, TailCalibrator, score
 from chainsense.ai.robust import Assessment, RobustStream
 
 __all__ = ["JointGuard", "JointResult"]
+
+_FACTORIAL = tuple(math.factorial(i) for i in range(171))
+_first = itemgetter(0)
 
 
 def _outside(limit: tuple[float | None, float | None], x: float) -> bool:
@@ -124,24 +128,29 @@ class JointGuard:
         reading only (a shipment's, during its window), besides the guard's own."""
         parts: dict[str, Assessment] = {}
         extra = limits or {}
-        breached = [
-            m
-            for m in self.metrics
-            if m in values
-            and (self._limit(m, values[m]) or _outside(extra.get(m, (None, None)), values[m]))
-        ]
+        own = self.limits
+        breached: list[str] = []
+        if own or extra:
+            breached = [
+                m
+                for m in self.metrics
+                if m in values
+                and (self._limit(m, values[m]) or _outside(extra.get(m, (None, None)), values[m]))
+            ]
+        streams = self.streams
         for m in self.metrics:
             if m in values:
-                stream = self.streams[m]
                 # a value past a hard limit is known bad, not a new normal: it is not learned
-                parts[m] = stream.see(values[m], t) if m in breached else stream.step(values[m], t)
+                if breached and m in breached:
+                    parts[m] = streams[m].see(values[m], t)
+                else:
+                    parts[m] = streams[m].step(values[m], t)
         p_alarm = self.p_alarm()
         base = None
         if self.baseline is not None:
             # a breached value is not part of the baseline (the metric keeps its last value)
-            base = self.baseline.step(
-                {m: v for m, v in values.items() if m not in breached}, t, p_alarm=p_alarm
-            )
+            kept = {m: v for m, v in values.items() if m not in breached} if breached else values
+            base = self.baseline.step(kept, t, p_alarm=p_alarm)
         if breached:
             return JointResult(score(P_FLOOR, p_alarm), P_FLOOR, "limit", breached, parts)
         if base is None or not base.ready:
@@ -163,7 +172,76 @@ class JointGuard:
     ) -> JointResult:
         """The per-metric models' verdict (their own checks and the joint sum); without
         ``shift``, their single-reading checks only (``level``, ``stuck``, and the joint sum of
-        the levels)."""
+        the levels).
+
+        A hot path (once a reading): the builtins written out with the same arithmetic, in the
+        same order, as :meth:`_streams_reference` (the tests compare the two); ``min(a, b)`` is
+        ``b if b < a else a`` and ``max(a, b)`` is ``b if b > a else a``, as the builtins."""
+        # each part's p (``p_of``) and the sum of -ln p over the ready ones, in one pass
+        logs: list[float] = []  # summed by ``sum`` (compensated from Python 3.12), as before
+        best: str | None = None
+        p_best = 1.0
+        ps: list[float] = []
+        for m, a in parts.items():
+            pl = a.p_level
+            if shift:  # ``a.p``
+                pm = pl
+                if a.p_shift < pm:
+                    pm = a.p_shift
+                if a.p_stuck < pm:
+                    pm = a.p_stuck
+                pa = 3.0 * pm
+            else:
+                pa = 2.0 * (a.p_stuck if a.p_stuck < pl else pl)
+            pa = pa if pa < 1.0 else 1.0
+            ps.append(pa)
+            if best is None or pa < p_best:  # ``min(parts, key=p_of)``: the first smallest
+                best, p_best = m, pa
+            if a.ready:
+                x = a.p_shift if shift else 1.0
+                x = x if x < pl else pl
+                logs.append(-math.log(P_FLOOR if x < P_FLOOR else x))
+        if not logs:
+            return JointResult(0.0, 1.0, "level", [], parts)
+        k = len(logs)
+        f = sum(logs)
+        joint_z = (f - k) / math.sqrt(k)
+        if k > 1:
+            # Never more confident than Fisher's combination of the parts (independent
+            # p-values): a calibrator that has seen no excursion yet must not extrapolate one
+            # into an alarm.
+            facts = _FACTORIAL[:k] if k <= len(_FACTORIAL) else map(math.factorial, range(k))
+            fisher = math.exp(-f) * sum(f**i / c for i, c in enumerate(facts))
+            fisher = 1.0 if fisher > 1.0 else fisher
+            p_joint = self.cal_joint.p(joint_z)
+            if fisher > p_joint:
+                p_joint = fisher
+        else:
+            p_joint = 1.0
+        self.cal_joint.learn(50.0 if joint_z > 50.0 else joint_z)
+        bonferroni = len(self.metrics) + 1
+        if p_joint < p_best:
+            p = bonferroni * p_joint
+            p = p if p < 1.0 else 1.0
+            check = "joint"
+            order = sorted(parts, key=lambda m: parts[m].p_level)
+            named = [m for m in order if parts[m].p_level <= 0.01] or order[:1]
+        else:
+            p = bonferroni * p_best
+            p = p if p < 1.0 else 1.0
+            a = parts[best]  # type: ignore[index]
+            check = a.check if shift or a.p_level <= a.p_stuck else "stuck"
+            cut = max(p_best * 100, p_alarm / bonferroni)
+            named = [m for _, m in sorted(
+                ((pa, m) for pa, m in zip(ps, parts, strict=True) if pa <= cut),
+                key=_first,
+            )]  # fmt: skip
+        return JointResult(score(p, p_alarm), p, check, named, parts)
+
+    def _streams_reference(
+        self, parts: dict[str, Assessment], p_alarm: float, *, shift: bool = True
+    ) -> JointResult:
+        """:meth:`_streams` as first written (the tests compare the two)."""
         ready = [a for a in parts.values() if a.ready]
         if not ready:
             return JointResult(0.0, 1.0, "level", [], parts)
@@ -177,8 +255,6 @@ class JointGuard:
         k = len(ready)
         f = sum(-math.log(max(min(a.p_level, a.p_shift if shift else 1.0), P_FLOOR)) for a in ready)
         joint_z = (f - k) / math.sqrt(k)
-        # Never more confident than Fisher's combination of the parts (independent p-values):
-        # a calibrator that has seen no excursion yet must not extrapolate one into an alarm.
         fisher = math.exp(-f) * sum(f**i / math.factorial(i) for i in range(k))
         p_joint = max(self.cal_joint.p(joint_z), min(fisher, 1.0)) if k > 1 else 1.0
         self.cal_joint.learn(min(joint_z, 50.0))
