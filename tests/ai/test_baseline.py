@@ -318,3 +318,21 @@ def test_a_baseline_saved_before_change_points_existed_still_loads() -> None:
     restored = JointGuard.from_state(state)
     later = machine(600, 31)[450:]
     assert not any(restored.step(row, (450 + i) * 1000).change for i, row in enumerate(later))
+
+
+def test_the_written_out_hot_paths_are_bit_identical_to_the_first() -> None:
+    """The EWMA, the change detector and the reference (with its trend) as first written and
+    as written out for speed: the same results and the same state, reading for reading."""
+    rows = shifted(3, n=1600) + machine(600, 4, drift=0.01)
+    fast, slow = JointGuard(METRICS, baseline={}), JointGuard(METRICS, baseline={})
+    base = slow.baseline
+    assert base is not None
+    base._advance = base._advance_reference  # type: ignore[method-assign]
+    base._change_stat = base._change_stat_reference  # type: ignore[method-assign]
+    found = 0
+    for i, row in enumerate(rows):
+        r, s = fast.step(row, i * 1000), slow.step(row, i * 1000)
+        assert repr(r) == repr(s), i
+        found += r.change
+    assert found >= 2  # the change points, the learning and the trend all ran
+    assert repr(fast.to_state()) == repr(slow.to_state())

@@ -62,6 +62,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import mul
 from typing import Any
 
 from chainsense.ai.calibrate import P_FLOOR
@@ -173,9 +174,12 @@ class BaselineModel:
 
     def _row(self, values: Mapping[str, float]) -> list[float] | None:
         row: list[float] = []
+        last = self.last
+        get = values.get
+        isfinite = math.isfinite
         for i, m in enumerate(self.metrics):
-            x = values.get(m, self.last[i])
-            if x is None or not math.isfinite(x):
+            x = get(m, last[i])
+            if x is None or not isfinite(x):
                 return None
             row.append(float(x))
         self.last = list(row)
@@ -261,6 +265,8 @@ class BaselineModel:
     def _change_stat(self, row: Sequence[float]) -> float:
         """Move the change detector by ``row``; its ``T2_c`` against the current regime (0 while
         the reference is learning a new regime)."""
+        # a hot path (once a reading): locals, and each ``sum`` over the same terms in the same
+        # order as first written (:meth:`_change_stat_reference`; the tests compare the two)
         z = [x / s for x, s in zip(row, self.c_scale, strict=True)]
         k = len(z)
         lam = self.change_lam
@@ -268,7 +274,51 @@ class BaselineModel:
         if ref is None:
             self.ref, self.ref_trend, self.ce, self.cn = z, [0.0] * k, [0.0] * k, 1
             return 0.0
+        keep = 1 - lam
         if self.learning > 0:  # a new regime: its reference is the running mean so far
+            self.cn += 1
+            self.learning -= 1
+            cn = self.cn
+            ce = self.ce
+            for j in range(k):
+                ref[j] += (z[j] - ref[j]) / cn
+                ce[j] = keep * ce[j] + lam * (z[j] - ref[j])
+            return 0.0
+        ce, trend = self.ce, self.ref_trend
+        for j in range(k):
+            ce[j] = keep * ce[j] + lam * (z[j] - ref[j])
+        pe = [sum(map(mul, prow, ce)) for prow in self.precision]
+        t2 = sum(map(mul, ce, pe)) * (2 - lam) / lam
+        # the reference follows the regime slowly (Holt: level and a damped trend)
+        cn = self.cn = self.cn + 1
+        memory = self.memory
+        a = 1.0 / (memory if memory < cn else cn)
+        if cn > self.settle + 30:
+            damp = self.trend
+            damp_keep = 1 - damp
+            for j in range(k):
+                old = ref[j]
+                tj = trend[j]
+                new = ref[j] = old + tj + a * (z[j] - old - tj)
+                trend[j] = damp * (new - old) + damp_keep * tj
+        else:
+            for j in range(k):
+                old = ref[j]
+                tj = trend[j]
+                ref[j] = old + tj + a * (z[j] - old - tj)
+        return t2
+
+    # --- the first versions of the two hot paths (the tests compare them with the above) -----
+
+    def _change_stat_reference(self, row: Sequence[float]) -> float:
+        z = [x / s for x, s in zip(row, self.c_scale, strict=True)]
+        k = len(z)
+        lam = self.change_lam
+        ref = self.ref
+        if ref is None:
+            self.ref, self.ref_trend, self.ce, self.cn = z, [0.0] * k, [0.0] * k, 1
+            return 0.0
+        if self.learning > 0:
             self.cn += 1
             self.learning -= 1
             for j in range(k):
@@ -280,7 +330,6 @@ class BaselineModel:
             ce[j] = (1 - lam) * ce[j] + lam * (z[j] - ref[j])
         pe = [sum(p * e for p, e in zip(prow, ce, strict=True)) for prow in self.precision]
         t2 = sum(e * q for e, q in zip(ce, pe, strict=True)) * (2 - lam) / lam
-        # the reference follows the regime slowly (Holt: level and a damped trend)
         self.cn += 1
         a = 1.0 / min(self.cn, self.memory)
         follow = self.cn > self.settle + 30
@@ -291,12 +340,9 @@ class BaselineModel:
                 trend[j] = self.trend * (ref[j] - old) + (1 - self.trend) * trend[j]
         return t2
 
-    # --- judging -----------------------------------------------------------------------------
-
-    def _advance(
+    def _advance_reference(
         self, row: Sequence[float], t: int, *, first: bool = False
     ) -> tuple[float, list[float]]:
-        """Move the EWMA by ``row``; (T2, each metric's share of it)."""
         h = t - self.t_mid
         lam = self.lam
         for j, x in enumerate(row):
@@ -306,6 +352,26 @@ class BaselineModel:
         pe = [sum(p * e for p, e in zip(prow, self.e, strict=True)) for prow in self.precision]
         scale = (2 - lam) / lam
         shares = [e * q * scale for e, q in zip(self.e, pe, strict=True)]
+        return sum(shares), shares
+
+    # --- judging -----------------------------------------------------------------------------
+
+    def _advance(
+        self, row: Sequence[float], t: int, *, first: bool = False
+    ) -> tuple[float, list[float]]:
+        """Move the EWMA by ``row``; (T2, each metric's share of it)."""
+        h = t - self.t_mid
+        lam = self.lam
+        keep = 1 - lam
+        noise, slope, mean, e = self.noise, self.slope, self.mean, self.e
+        drift = self.drift
+        hypot = math.hypot
+        for j, x in enumerate(row):
+            z = (x - mean[j]) / hypot(noise[j], drift * slope[j] * h)
+            e[j] = z if first else lam * z + keep * e[j]
+        pe = [sum(map(mul, prow, e)) for prow in self.precision]
+        scale = (2 - lam) / lam
+        shares = [a * b * scale for a, b in zip(e, pe, strict=True)]
         return sum(shares), shares
 
     def p_of(self, t2: float) -> float:
@@ -346,8 +412,10 @@ class BaselineModel:
 
     def _named(self, shares: Sequence[float], total: float) -> list[str]:
         order = sorted(range(len(shares)), key=lambda j: -shares[j])
-        named = [self.metrics[j] for j in order if shares[j] >= 0.25 * max(total, 1e-300)]
-        return named or [self.metrics[order[0]]]
+        cut = 0.25 * max(total, 1e-300)
+        metrics = self.metrics
+        named = [metrics[j] for j in order if shares[j] >= cut]
+        return named or [metrics[order[0]]]
 
     def to_state(self) -> dict[str, Any]:
         return (
