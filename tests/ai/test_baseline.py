@@ -205,6 +205,13 @@ def test_a_devices_own_rate_wins_and_applies_from_its_next_reading() -> None:
     monitor.set_device_per_week("0xABC", None)
     observe(3)
     assert guard.per_week == 5.0
+    # settings replaced while running (the monitor keeps each device's rate and threshold until
+    # then): the next reading uses the new ones
+    monitor.sensitivity = Sensitivity(2.0)
+    monitor.thresholds = Thresholds(1.0, {"0xabc": 4.0})
+    observe(4)
+    assert guard.per_week == 2.0
+    assert monitor.streams[("0xAbC", cold.name)].gate.threshold == 4.0
 
 
 def changes(rows: list[dict[str, float]], guard: JointGuard | None = None) -> list[int]:
