@@ -288,3 +288,24 @@ def test_the_written_out_joint_check_is_bit_identical_to_the_first(
         r, s = fast.step(values, t), slow.step(values, t)
         assert repr(r) == repr(s), i
     assert repr(fast.to_state()) == repr(slow.to_state())
+
+
+def test_the_written_out_alarm_point_and_score_are_bit_identical_to_the_builtins() -> None:
+    def alarm_reference(per_week: float, interval_ms: float) -> float:
+        return min(max(per_week * max(interval_ms, 1.0) / (7 * 86_400_000), 1e-12), 0.05)
+
+    def score_reference(p: float, p_alarm: float) -> float:
+        if p <= 1e-30:
+            return SCORE_CAP
+        return min(math.log(min(p, 1.0)) / math.log(p_alarm), SCORE_CAP)
+
+    special = [0.0, -0.0, 0.5, 1.0, 2.0, 1e-31, 1e-12, 0.05, 1e300, math.inf, math.nan]
+    rng = random.Random(2)
+    xs = special + [10 ** rng.uniform(-40, 8) for _ in range(2000)]
+    for x in xs:
+        for y in (0.0, 0.1, 1.0, 3.0, 1000.0, 6e8, math.inf, math.nan, x):
+            assert repr(alarm_probability(y, x)) == repr(alarm_reference(y, x)), (x, y)
+            assert repr(alarm_probability(x, y)) == repr(alarm_reference(x, y)), (x, y)
+    for p in xs:
+        for pa in (1e-12, 1e-6, 0.05, 0.5, min(p, 0.9) or 0.5):
+            assert repr(score(p, pa)) == repr(score_reference(p, pa)), (p, pa)

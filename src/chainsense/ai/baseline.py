@@ -393,7 +393,7 @@ class BaselineModel:
                 self._fit()
             return BaselineResult(1.0, 0.0, [], False)
         t2, shares = self._advance(row, t)
-        p = self.p_of(t2)
+        p = _tail_p(t2, self.median, self.excess)  # ``self.p_of(t2)``
         named = self._named(shares, t2)
         if p_alarm is None:
             return BaselineResult(p, t2, named, True)

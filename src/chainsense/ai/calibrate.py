@@ -51,8 +51,10 @@ SCORE_CAP = 10.0
 def alarm_probability(per_week: float, interval_ms: float) -> float:
     """The per-point tail probability at which a stream sampled every ``interval_ms`` raises
     about ``per_week`` false alarms a week (clamped to [1e-12, 0.05])."""
-    p = per_week * max(interval_ms, 1.0) / WEEK_MS
-    return min(max(p, 1e-12), 0.05)
+    # once or twice a reading: ``min(max(p, 1e-12), 0.05)`` written out (the same result)
+    p = per_week * (1.0 if interval_ms < 1.0 else interval_ms) / WEEK_MS
+    p = 1e-12 if p < 1e-12 else p
+    return 0.05 if p > 0.05 else p
 
 
 def score(p: float, p_alarm: float) -> float:
@@ -60,7 +62,9 @@ def score(p: float, p_alarm: float) -> float:
     breach, reported at :data:`P_FLOOR`): 1.0 at the alarm point."""
     if p <= P_FLOOR:
         return SCORE_CAP
-    return min(math.log(min(p, 1.0)) / math.log(p_alarm), SCORE_CAP)
+    # once or twice a reading: ``min(log(min(p, 1)) / log(p_alarm), SCORE_CAP)`` written out
+    s = math.log(1.0 if p > 1.0 else p) / math.log(p_alarm)
+    return SCORE_CAP if s > SCORE_CAP else s
 
 
 @dataclass(slots=True)

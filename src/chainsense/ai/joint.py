@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 
 from chainsense.ai.base import register
 from chainsense.ai.baseline import BaselineModel
-from chainsense.ai.calibrate import P_FLOOR, TailCalibrator, score
+from chainsense.ai.calibrate import P_FLOOR, TailCalibrator, alarm_probability, score
 from chainsense.ai.robust import Assessment, RobustStream
 
 __all__ = ["JointGuard", "JointResult"]
@@ -145,7 +145,8 @@ class JointGuard:
                     parts[m] = streams[m].see(values[m], t)
                 else:
                     parts[m] = streams[m].step(values[m], t)
-        p_alarm = self.p_alarm()
+        first = streams[self.metrics[0]]  # ``self.p_alarm()``
+        p_alarm = alarm_probability(first.per_week, first.interval or 1000.0)
         base = None
         if self.baseline is not None:
             # a breached value is not part of the baseline (the metric keeps its last value)
