@@ -274,10 +274,11 @@ def test_the_written_out_joint_check_is_bit_identical_to_the_first(
         "baseline": baseline,
     }
     fast, slow = JointGuard(metrics, **kw), JointGuard(metrics, **kw)  # type: ignore[arg-type]
-    slow._streams = slow._streams_reference  # type: ignore[method-assign]
+    slow.step = slow._step_reference  # type: ignore[method-assign]
     rng = random.Random(9)
     streams = _tricky_stream(seed=4)
     count = 0.0
+    checks: set[str] = set()
     for i, (a, t) in enumerate(streams):
         count = count + rng.randint(0, 9) if i != 1000 else 0.0
         values = {"a": a, "b": 50.0 if i % 7 else 50.5, "c": 100 + rng.expovariate(0.1)}
@@ -285,9 +286,13 @@ def test_the_written_out_joint_check_is_bit_identical_to_the_first(
             values["n"] = count
         if 1500 <= i < 1530:
             values["b"] = 55.0
-        r, s = fast.step(values, t), slow.step(values, t)
+        limits = {"b": (None, 54.0)} if i % 5 == 0 else None  # a shipment's range
+        r, s = fast.step(values, t, limits=limits), slow.step(values, t, limits=limits)
         assert repr(r) == repr(s), i
+        checks.add(r.check)
     assert repr(fast.to_state()) == repr(slow.to_state())
+    assert {"limit", "level", "stuck"} <= checks
+    assert baseline is None or {"baseline", "change"} <= checks
 
 
 def test_the_written_out_alarm_point_and_score_are_bit_identical_to_the_builtins() -> None:

@@ -383,23 +383,38 @@ class BaselineModel:
         """Judge one reading (metric -> value; a missing metric keeps its last value), then move
         on: during the window the reading is collected, and the window's last one fits. With
         ``p_alarm``, also tell whether the reading is a change point (then re-baseline)."""
+        judged = self.judge(values, t, p_alarm=p_alarm)
+        if judged is None:
+            return BaselineResult(1.0, 0.0, [], False)
+        p, t2, shares, moved = judged
+        named = self._named(shares, t2)
+        if moved is None:
+            return BaselineResult(p, t2, named, True)
+        return BaselineResult(p, t2, named, True, True, moved)
+
+    def judge(
+        self, values: Mapping[str, float], t: int, *, p_alarm: float | None = None
+    ) -> tuple[float, float, list[float], list[str] | None] | None:
+        """:meth:`step` without building its result (the caller's hot path): None until the
+        model is fitted (or for a reading it cannot use), else ``(p, T2, each metric's share of
+        T2, the metrics that moved at a change point or None)``; the metrics responsible are
+        ``names(shares, T2)``."""
         row = self._row(values)
         if row is None:
-            return BaselineResult(1.0, 0.0, [], False)
+            return None
         if not self.fitted:
             self.buffer.append(row)
             self.times.append(t)
             if len(self.buffer) >= self.fit_points:
                 self._fit()
-            return BaselineResult(1.0, 0.0, [], False)
+            return None
         t2, shares = self._advance(row, t)
         p = _tail_p(t2, self.median, self.excess)  # ``self.p_of(t2)``
-        named = self._named(shares, t2)
         if p_alarm is None:
-            return BaselineResult(p, t2, named, True)
+            return p, t2, shares, None
         t2c = self._change_stat(row)
         if _tail_p(t2c, self.c_median, self.c_excess) >= p_alarm:
-            return BaselineResult(p, t2, named, True)
+            return p, t2, shares, None
         # a change point: name what moved, restart the reference at this reading
         ce = self.ce
         pe = [sum(q * e for q, e in zip(prow, ce, strict=True)) for prow in self.precision]
@@ -408,7 +423,11 @@ class BaselineModel:
         self._restart_change()
         self._change_stat(row)
         self.learning = self.settle
-        return BaselineResult(p, t2, named, True, True, moved)
+        return p, t2, shares, moved
+
+    def names(self, shares: Sequence[float], total: float) -> list[str]:
+        """The metrics responsible for ``total`` (largest share first)."""
+        return self._named(shares, total)
 
     def _named(self, shares: Sequence[float], total: float) -> list[str]:
         order = sorted(range(len(shares)), key=lambda j: -shares[j])

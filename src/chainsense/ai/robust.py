@@ -265,7 +265,8 @@ class RobustStream:
             rep = 0.01
         if rep > 0.999:
             rep = 0.999
-        stuck_stat = run * -math.log(rep)
+        # ``run * -log(rep)``: 0.0 for run 0 (-log of a clamped rate is positive and finite)
+        stuck_stat = run * -math.log(rep) if run or rep != rep else 0.0
         if ready:
             p_level = self.cal_level.p(abs(z))
             p_shift = self.cal_shift.p(shift_z)
