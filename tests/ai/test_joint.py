@@ -236,10 +236,12 @@ def _tricky_stream(seed: int) -> Iterator[tuple[float, int]]:
 
 
 @pytest.mark.parametrize("counter", [False, True])
-@pytest.mark.parametrize("bins", [48, 0])
-def test_the_written_out_step_is_bit_identical_to_the_methods(counter: bool, bins: int) -> None:
-    fast = RobustStream(counter=counter, bins=bins, resolution=0.01)
-    slow = RobustStream(counter=counter, bins=bins, resolution=0.01)
+@pytest.mark.parametrize(("bins", "warmup"), [(48, 30), (0, 30), (48, 0), (0, 1)])
+def test_the_written_out_step_is_bit_identical_to_the_methods(
+    counter: bool, bins: int, warmup: int
+) -> None:
+    fast = RobustStream(counter=counter, bins=bins, resolution=0.01, warmup=warmup)
+    slow = RobustStream(counter=counter, bins=bins, resolution=0.01, warmup=warmup)
     total = 0.0
     for i, (x, t) in enumerate(_tricky_stream(seed=3)):
         if counter:
@@ -259,7 +261,12 @@ def test_the_calibrators_written_out_p_is_bit_identical_to_the_first() -> None:
         for cal in cals:
             for v in [rng.expovariate(0.5), rng.gauss(0, 3), *special]:
                 assert repr(cal.p(v)) == repr(cal._p_reference(v)), (i, v)
-            cal.learn(rng.expovariate(0.3 if i % 50 else 0.01))
+            x = rng.expovariate(0.3 if i % 50 else 0.01) if i % 7 else special[i % 9]
+            twin = TailCalibrator.from_state(cal.to_state())
+            expected = twin.p(x)
+            twin.learn(x)
+            assert repr(cal.p_learn(x)) == repr(expected), (i, x)  # p, then learn, in one
+            assert repr(cal) == repr(twin), (i, x)
 
 
 @pytest.mark.parametrize("baseline", [None, {"fit_points": 200}])

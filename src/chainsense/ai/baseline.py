@@ -288,7 +288,7 @@ class BaselineModel:
         for j in range(k):
             ce[j] = keep * ce[j] + lam * (z[j] - ref[j])
         pe = [sum(map(mul, prow, ce)) for prow in self.precision]
-        t2 = sum(map(mul, ce, pe)) * (2 - lam) / lam
+        t2: float = sum(map(mul, ce, pe)) * (2 - lam) / lam
         # the reference follows the regime slowly (Holt: level and a damped trend)
         cn = self.cn = self.cn + 1
         memory = self.memory

@@ -112,6 +112,32 @@ class TailCalibrator:
         p = q * math.exp(-(v - u) / self.m)
         return P_FLOOR if p < P_FLOOR else p
 
+    def p_learn(self, v: float) -> float:
+        """:meth:`p` of ``v``, then :meth:`learn` it: one call where both are wanted (three a
+        stream a reading), the two bodies one after the other."""
+        u = self.u
+        q = self.q
+        if self.n < self.min_n:
+            p = 1.0
+        elif v <= u:
+            p = q + (1.0 - q) * (1.0 - (0.0 if v < 0.0 else v) / u)
+            p = p if p < 1.0 else 1.0
+        else:
+            p = q * math.exp(-(v - u) / self.m)
+            p = P_FLOOR if p < P_FLOOR else p
+        n = self.n = self.n + 1
+        r = 1.0 / (n + self.prior)
+        if r < self.rate:
+            r = self.rate
+        r2 = 1.0 / (n + self.prior2)
+        if r2 < self.rate2:
+            r2 = self.rate2
+        q = q + r * ((1.0 if v > u else 0.0) - q)
+        q2 = self.q2 + r2 * ((1.0 if v > self.u2 else 0.0) - self.q2)
+        self.q = q if q > 1e-4 else 1e-4
+        self.q2 = q2 if q2 > 1e-7 else 1e-7
+        return p
+
     def _p_reference(self, v: float) -> float:
         """:meth:`p` as first written (the tests compare the two)."""
         if self.n < self.min_n:

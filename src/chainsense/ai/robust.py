@@ -47,6 +47,7 @@ __all__ = ["Assessment", "RobustStream"]
 
 _ABS_TO_SIGMA = 1.2533  # sqrt(pi/2): E|N(0, s)| times this is s
 _CHECKS = ("level", "shift", "stuck")
+_new_tuple = tuple.__new__  # what ``Assessment(...)`` calls, without its Python frame
 
 
 class Assessment(NamedTuple):
@@ -267,13 +268,20 @@ class RobustStream:
             rep = 0.999
         # ``run * -log(rep)``: 0.0 for run 0 (-log of a clamped rate is positive and finite)
         stuck_stat = run * -math.log(rep) if run or rep != rep else 0.0
-        if ready:
+        # the calibrators judge, and from the second point past warm-up learn (below, in
+        # ``_learn``, after nothing else reads them): one call each when both are due
+        learns = ready and n >= 1
+        if learns:
+            p_level = self.cal_level.p_learn(abs(z))
+            p_shift = self.cal_shift.p_learn(shift_z)
+            p_stuck = self.cal_stuck.p_learn(stuck_stat)
+        elif ready:
             p_level = self.cal_level.p(abs(z))
             p_shift = self.cal_shift.p(shift_z)
             p_stuck = self.cal_stuck.p(stuck_stat)
         else:
             p_level = p_shift = p_stuck = 1.0
-        a = Assessment(v, level + off, sigma, p_level, p_shift, p_stuck, ready)
+        a = _new_tuple(Assessment, (v, level + off, sigma, p_level, p_shift, p_stuck, ready))
         residual = vd - level
         # learn (``_learn``)
         n += 1
@@ -306,16 +314,13 @@ class RobustStream:
         self.scale += (inv if inv > w else w) * (abs(r) - self.scale)
         hr = huber * sigma if n > warmup else math.inf
         ref = self.ref
-        d = vd - ref
-        c = d if d < hr else hr
+        dr = vd - ref
+        c = dr if dr < hr else hr
         if not c > -hr:
             c = -hr
         w = self.ref_alpha
         self.ref = ref + (inv if inv > w else w) * c
-        if n > warmup:
-            self.cal_level.learn(abs(z))
-            self.cal_shift.learn(shift_z)
-            self.cal_stuck.learn(stuck_stat)
+        if n > warmup:  # (the calibrators have learned: ``learns`` above)
             # ``p_alarm``
             iv = interval or 1000.0
             pa = self.per_week * (iv if not iv < 1.0 else 1.0) / WEEK_MS
