@@ -309,8 +309,9 @@ class StreamMonitor:
             state.names = tuple(m.name for m in spec.metrics)
             state.divisors = tuple(10**m.scale for m in spec.metrics)
             state.lower = device.lower()
-        scaled = [raw / d for raw, d in zip(values, state.divisors, strict=False)]
-        xs = dict(zip(state.names, scaled, strict=False))
+        xs = {
+            name: raw / d for name, d, raw in zip(state.names, state.divisors, values, strict=False)
+        }
         guard = state.guard
         # ``per_week`` and ``thresholds.get``, from the device's cache while the settings stand
         if state.rate_from is not self.sensitivity:
