@@ -205,6 +205,13 @@ def test_a_devices_own_rate_wins_and_applies_from_its_next_reading() -> None:
     monitor.set_device_per_week("0xABC", None)
     observe(3)
     assert guard.per_week == 5.0
+    # settings replaced while running (the monitor keeps each device's rate and threshold until
+    # then): the next reading uses the new ones
+    monitor.sensitivity = Sensitivity(2.0)
+    monitor.thresholds = Thresholds(1.0, {"0xabc": 4.0})
+    observe(4)
+    assert guard.per_week == 2.0
+    assert monitor.streams[("0xAbC", cold.name)].gate.threshold == 4.0
 
 
 def changes(rows: list[dict[str, float]], guard: JointGuard | None = None) -> list[int]:
@@ -318,3 +325,21 @@ def test_a_baseline_saved_before_change_points_existed_still_loads() -> None:
     restored = JointGuard.from_state(state)
     later = machine(600, 31)[450:]
     assert not any(restored.step(row, (450 + i) * 1000).change for i, row in enumerate(later))
+
+
+def test_the_written_out_hot_paths_are_bit_identical_to_the_first() -> None:
+    """The EWMA, the change detector and the reference (with its trend) as first written and
+    as written out for speed: the same results and the same state, reading for reading."""
+    rows = shifted(3, n=1600) + machine(600, 4, drift=0.01)
+    fast, slow = JointGuard(METRICS, baseline={}), JointGuard(METRICS, baseline={})
+    base = slow.baseline
+    assert base is not None
+    base._advance = base._advance_reference  # type: ignore[method-assign]
+    base._change_stat = base._change_stat_reference  # type: ignore[method-assign]
+    found = 0
+    for i, row in enumerate(rows):
+        r, s = fast.step(row, i * 1000), slow.step(row, i * 1000)
+        assert repr(r) == repr(s), i
+        found += r.change
+    assert found >= 2  # the change points, the learning and the trend all ran
+    assert repr(fast.to_state()) == repr(slow.to_state())

@@ -214,3 +214,110 @@ def test_robust_stream_keeps_learning_through_anomalies() -> None:
     for i, x in enumerate(gaussian(3000, 18) + gaussian(3000, 19, mean=40)):
         s.step(x, i * 1000)
     assert abs(s.level - 40) < 1  # the model followed the new regime instead of starving
+
+
+def _tricky_stream(seed: int) -> Iterator[tuple[float, int]]:
+    """Three days at a minute with jitter: a daily cycle, quantised noise, a regime change long
+    enough to be re-baselined, a stuck run, spikes, a reset, NaN and infinities."""
+    rng = random.Random(seed)
+    t = 1_767_225_600_000
+    for i in range(3 * 1440 + 300):
+        t += 60_000 + rng.randint(-3000, 3000) if i % 97 else 0  # a repeated timestamp too
+        x = round(20 + 3 * math.sin(i / 229.0) + rng.gauss(0, 0.2), 2)
+        if 2000 <= i < 2600:
+            x += 4.0
+        if 3000 <= i < 3100:
+            x = 21.0
+        if i in (3500, 3501):
+            x = 1e6 if i == 3500 else -1e6
+        if i in (4000, 4100, 4200):
+            x = (math.nan, math.inf, -math.inf)[(i - 4000) // 100]
+        yield x, t
+
+
+@pytest.mark.parametrize("counter", [False, True])
+@pytest.mark.parametrize(("bins", "warmup"), [(48, 30), (0, 30), (48, 0), (0, 1)])
+def test_the_written_out_step_is_bit_identical_to_the_methods(
+    counter: bool, bins: int, warmup: int
+) -> None:
+    fast = RobustStream(counter=counter, bins=bins, resolution=0.01, warmup=warmup)
+    slow = RobustStream(counter=counter, bins=bins, resolution=0.01, warmup=warmup)
+    total = 0.0
+    for i, (x, t) in enumerate(_tricky_stream(seed=3)):
+        if counter:
+            total = 0.0 if i == 2500 else total + abs(x) if math.isfinite(x) else total
+            x = total
+        a, b = fast.step(x, t), slow._step_reference(x, t)
+        assert repr(a) == repr(b), i
+        assert repr(fast.to_state()) == repr(slow.to_state()), i
+    assert slow.changes >= 1 or counter  # the re-baselining branch ran
+
+
+def test_the_calibrators_written_out_p_is_bit_identical_to_the_first() -> None:
+    rng = random.Random(5)
+    cals = [TailCalibrator(), TailCalibrator(q=0.135, q2=0.0067, m_min=1.0, min_n=20)]
+    special = [0.0, -0.0, -1.0, 2.0, 5.0, 1e300, math.inf, -math.inf, math.nan]
+    for i in range(3000):
+        for cal in cals:
+            for v in [rng.expovariate(0.5), rng.gauss(0, 3), *special]:
+                assert repr(cal.p(v)) == repr(cal._p_reference(v)), (i, v)
+            x = rng.expovariate(0.3 if i % 50 else 0.01) if i % 7 else special[i % 9]
+            twin = TailCalibrator.from_state(cal.to_state())
+            expected = twin.p(x)
+            twin.learn(x)
+            assert repr(cal.p_learn(x)) == repr(expected), (i, x)  # p, then learn, in one
+            assert repr(cal) == repr(twin), (i, x)
+
+
+@pytest.mark.parametrize("baseline", [None, {"fit_points": 200}])
+def test_the_written_out_joint_check_is_bit_identical_to_the_first(
+    baseline: dict[str, int] | None,
+) -> None:
+    metrics = ("a", "b", "c", "n")
+    kw: dict[str, object] = {
+        "counters": ("n",),
+        "limits": {"c": (None, 150.0)},
+        "resolutions": {"a": 0.01},
+        "baseline": baseline,
+    }
+    fast, slow = JointGuard(metrics, **kw), JointGuard(metrics, **kw)  # type: ignore[arg-type]
+    slow.step = slow._step_reference  # type: ignore[method-assign]
+    rng = random.Random(9)
+    streams = _tricky_stream(seed=4)
+    count = 0.0
+    checks: set[str] = set()
+    for i, (a, t) in enumerate(streams):
+        count = count + rng.randint(0, 9) if i != 1000 else 0.0
+        values = {"a": a, "b": 50.0 if i % 7 else 50.5, "c": 100 + rng.expovariate(0.1)}
+        if i % 11:
+            values["n"] = count
+        if 1500 <= i < 1530:
+            values["b"] = 55.0
+        limits = {"b": (None, 54.0)} if i % 5 == 0 else None  # a shipment's range
+        r, s = fast.step(values, t, limits=limits), slow.step(values, t, limits=limits)
+        assert repr(r) == repr(s), i
+        checks.add(r.check)
+    assert repr(fast.to_state()) == repr(slow.to_state())
+    assert {"limit", "level", "stuck"} <= checks
+    assert baseline is None or {"baseline", "change"} <= checks
+
+
+def test_the_written_out_alarm_point_and_score_are_bit_identical_to_the_builtins() -> None:
+    def alarm_reference(per_week: float, interval_ms: float) -> float:
+        return min(max(per_week * max(interval_ms, 1.0) / (7 * 86_400_000), 1e-12), 0.05)
+
+    def score_reference(p: float, p_alarm: float) -> float:
+        if p <= 1e-30:
+            return SCORE_CAP
+        return min(math.log(min(p, 1.0)) / math.log(p_alarm), SCORE_CAP)
+
+    special = [0.0, -0.0, 0.5, 1.0, 2.0, 1e-31, 1e-12, 0.05, 1e300, math.inf, math.nan]
+    rng = random.Random(2)
+    xs = special + [10 ** rng.uniform(-40, 8) for _ in range(2000)]
+    for x in xs:
+        for y in (0.0, 0.1, 1.0, 3.0, 1000.0, 6e8, math.inf, math.nan, x):
+            assert repr(alarm_probability(y, x)) == repr(alarm_reference(y, x)), (x, y)
+            assert repr(alarm_probability(x, y)) == repr(alarm_reference(x, y)), (x, y)
+    for p in xs:
+        for pa in (1e-12, 1e-6, 0.05, 0.5, min(p, 0.9) or 0.5):
+            assert repr(score(p, pa)) == repr(score_reference(p, pa)), (p, pa)

@@ -62,6 +62,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import mul
 from typing import Any
 
 from chainsense.ai.calibrate import P_FLOOR
@@ -173,9 +174,12 @@ class BaselineModel:
 
     def _row(self, values: Mapping[str, float]) -> list[float] | None:
         row: list[float] = []
+        last = self.last
+        get = values.get
+        isfinite = math.isfinite
         for i, m in enumerate(self.metrics):
-            x = values.get(m, self.last[i])
-            if x is None or not math.isfinite(x):
+            x = get(m, last[i])
+            if x is None or not isfinite(x):
                 return None
             row.append(float(x))
         self.last = list(row)
@@ -261,6 +265,8 @@ class BaselineModel:
     def _change_stat(self, row: Sequence[float]) -> float:
         """Move the change detector by ``row``; its ``T2_c`` against the current regime (0 while
         the reference is learning a new regime)."""
+        # a hot path (once a reading): locals, and each ``sum`` over the same terms in the same
+        # order as first written (:meth:`_change_stat_reference`; the tests compare the two)
         z = [x / s for x, s in zip(row, self.c_scale, strict=True)]
         k = len(z)
         lam = self.change_lam
@@ -268,7 +274,51 @@ class BaselineModel:
         if ref is None:
             self.ref, self.ref_trend, self.ce, self.cn = z, [0.0] * k, [0.0] * k, 1
             return 0.0
+        keep = 1 - lam
         if self.learning > 0:  # a new regime: its reference is the running mean so far
+            self.cn += 1
+            self.learning -= 1
+            cn = self.cn
+            ce = self.ce
+            for j in range(k):
+                ref[j] += (z[j] - ref[j]) / cn
+                ce[j] = keep * ce[j] + lam * (z[j] - ref[j])
+            return 0.0
+        ce, trend = self.ce, self.ref_trend
+        for j in range(k):
+            ce[j] = keep * ce[j] + lam * (z[j] - ref[j])
+        pe = [sum(map(mul, prow, ce)) for prow in self.precision]
+        t2: float = sum(map(mul, ce, pe)) * (2 - lam) / lam
+        # the reference follows the regime slowly (Holt: level and a damped trend)
+        cn = self.cn = self.cn + 1
+        memory = self.memory
+        a = 1.0 / (memory if memory < cn else cn)
+        if cn > self.settle + 30:
+            damp = self.trend
+            damp_keep = 1 - damp
+            for j in range(k):
+                old = ref[j]
+                tj = trend[j]
+                new = ref[j] = old + tj + a * (z[j] - old - tj)
+                trend[j] = damp * (new - old) + damp_keep * tj
+        else:
+            for j in range(k):
+                old = ref[j]
+                tj = trend[j]
+                ref[j] = old + tj + a * (z[j] - old - tj)
+        return t2
+
+    # --- the first versions of the two hot paths (the tests compare them with the above) -----
+
+    def _change_stat_reference(self, row: Sequence[float]) -> float:
+        z = [x / s for x, s in zip(row, self.c_scale, strict=True)]
+        k = len(z)
+        lam = self.change_lam
+        ref = self.ref
+        if ref is None:
+            self.ref, self.ref_trend, self.ce, self.cn = z, [0.0] * k, [0.0] * k, 1
+            return 0.0
+        if self.learning > 0:
             self.cn += 1
             self.learning -= 1
             for j in range(k):
@@ -280,7 +330,6 @@ class BaselineModel:
             ce[j] = (1 - lam) * ce[j] + lam * (z[j] - ref[j])
         pe = [sum(p * e for p, e in zip(prow, ce, strict=True)) for prow in self.precision]
         t2 = sum(e * q for e, q in zip(ce, pe, strict=True)) * (2 - lam) / lam
-        # the reference follows the regime slowly (Holt: level and a damped trend)
         self.cn += 1
         a = 1.0 / min(self.cn, self.memory)
         follow = self.cn > self.settle + 30
@@ -291,12 +340,9 @@ class BaselineModel:
                 trend[j] = self.trend * (ref[j] - old) + (1 - self.trend) * trend[j]
         return t2
 
-    # --- judging -----------------------------------------------------------------------------
-
-    def _advance(
+    def _advance_reference(
         self, row: Sequence[float], t: int, *, first: bool = False
     ) -> tuple[float, list[float]]:
-        """Move the EWMA by ``row``; (T2, each metric's share of it)."""
         h = t - self.t_mid
         lam = self.lam
         for j, x in enumerate(row):
@@ -308,6 +354,26 @@ class BaselineModel:
         shares = [e * q * scale for e, q in zip(self.e, pe, strict=True)]
         return sum(shares), shares
 
+    # --- judging -----------------------------------------------------------------------------
+
+    def _advance(
+        self, row: Sequence[float], t: int, *, first: bool = False
+    ) -> tuple[float, list[float]]:
+        """Move the EWMA by ``row``; (T2, each metric's share of it)."""
+        h = t - self.t_mid
+        lam = self.lam
+        keep = 1 - lam
+        noise, slope, mean, e = self.noise, self.slope, self.mean, self.e
+        drift = self.drift
+        hypot = math.hypot
+        for j, x in enumerate(row):
+            z = (x - mean[j]) / hypot(noise[j], drift * slope[j] * h)
+            e[j] = z if first else lam * z + keep * e[j]
+        pe = [sum(map(mul, prow, e)) for prow in self.precision]
+        scale = (2 - lam) / lam
+        shares = [a * b * scale for a, b in zip(e, pe, strict=True)]
+        return sum(shares), shares
+
     def p_of(self, t2: float) -> float:
         return _tail_p(t2, self.median, self.excess)
 
@@ -317,23 +383,38 @@ class BaselineModel:
         """Judge one reading (metric -> value; a missing metric keeps its last value), then move
         on: during the window the reading is collected, and the window's last one fits. With
         ``p_alarm``, also tell whether the reading is a change point (then re-baseline)."""
+        judged = self.judge(values, t, p_alarm=p_alarm)
+        if judged is None:
+            return BaselineResult(1.0, 0.0, [], False)
+        p, t2, shares, moved = judged
+        named = self._named(shares, t2)
+        if moved is None:
+            return BaselineResult(p, t2, named, True)
+        return BaselineResult(p, t2, named, True, True, moved)
+
+    def judge(
+        self, values: Mapping[str, float], t: int, *, p_alarm: float | None = None
+    ) -> tuple[float, float, list[float], list[str] | None] | None:
+        """:meth:`step` without building its result (the caller's hot path): None until the
+        model is fitted (or for a reading it cannot use), else ``(p, T2, each metric's share of
+        T2, the metrics that moved at a change point or None)``; the metrics responsible are
+        ``names(shares, T2)``."""
         row = self._row(values)
         if row is None:
-            return BaselineResult(1.0, 0.0, [], False)
+            return None
         if not self.fitted:
             self.buffer.append(row)
             self.times.append(t)
             if len(self.buffer) >= self.fit_points:
                 self._fit()
-            return BaselineResult(1.0, 0.0, [], False)
+            return None
         t2, shares = self._advance(row, t)
-        p = self.p_of(t2)
-        named = self._named(shares, t2)
+        p = _tail_p(t2, self.median, self.excess)  # ``self.p_of(t2)``
         if p_alarm is None:
-            return BaselineResult(p, t2, named, True)
+            return p, t2, shares, None
         t2c = self._change_stat(row)
         if _tail_p(t2c, self.c_median, self.c_excess) >= p_alarm:
-            return BaselineResult(p, t2, named, True)
+            return p, t2, shares, None
         # a change point: name what moved, restart the reference at this reading
         ce = self.ce
         pe = [sum(q * e for q, e in zip(prow, ce, strict=True)) for prow in self.precision]
@@ -342,12 +423,18 @@ class BaselineModel:
         self._restart_change()
         self._change_stat(row)
         self.learning = self.settle
-        return BaselineResult(p, t2, named, True, True, moved)
+        return p, t2, shares, moved
+
+    def names(self, shares: Sequence[float], total: float) -> list[str]:
+        """The metrics responsible for ``total`` (largest share first)."""
+        return self._named(shares, total)
 
     def _named(self, shares: Sequence[float], total: float) -> list[str]:
         order = sorted(range(len(shares)), key=lambda j: -shares[j])
-        named = [self.metrics[j] for j in order if shares[j] >= 0.25 * max(total, 1e-300)]
-        return named or [self.metrics[order[0]]]
+        cut = 0.25 * max(total, 1e-300)
+        metrics = self.metrics
+        named = [metrics[j] for j in order if shares[j] >= cut]
+        return named or [metrics[order[0]]]
 
     def to_state(self) -> dict[str, Any]:
         return (

@@ -39,10 +39,12 @@ from typing import Any, ClassVar
 
 from chainsense.ai.base import register
 from chainsense.ai.baseline import BaselineModel
-from chainsense.ai.calibrate import P_FLOOR, TailCalibrator, score
+from chainsense.ai.calibrate import P_FLOOR, TailCalibrator, alarm_probability, score
 from chainsense.ai.robust import Assessment, RobustStream
 
 __all__ = ["JointGuard", "JointResult"]
+
+_FACTORIAL = tuple(math.factorial(i) for i in range(171))
 
 
 def _outside(limit: tuple[float | None, float | None], x: float) -> bool:
@@ -124,6 +126,154 @@ class JointGuard:
         reading only (a shipment's, during its window), besides the guard's own."""
         parts: dict[str, Assessment] = {}
         extra = limits or {}
+        own = self.limits
+        breached: list[str] = []
+        if own or extra:
+            breached = [
+                m
+                for m in self.metrics
+                if m in values
+                and (self._limit(m, values[m]) or _outside(extra.get(m, (None, None)), values[m]))
+            ]
+        streams = self.streams
+        for m in self.metrics:
+            if m in values:
+                # a value past a hard limit is known bad, not a new normal: it is not learned
+                if breached and m in breached:
+                    parts[m] = streams[m].see(values[m], t)
+                else:
+                    parts[m] = streams[m].step(values[m], t)
+        first = streams[self.metrics[0]]  # ``self.p_alarm()``
+        p_alarm = alarm_probability(first.per_week, first.interval or 1000.0)
+        base = None
+        baseline = self.baseline
+        if baseline is not None:
+            # a breached value is not part of the baseline (the metric keeps its last value)
+            kept = {m: v for m, v in values.items() if m not in breached} if breached else values
+            base = baseline.judge(kept, t, p_alarm=p_alarm)
+        if breached:
+            return JointResult(score(P_FLOOR, p_alarm), P_FLOOR, "limit", breached, parts)
+        if base is None:  # no baseline, or not fitted yet
+            return self._streams(parts, p_alarm)
+        # Once fitted, the baseline judges sustained moves and the metrics together (it replaces
+        # the per-metric ``shift`` and the ``joint`` sum); the per-metric models keep the
+        # single-reading checks (``level``, ``stuck``). Bonferroni over the two families.
+        base_p, t2, shares, moved = base
+        verdict = self._verdict(parts, p_alarm, shift=False)
+        r_p, r_check, r_named = verdict if verdict is not None else (1.0, "level", [])
+        p = min(1.0, 2.0 * min(r_p, base_p))
+        s = score(p, p_alarm)
+        change = moved is not None
+        if moved is not None and s < 1.0:  # a change point the other checks do not see (yet)
+            return JointResult(s, p, "change", moved, parts, change=True)
+        if base_p < r_p:
+            named = baseline.names(shares, t2)  # type: ignore[union-attr]
+            return JointResult(s, p, "baseline", named, parts, change=change)
+        return JointResult(s, p, r_check, r_named, parts, change=change)
+
+    def _streams(
+        self, parts: dict[str, Assessment], p_alarm: float, *, shift: bool = True
+    ) -> JointResult:
+        """The per-metric models' verdict as a result (see :meth:`_verdict`)."""
+        verdict = self._verdict(parts, p_alarm, shift=shift)
+        if verdict is None:
+            return JointResult(0.0, 1.0, "level", [], parts)
+        p, check, named = verdict
+        return JointResult(score(p, p_alarm), p, check, named, parts)
+
+    def _verdict_reference(
+        self, parts: dict[str, Assessment], p_alarm: float, *, shift: bool = True
+    ) -> tuple[float, str, list[str]] | None:
+        """:meth:`_verdict` from :meth:`_streams_reference` (the tests compare the two)."""
+        r = self._streams_reference(parts, p_alarm, shift=shift)
+        if not any(a.ready for a in parts.values()):
+            return None
+        return r.p, r.check, r.metrics
+
+    def _verdict(
+        self, parts: dict[str, Assessment], p_alarm: float, *, shift: bool = True
+    ) -> tuple[float, str, list[str]] | None:
+        """The per-metric models' verdict (their own checks and the joint sum): ``(p, check,
+        metrics)``, None when no part is ready; without
+        ``shift``, their single-reading checks only (``level``, ``stuck``, and the joint sum of
+        the levels).
+
+        A hot path (once a reading): the builtins written out with the same arithmetic, in the
+        same order, as :meth:`_streams_reference` (the tests compare the two); ``min(a, b)`` is
+        ``b if b < a else a`` and ``max(a, b)`` is ``b if b > a else a``, as the builtins."""
+        # each part's p (``p_of``) and the sum of -ln p over the ready ones, in one pass
+        logs: list[float] = []  # summed by ``sum`` (compensated from Python 3.12), as before
+        best: str | None = None
+        p_best = 1.0
+        ps: list[float] = []
+        for m, a in parts.items():
+            pl = a.p_level
+            if shift:  # ``a.p``
+                pm = pl
+                if a.p_shift < pm:
+                    pm = a.p_shift
+                if a.p_stuck < pm:
+                    pm = a.p_stuck
+                pa = 3.0 * pm
+            else:
+                pa = 2.0 * (a.p_stuck if a.p_stuck < pl else pl)
+            pa = pa if pa < 1.0 else 1.0
+            ps.append(pa)
+            if best is None or pa < p_best:  # ``min(parts, key=p_of)``: the first smallest
+                best, p_best = m, pa
+            if a.ready:
+                x = a.p_shift if shift else 1.0
+                x = x if x < pl else pl
+                logs.append(-math.log(P_FLOOR if x < P_FLOOR else x))
+        if not logs:
+            return None
+        k = len(logs)
+        f = sum(logs)
+        joint_z = (f - k) / math.sqrt(k)
+        if k > 1:
+            # Never more confident than Fisher's combination of the parts (independent
+            # p-values): a calibrator that has seen no excursion yet must not extrapolate one
+            # into an alarm.
+            facts = _FACTORIAL[:k] if k <= len(_FACTORIAL) else map(math.factorial, range(k))
+            fisher = math.exp(-f) * sum([f**i / c for i, c in enumerate(facts)])
+            fisher = 1.0 if fisher > 1.0 else fisher
+            p_joint = self.cal_joint.p(joint_z)
+            if fisher > p_joint:
+                p_joint = fisher
+        else:
+            p_joint = 1.0
+        self.cal_joint.learn(50.0 if joint_z > 50.0 else joint_z)
+        bonferroni = len(self.metrics) + 1
+        if p_joint < p_best:
+            p = bonferroni * p_joint
+            p = p if p < 1.0 else 1.0
+            check = "joint"
+            order = sorted(parts, key=lambda m: parts[m].p_level)
+            named = [m for m in order if parts[m].p_level <= 0.01] or order[:1]
+        else:
+            p = bonferroni * p_best
+            p = p if p < 1.0 else 1.0
+            a = parts[best]  # type: ignore[index]
+            check = a.check if shift or a.p_level <= a.p_stuck else "stuck"
+            cut = max(p_best * 100, p_alarm / bonferroni)
+            # the parts within ``cut``, by their p (a stable sort: ties keep the parts' order)
+            kept = [i for i, pa in enumerate(ps) if pa <= cut]
+            if len(kept) > 1:
+                kept.sort(key=ps.__getitem__)
+            names = list(parts)
+            named = [names[i] for i in kept]
+        return p, check, named
+
+    def _step_reference(
+        self,
+        values: Mapping[str, float],
+        t: int,
+        *,
+        limits: Mapping[str, tuple[float | None, float | None]] | None = None,
+    ) -> JointResult:
+        """:meth:`step` as first written (the tests compare the two)."""
+        parts: dict[str, Assessment] = {}
+        extra = limits or {}
         breached = [
             m
             for m in self.metrics
@@ -133,37 +283,30 @@ class JointGuard:
         for m in self.metrics:
             if m in values:
                 stream = self.streams[m]
-                # a value past a hard limit is known bad, not a new normal: it is not learned
                 parts[m] = stream.see(values[m], t) if m in breached else stream.step(values[m], t)
         p_alarm = self.p_alarm()
         base = None
         if self.baseline is not None:
-            # a breached value is not part of the baseline (the metric keeps its last value)
             base = self.baseline.step(
                 {m: v for m, v in values.items() if m not in breached}, t, p_alarm=p_alarm
             )
         if breached:
             return JointResult(score(P_FLOOR, p_alarm), P_FLOOR, "limit", breached, parts)
         if base is None or not base.ready:
-            return self._streams(parts, p_alarm)
-        # Once fitted, the baseline judges sustained moves and the metrics together (it replaces
-        # the per-metric ``shift`` and the ``joint`` sum); the per-metric models keep the
-        # single-reading checks (``level``, ``stuck``). Bonferroni over the two families.
-        result = self._streams(parts, p_alarm, shift=False)
+            return self._streams_reference(parts, p_alarm)
+        result = self._streams_reference(parts, p_alarm, shift=False)
         p = min(1.0, 2.0 * min(result.p, base.p))
         s = score(p, p_alarm)
-        if base.change and s < 1.0:  # a change point the other checks do not see (yet)
+        if base.change and s < 1.0:
             return JointResult(s, p, "change", base.change_metrics, parts, change=True)
         if base.p < result.p:
             return JointResult(s, p, "baseline", base.metrics, parts, change=base.change)
         return JointResult(s, p, result.check, result.metrics, parts, change=base.change)
 
-    def _streams(
+    def _streams_reference(
         self, parts: dict[str, Assessment], p_alarm: float, *, shift: bool = True
     ) -> JointResult:
-        """The per-metric models' verdict (their own checks and the joint sum); without
-        ``shift``, their single-reading checks only (``level``, ``stuck``, and the joint sum of
-        the levels)."""
+        """:meth:`_streams` as first written (the tests compare the two)."""
         ready = [a for a in parts.values() if a.ready]
         if not ready:
             return JointResult(0.0, 1.0, "level", [], parts)
@@ -177,8 +320,6 @@ class JointGuard:
         k = len(ready)
         f = sum(-math.log(max(min(a.p_level, a.p_shift if shift else 1.0), P_FLOOR)) for a in ready)
         joint_z = (f - k) / math.sqrt(k)
-        # Never more confident than Fisher's combination of the parts (independent p-values):
-        # a calibrator that has seen no excursion yet must not extrapolate one into an alarm.
         fisher = math.exp(-f) * sum(f**i / math.factorial(i) for i in range(k))
         p_joint = max(self.cal_joint.p(joint_z), min(fisher, 1.0)) if k > 1 else 1.0
         self.cal_joint.learn(min(joint_z, 50.0))

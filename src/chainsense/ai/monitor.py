@@ -183,12 +183,28 @@ def _severity(result: JointResult) -> str:
 
 
 class _Device:
-    __slots__ = ("alarm", "gate", "guard")
+    """A stream's detector, gate and open alarm, and what ``observe`` would otherwise work out
+    again at every reading: the device's lower-case address, its schema's metric names and
+    fixed-point divisors, and its threshold and rate (each with the settings object it came
+    from, worked out again when that object is replaced)."""
+
+    __slots__ = (
+        "alarm", "divisors", "gate", "guard", "lower", "names", "rate", "rate_from", "spec",
+        "threshold", "threshold_from",
+    )  # fmt: skip
 
     def __init__(self, guard: JointGuard, gate: EventGate, alarm: AlarmChange | None) -> None:
         self.guard = guard
         self.gate = gate
         self.alarm = alarm
+        self.spec: Schema | None = None
+        self.names: tuple[str, ...] = ()
+        self.divisors: tuple[int, ...] = ()
+        self.lower = ""
+        self.rate_from: Sensitivity | None = None
+        self.rate = 1.0
+        self.threshold_from: Thresholds | None = None
+        self.threshold = 1.0
 
 
 class StreamMonitor:
@@ -288,16 +304,30 @@ class StreamMonitor:
         if state is None:
             state = self.streams[key] = self._new(device, spec)
         self.dirty.add(key)
-        metrics = {m.name: m for m in spec.metrics}
-        xs = {m.name: raw / 10**m.scale for m, raw in zip(spec.metrics, values, strict=False)}
+        if state.spec is not spec:
+            state.spec = spec
+            state.names = tuple(m.name for m in spec.metrics)
+            state.divisors = tuple(10**m.scale for m in spec.metrics)
+            state.lower = device.lower()
+        xs = {
+            name: raw / d for name, d, raw in zip(state.names, state.divisors, values, strict=False)
+        }
         guard = state.guard
-        per_week = self.per_week(device, spec.name)
+        # ``per_week`` and ``thresholds.get``, from the device's cache while the settings stand
+        if state.rate_from is not self.sensitivity:
+            state.rate_from = self.sensitivity
+            state.rate = self.sensitivity.get(device, spec.name)
+        own = self.device_per_week.get(state.lower)
+        per_week = own if own is not None else state.rate
         if guard.per_week != per_week:
             guard.set_per_week(per_week)
-        shipment = self._shipment_limits(device, spec, timestamp)
+        shipment = self._shipment_limits(device, spec, timestamp) if self.shipments else {}
         result = guard.step(xs, timestamp, limits=shipment)
         gate = state.gate
-        gate.threshold = self.thresholds.get(device, spec.name)
+        if state.threshold_from is not self.thresholds:
+            state.threshold_from = self.thresholds
+            state.threshold = self.thresholds.get(device, spec.name)
+        gate.threshold = state.threshold
         was_open = gate.open
         # a change point (a regime's onset, a new phase, its return) is an event at once: within
         # an open alarm, or opening one when the reading is already suspicious (past the gate's
@@ -308,7 +338,7 @@ class StreamMonitor:
         events: list[AnomalyEvent] = []
         if opened or (gate.open and level >= gate.threshold):
             name = result.metrics[0] if result.metrics else spec.metrics[0].name
-            metric = metrics[name]
+            metric = {m.name: m for m in spec.metrics}[name]
             low, high, expected = self._expected(guard, result, name, shipment)
             raw = dict(zip((m.name for m in spec.metrics), values, strict=False))
             value = metric.to_decimal(raw[name])

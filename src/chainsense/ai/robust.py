@@ -36,11 +36,10 @@ True
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from chainsense.ai.base import Expected, register
-from chainsense.ai.calibrate import TailCalibrator, alarm_probability, score
+from chainsense.ai.calibrate import WEEK_MS, TailCalibrator, alarm_probability, score
 
 DAY_MS = 86_400_000
 
@@ -48,11 +47,13 @@ __all__ = ["Assessment", "RobustStream"]
 
 _ABS_TO_SIGMA = 1.2533  # sqrt(pi/2): E|N(0, s)| times this is s
 _CHECKS = ("level", "shift", "stuck")
+_new_tuple = tuple.__new__  # what ``Assessment(...)`` calls, without its Python frame
 
 
-@dataclass(frozen=True, slots=True)
-class Assessment:
-    """One point as one stream's model judged it (before learning it)."""
+class Assessment(NamedTuple):
+    """One point as one stream's model judged it (before learning it). Immutable; a named tuple
+    rather than a frozen dataclass because three to eight are made a reading and a frozen
+    dataclass is about three times slower to build (one ``object.__setattr__`` per field)."""
 
     value: float  # what the model saw: the reading, or a counter's rate per second
     predicted: float
@@ -204,7 +205,160 @@ class RobustStream:
         return a
 
     def step(self, x: float, t: int) -> Assessment:
-        """Judge ``x`` at ``t``, then learn it (every point is learned, robustly)."""
+        """Judge ``x`` at ``t``, then learn it (every point is learned, robustly).
+
+        The AI worker's hot path (one call per metric of every reading): ``_value``, ``offset``,
+        ``_assess`` (with ``_sigma``) and ``_learn`` (with ``p_alarm``) written out once with
+        their attributes in locals. Their arithmetic, operation for operation, so every figure is
+        bit-identical (``tests/ai/test_joint.py`` checks it against :meth:`assess` and the
+        methods): ``max(a, b)`` is written ``b if b > a else a`` and ``min(a, b)`` as
+        ``b if b < a else a``, which is what the builtins return (NaN included)."""
+        last_t = self.last_t
+        if not self.counter:
+            v: float | None = x
+        elif self.last_raw is None or last_t is None or x < self.last_raw:
+            v = None
+        else:
+            d = t - last_t
+            v = (x - self.last_raw) * 1000.0 / (d if d > 1 else 1)
+        interval = self.interval
+        if last_t is not None and t > last_t:
+            dt = float(t - last_t)
+            interval = dt if interval == 0 else interval + 0.05 * (dt - interval)
+            self.interval = interval
+        self.last_raw, self.last_t = x, t
+        first_t = self.first_t
+        if first_t is None:
+            first_t = self.first_t = t
+        if v is None:
+            return Assessment(x, x, self._sigma(), 1.0, 1.0, 1.0, False)
+        bins = self.bins
+        if bins:
+            b = (t % DAY_MS) * bins // DAY_MS
+            off = self.season[b] if t - first_t >= DAY_MS else 0.0
+        else:
+            b, off = 0, 0.0
+        # judge (``_assess``)
+        vd = v - off  # deseasonalised
+        long_dev = self.long_dev
+        floor = self.resolution
+        f = self.floor_frac * _ABS_TO_SIGMA * long_dev
+        if f > floor:
+            floor = f
+        if floor < 1e-12:
+            floor = 1e-12
+        sigma = _ABS_TO_SIGMA * self.scale
+        if floor > sigma:
+            sigma = floor
+        level = self.level
+        z = (vd - level) / sigma
+        shift_alpha = self.shift_alpha
+        recent = self.recent + shift_alpha * (vd - self.recent)
+        shift_z = abs(recent - self.ref) / sigma / math.sqrt(shift_alpha / (2 - shift_alpha))
+        last = self.last
+        same = v == last
+        run = self.run + 1 if same else 0  # a stuck sensor repeats its raw value
+        n = self.n
+        warmup = self.warmup
+        ready = n >= warmup
+        rep = self.repeat
+        if rep < 0.01:
+            rep = 0.01
+        if rep > 0.999:
+            rep = 0.999
+        # ``run * -log(rep)``: 0.0 for run 0 (-log of a clamped rate is positive and finite)
+        stuck_stat = run * -math.log(rep) if run or rep != rep else 0.0
+        # the calibrators judge, and from the second point past warm-up learn (below, in
+        # ``_learn``, after nothing else reads them): one call each when both are due
+        learns = ready and n >= 1
+        if learns:
+            p_level = self.cal_level.p_learn(abs(z))
+            p_shift = self.cal_shift.p_learn(shift_z)
+            p_stuck = self.cal_stuck.p_learn(stuck_stat)
+        elif ready:
+            p_level = self.cal_level.p(abs(z))
+            p_shift = self.cal_shift.p(shift_z)
+            p_stuck = self.cal_stuck.p(stuck_stat)
+        else:
+            p_level = p_shift = p_stuck = 1.0
+        a = _new_tuple(Assessment, (v, level + off, sigma, p_level, p_shift, p_stuck, ready))
+        residual = vd - level
+        # learn (``_learn``)
+        n += 1
+        self.n = n
+        self.run = run
+        self.last = v
+        if n == 1:
+            self.level = self.long_mean = self.recent = self.ref = vd
+            return a
+        inv = 1.0 / n
+        w = inv if inv > 0.01 else 0.01
+        self.repeat += w * ((1.0 if same else 0.0) - self.repeat)
+        w = inv if inv > 0.001 else 0.001
+        long_mean = self.long_mean + w * (vd - self.long_mean)
+        self.long_mean = long_mean
+        long_dev = long_dev + w * (abs(vd - long_mean) - long_dev)
+        self.long_dev = long_dev
+        self.recent = recent
+        huber = self.huber
+        wide = _ABS_TO_SIGMA * long_dev
+        if not wide > sigma:
+            wide = sigma
+        h = huber * wide if (p_level < 1e-3 and n > warmup) else math.inf
+        r = residual if residual < h else h
+        if not r > -h:
+            r = -h
+        w = self.alpha
+        self.level = level + (inv if inv > w else w) * r
+        w = self.beta
+        self.scale += (inv if inv > w else w) * (abs(r) - self.scale)
+        hr = huber * sigma if n > warmup else math.inf
+        ref = self.ref
+        dr = vd - ref
+        c = dr if dr < hr else hr
+        if not c > -hr:
+            c = -hr
+        w = self.ref_alpha
+        self.ref = ref + (inv if inv > w else w) * c
+        if n > warmup:  # (the calibrators have learned: ``learns`` above)
+            # ``p_alarm``
+            iv = interval or 1000.0
+            pa = self.per_week * (iv if not iv < 1.0 else 1.0) / WEEK_MS
+            if pa < 1e-12:
+                pa = 1e-12
+            if pa > 0.05:
+                pa = 0.05
+            if p_shift * 3 <= pa:
+                if self.shift_since is None:
+                    self.shift_since = t
+                elif t - self.shift_since >= self.rebaseline_ms:
+                    # a confirmed change: the new regime is the baseline
+                    self.level = self.ref = self.recent
+                    self.shift_since = None
+                    self.changes += 1
+            else:
+                self.shift_since = None
+        if bins:
+            # the time-of-day season learns what recurs at this time of day, at a pace of
+            # ``gamma`` per day whatever the sampling rate; it applies from the second day on
+            bin_n = self.bin_n
+            bin_n[b] += 1
+            g = 1.0 / bin_n[b]
+            g2 = self.gamma * (interval if not interval < 1.0 else 1.0) * bins / DAY_MS
+            if g2 > g:
+                g = g2
+            if p_level < 1e-3:
+                h = huber * wide
+                residual = residual if residual < h else h
+                if not residual > -h:
+                    residual = -h
+            season = self.season
+            season[b] += (1.0 if g > 1.0 else g) * (residual + off - season[b])
+        return a
+
+    def _step_reference(self, x: float, t: int) -> Assessment:
+        """:meth:`step` as first written, from the methods (the reference the tests compare the
+        written-out hot path with: every figure and every state bit-identical)."""
         v = self._value(x, t)
         if self.last_t is not None and t > self.last_t:
             dt = float(t - self.last_t)
@@ -221,8 +375,6 @@ class RobustStream:
         residual = v - off - self.level
         self._learn(v - off, t, a, z, shift_z, stuck_stat)
         if self.bins and self.n > 1:
-            # the time-of-day season learns what recurs at this time of day, at a pace of
-            # ``gamma`` per day whatever the sampling rate; it applies from the second day on
             self.bin_n[b] += 1
             g = max(1.0 / self.bin_n[b], self.gamma * max(self.interval, 1.0) * self.bins / DAY_MS)
             if a.p_level < 1e-3:
@@ -234,6 +386,7 @@ class RobustStream:
     def _learn(
         self, v: float, t: int, a: Assessment, z: float, shift_z: float, stuck_stat: float
     ) -> None:
+        """What :meth:`step` learns, as first written (the reference the tests compare with)."""
         self.n += 1
         repeated = 1.0 if a.value == self.last else 0.0
         self.run = self.run + 1 if a.value == self.last else 0
