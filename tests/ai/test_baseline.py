@@ -343,3 +343,33 @@ def test_the_written_out_hot_paths_are_bit_identical_to_the_first() -> None:
         found += r.change
     assert found >= 2  # the change points, the learning and the trend all ran
     assert repr(fast.to_state()) == repr(slow.to_state())
+
+
+@pytest.mark.parametrize("damage", ["precision_row", "precision_rows", "mean", "ref"])
+def test_a_damaged_fitted_state_is_refused_and_the_device_starts_afresh(damage: str) -> None:
+    """The precision products stop at the shorter side of mismatched lists (sum(map(mul, ...))),
+    so a damaged state would be judged with silently truncated sums: it is refused instead, and
+    the monitor starts that device afresh rather than stopping the worker."""
+    g = JointGuard(METRICS, baseline={})
+    for i, row in enumerate(machine(700, 5)):
+        g.step(row, i * 1000)
+    state = json.loads(json.dumps(g.to_state()))
+    baseline = state["baseline"]
+    assert baseline["fitted"]
+    JointGuard.from_state(json.loads(json.dumps(state)))  # undamaged: loads
+    if damage == "precision_row":
+        baseline["precision"][0].pop()
+    elif damage == "precision_rows":
+        baseline["precision"].pop()
+    else:
+        baseline[damage].pop()
+    with pytest.raises(ValueError, match="of another size"):
+        JointGuard.from_state(state)
+
+    monitor = StreamMonitor(BUILTIN_SCHEMAS, Thresholds())
+    gate = EventGate().to_state()
+    key = ("0x" + "ab" * 20, "*")
+    monitor.load(key, {"guard": state, "gate": gate, "alarm": None})
+    assert key not in monitor.streams
+    monitor.load(key, {"guard": g.to_state(), "gate": gate, "alarm": None})
+    assert key in monitor.streams

@@ -461,7 +461,29 @@ class BaselineModel:
             b.c_median, b.c_excess = b.median, b.excess
             b.c_scale = list(b.noise)
             b.learning = b.settle
+        b._check_shapes()
         return b
+
+    def _check_shapes(self) -> None:
+        """A fitted state's vectors and matrix have one entry per metric. The products over
+        them (``sum(map(mul, ...))``) would silently stop at the shorter side of a corrupt
+        state, so it is refused here instead (ValueError)."""
+        if not self.fitted:
+            return
+        k = len(self.metrics)
+        vectors = {"mean": self.mean, "slope": self.slope, "noise": self.noise, "e": self.e}
+        if self.ref is not None:
+            vectors |= {
+                "ref": self.ref, "ref_trend": self.ref_trend, "ce": self.ce,
+                "c_scale": self.c_scale,
+            }  # fmt: skip
+        wrong = [name for name, v in vectors.items() if len(v) != k]
+        if len(self.precision) != k or any(len(row) != k for row in self.precision):
+            wrong.append("precision")
+        if wrong:
+            raise ValueError(
+                f"baseline state of {k} metrics has {', '.join(wrong)} of another size"
+            )
 
 
 def _tail(values: list[float]) -> tuple[float, float]:

@@ -27,6 +27,7 @@ out of what the model learns (it is known bad, not a new normal).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -49,6 +50,8 @@ __all__ = [
     "StreamMonitor",
     "Thresholds",
 ]
+
+log = logging.getLogger(__name__)
 
 StreamKey = tuple[str, str]
 """(device address, schema name): one device's stream of readings of one schema."""
@@ -453,14 +456,21 @@ class StreamMonitor:
     def load(self, key: StreamKey, state: dict[str, Any]) -> None:
         if "guard" not in state:
             return  # a state of the earlier per-metric design: start this device afresh
-        gate = EventGate(cooldown=self.cooldown, clear=self.clear)
-        gate.load(state["gate"])
-        alarm = None
-        if state.get("alarm"):
-            fields = dict(state["alarm"]) | {"stored": None}
-            fields["schema"] = bytes.fromhex(fields["schema"])
-            alarm = AlarmChange(**fields)
-        self.streams[key] = _Device(JointGuard.from_state(state["guard"]), gate, alarm)
+        try:
+            gate = EventGate(cooldown=self.cooldown, clear=self.clear)
+            gate.load(state["gate"])
+            alarm = None
+            if state.get("alarm"):
+                fields = dict(state["alarm"]) | {"stored": None}
+                fields["schema"] = bytes.fromhex(fields["schema"])
+                alarm = AlarmChange(**fields)
+            guard = JointGuard.from_state(state["guard"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # a damaged saved state must not stop the worker (nor be judged with): the device
+            # starts afresh, as a new one would
+            log.warning("AI state of %s is unreadable (%s): the device starts afresh", key, exc)
+            return
+        self.streams[key] = _Device(guard, gate, alarm)
 
     def take_dirty(self) -> dict[StreamKey, dict[str, Any]]:
         """The states of the streams changed since the last call (to persist them)."""
