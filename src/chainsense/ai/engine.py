@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import os
 import threading
@@ -55,8 +56,9 @@ MACHINE = "chainsense.machine.v1"
 METER = "chainsense.meter.v1"
 
 ModelKey = tuple[str, str, str]
-ChunkResult = tuple[list[NewAnomaly], dict[ModelKey, dict[str, Any]], list[AlarmChange]]
-"""What a chunk gives: new events, changed model states, alarm changes (to checkpoint)."""
+ChunkResult = tuple[list[NewAnomaly], dict[ModelKey, dict[str, Any] | str], list[AlarmChange]]
+"""What a chunk gives: new events, changed model states (a process sends them JSON-encoded, as
+the store saves them), alarm changes (to checkpoint)."""
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ class AIEngine:
                 )
             )
             self._track(row)
-        states: dict[tuple[str, str, str], dict[str, Any]] = {
+        states: dict[ModelKey, dict[str, Any] | str] = {
             (d, m, "detector"): s for (d, m), s in self.monitor.take_dirty().items()
         }
         for d, m, model in self._dirty_models:
@@ -235,8 +237,15 @@ def _child_call(method: str, *args: Any) -> Any:
 
 
 def _child_process(rows: list[Row], alarm_ids: list[int | None] | None) -> tuple[ChunkResult, int]:
+    """A chunk in the child. The states go back JSON-encoded: the parent saves them as they
+    are, instead of unpickling ~2 kB of nested dicts per stream (one C call holding its GIL)
+    and encoding them again."""
     assert _engine is not None
-    return _engine.process(rows, alarm_ids), _engine.streams()
+    events, states, alarms = _engine.process(rows, alarm_ids)
+    encoded: dict[ModelKey, dict[str, Any] | str] = {
+        key: json.dumps(state, separators=(",", ":")) for key, state in states.items()
+    }
+    return (events, encoded, alarms), _engine.streams()
 
 
 def _child_pid() -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -256,7 +257,9 @@ class AIService:
             self.newest = max(self.newest, self.cursor)
             if self.config.process:
                 self._alarm_ids = [change.alarm_id for change in alarms]
-                self.engine.load({k: s for k, s in states.items() if k[2] in ("trend", "profile")})
+                self.engine.load(
+                    {k: _decoded(s) for k, s in states.items() if k[2] in ("trend", "profile")}
+                )
             self.processed += len(rows)
             self.events += len(stored)
             if stored:
@@ -312,3 +315,8 @@ class AIService:
             self.last_error = f"AI engine process cannot start: {again!r}"
             log.warning("%s", self.last_error)
             await asyncio.sleep(self.config.poll_interval)
+
+
+def _decoded(state: dict[str, Any] | str) -> dict[str, Any]:
+    decoded: dict[str, Any] = json.loads(state) if isinstance(state, str) else state
+    return decoded
