@@ -71,16 +71,15 @@ SHIPMENT = ShipmentLimit(
 )  # fmt: skip
 
 
-async def _fill(path: Path) -> Store:
-    store = await Store.open(f"sqlite+aiosqlite:///{path / 'chainsense.db'}")
-    await register(store, *(address(n) for n in range(1, 9)))
+async def _fill(store: Store) -> int:
     for i in range(0, len(READINGS), 1000):
         await store.readings.insert_batch(READINGS[i : i + 1000])
-    return store
+    return await store.anomalies.newest_reading_id()
 
 
 async def _settings(service: AIService) -> None:
-    """Settings made through the API before the stream: saved, then applied."""
+    """Settings made through the API before the stream: saved, then applied (sent to a
+    running child)."""
     await service.set_sensitivity(address(2), 0.1)
     await service.watch_shipment([address(4)], SHIPMENT)
 
@@ -109,18 +108,28 @@ async def _outcome(store: Store) -> dict[str, Any]:
 
 
 async def _run(
-    path: Path, *, process: bool, chunk: int, kill_at: int | None = None, kill_on: str = "processed"
+    path: Path,
+    *,
+    process: bool,
+    chunk: int,
+    kill_at: int | None = None,
+    kill_on: str = "processed",
+    settings_after_start: bool = False,
 ) -> Any:
-    store = await _fill(path)
+    store = await Store.open(f"sqlite+aiosqlite:///{path / 'chainsense.db'}")
+    await register(store, *(address(n) for n in range(1, 9)))
     try:
         service = AIService(
             store=store, schemas=BUILTIN_SCHEMAS, config=AIConfig(chunk=chunk, process=process)
         )
-        await _settings(service)
-        newest = await store.anomalies.newest_reading_id()
+        if not settings_after_start:
+            await _settings(service)
         await service.start()
         pids: list[int] = []
         try:
+            if settings_after_start:
+                await _settings(service)
+            newest = await _fill(store)
             if process:
                 pids.append(service.status()["engine_pid"])
 
@@ -152,7 +161,9 @@ async def test_a_process_gives_the_same_events_alarms_and_states_as_a_thread(
     (tmp_path / "thread").mkdir()
     (tmp_path / "process").mkdir()
     thread, t_status, _ = await _run(tmp_path / "thread", process=False, chunk=97)
-    process, p_status, pids = await _run(tmp_path / "process", process=True, chunk=97)
+    process, p_status, pids = await _run(
+        tmp_path / "process", process=True, chunk=97, settings_after_start=True
+    )
     # the stream has what the comparison is about: events of several checks, alarms opened,
     # updated across chunks and cleared, every kind of model state
     assert len(thread["events"]) >= 4
