@@ -118,10 +118,11 @@ class AIService:
         child = EngineProcess(self.schemas, self.config)
         try:
             await child.start(states)
+            streams = await child.call("streams")
         except BaseException:
             await asyncio.to_thread(child.stop)
             raise
-        self._child, self._alarm_ids = child, None
+        self._child, self._alarm_ids, self._streams = child, None, streams
         log.info("AI engine process %s started", child.pid)
 
     async def stop(self) -> None:
