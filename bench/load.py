@@ -70,6 +70,9 @@ class Result:
     exhausted: bool = False
     explain: str = ""
     loop: tuple[float, float] | None = None
+    ai_lag: int | None = None
+    """Readings stored but not yet analysed by the AI worker when the scenario ended
+    (/v1/ai/status lag_readings; None: no AI worker answered)."""
     """Shares of the wall time the server's main thread (the event loop) ran on a CPU and
     waited, runnable, for one (other load on the machine)."""
 
@@ -289,6 +292,21 @@ def _scrape(base_url: str) -> dict[str, float]:
     return out
 
 
+def _ai_lag(server: base.Server) -> int | None:
+    """The AI worker's backlog now (/v1/ai/status)."""
+    import httpx
+
+    with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+        response = httpx.get(
+            server.base_url + "/v1/ai/status",
+            headers={"Authorization": f"Bearer {server.api_key}"},
+            timeout=30,
+        )
+        if response.status_code == 200:
+            return int(response.json()["lag_readings"])
+    return None
+
+
 def _explain(before: dict[str, float], after: dict[str, float]) -> str:
     """Mean figures over a scenario from the server's own histograms."""
 
@@ -352,6 +370,7 @@ def _measure(
     with _sampled(server, spy / f"{_slug(res.scenario)}.txt" if spy else None):
         asyncio.run(run)
     cpu1 = _tree_cpu_s(server.process.pid)
+    res.ai_lag = _ai_lag(server)
     sched1 = base._main_thread_sched(server.process.pid)
     if sched0 is not None and sched1 is not None and res.wall_s:
         res.loop = ((sched1[0] - sched0[0]) / res.wall_s, (sched1[1] - sched0[1]) / res.wall_s)
@@ -404,7 +423,8 @@ def _print_row(r: Result) -> None:
         f"{r.scenario}:{offered} {r.stored:,} stored in {r.wall_s:.1f} s = {r.rate:,.0f} "
         f"readings/s, ratio {r.ratio:.3f} of {r.ceiling_all:,.0f}/s; {r.requests:,} requests, "
         f"p50 {r.pct(0.5):.1f} ms, p99 {r.pct(0.99):.1f} ms; server CPU {srv}, client CPU "
-        f"{r.client_cpu_s / r.wall_s:.0%}; event loop on CPU/runnable/asleep {r.loop_text()}"
+        f"{r.client_cpu_s / r.wall_s:.0%}; event loop on CPU/runnable/asleep {r.loop_text()}; "
+        f"AI lag {'n/a' if r.ai_lag is None else f'{r.ai_lag:,}'} readings"
         + (f"; FAILED {dict(r.failed)}" if r.failed else "")
         + ("; (ran out of pre-signed readings: raise --per-device)" if r.exhausted else "")
     )
@@ -566,14 +586,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{'scenario':<34}{'readings/s':>11}{'all-core ceil':>14}{'ratio':>7}"
         f"{'p50 ms':>8}{'p99 ms':>8}{'srv cpu':>8}{'cli cpu':>8}{'loop cpu/runq/sleep':>21}"
-        "  failed"
+        f"{'AI lag':>8}  failed"
     )
     for r in results:
         srv = f"{r.server_cpu_s / r.wall_s:.0%}" if r.server_cpu_s is not None else "n/a"
         print(
             f"{r.scenario:<34}{r.rate:>11,.0f}{r.ceiling_all:>14,.0f}{r.ratio:>7.3f}"
             f"{r.pct(0.5):>8.1f}{r.pct(0.99):>8.1f}{srv:>8}{r.client_cpu_s / r.wall_s:>8.0%}"
-            f"{r.loop_text():>21}  {sum(r.failed.values()) or ''}"
+            f"{r.loop_text():>21}{'n/a' if r.ai_lag is None else r.ai_lag:>8}"
+            f"  {sum(r.failed.values()) or ''}"
         )
     print(
         "targets: single >= 0.25 of the all-core ceiling, p99 < 100 ms at half that rate; "
@@ -583,6 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loop: the server's event-loop thread, share of wall time on a CPU / runnable but "
         "waiting for a CPU (other load on the machine) / asleep (idle or waiting on I/O)"
     )
+    print("AI lag: readings stored but not yet analysed by the AI worker at the scenario's end")
     print(f"load average at the end: {base._load()}")
     return 1 if any(r.failed for r in results) else 0
 

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
 
     # --- AI --------------------------------------------------------------------------------
     ai_enabled: bool = Field(default=True, description="Run the AI worker beside ingestion.")
+    ai_process: bool = Field(
+        default=True,
+        description="Run the AI worker's models in a process of their own, off the serving "
+        "process's GIL (false: in a thread of the serving process).",
+    )
     ai_threshold: float = Field(
         default=1.0,
         gt=0,

@@ -128,6 +128,7 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
                     chunk=settings.ai_chunk,
                     poll_interval=settings.ai_poll_interval,
                     limits=settings.ai_limits,
+                    process=settings.ai_process,
                 ),
                 publish=await _webhook(stack, settings),
             )

@@ -7,57 +7,43 @@ backlog is a figure (newest id - cursor, see :meth:`AIService.status`) instead o
 fills. Each chunk is scored in a worker thread (the event loop keeps answering), then its new
 events, the changed model states and the cursor are committed together, and the stored events
 are published to live subscribers (``/v1/stream``) and the webhook.
+
+The models and the scoring live in :mod:`chainsense.ai.engine`: by default in a process of their
+own (``AIConfig.process``), so that they do not hold the serving process's GIL; this module keeps
+the loop, the store I/O, the checkpoints and the fan-out, and cheap copies of what the API reads
+synchronously (the settings, the machines' trends and the meters' profiles).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from chainsense.ai.forecast import SeasonalProfile
-from chainsense.ai.maintenance import DegradationTrend, RemainingLife
-from chainsense.ai.monitor import (
-    AnomalyEvent,
-    Rules,
-    Sensitivity,
-    ShipmentLimit,
-    StreamMonitor,
-    Thresholds,
+from chainsense.ai.engine import (
+    SENSITIVITY,
+    SHIPMENT,
+    AIConfig,
+    AIEngine,
+    ChunkResult,
+    EngineProcess,
+    Row,
 )
+from chainsense.ai.maintenance import RemainingLife
+from chainsense.ai.monitor import ShipmentLimit
 from chainsense.errors import ChainSenseError
 from chainsense.observability.metrics import metrics
-from chainsense.store import Alarm, AlarmChange, NewAnomaly, Store, StoredAnomaly, StoredReading
-from chainsense.telemetry.schemas import SchemaRegistry, UnknownSchemaError
+from chainsense.store import Alarm, Store, StoredAnomaly, StoredReading
+from chainsense.telemetry.schemas import SchemaRegistry
 
 __all__ = ["AIConfig", "AIService"]
 
 log = logging.getLogger(__name__)
-
-SENSITIVITY = "sensitivity"
-"""The model kind under which a device's own false-alarm rate is saved (metric ``*``)."""
-SHIPMENT = "shipment"
-"""The model kind under which a logger's shipment range is saved (metric ``shipment:<id>``)."""
-MACHINE = "chainsense.machine.v1"
-METER = "chainsense.meter.v1"
-
-
-@dataclass(frozen=True)
-class AIConfig:
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    sensitivity: Sensitivity = field(default_factory=Sensitivity)
-    rules: Rules = field(default_factory=Rules)
-    chunk: int = 2000
-    poll_interval: float = 1.0
-    limits: Mapping[str, float] = field(
-        default_factory=lambda: {"vibration_rms": 7.1, "temperature": 90.0, "current": 30.0}
-    )
-    forecast_interval_ms: int = 900_000
-    subscriber_queue: int = 1000
 
 
 class AIService:
@@ -76,12 +62,16 @@ class AIService:
         self.store = store
         self.schemas = schemas
         self.config = config
-        self.monitor = StreamMonitor(
-            schemas, config.thresholds, sensitivity=config.sensitivity, rules=config.rules
-        )
-        self.trends: dict[tuple[str, str], DegradationTrend] = {}
-        self.profiles: dict[tuple[str, str], SeasonalProfile] = {}
-        self._dirty_models: set[tuple[str, str, str]] = set()
+        # In a thread: the models themselves. With a process: the copies the API reads (the
+        # settings, trends and profiles; no detector), updated after each checkpoint.
+        self.engine = AIEngine(schemas, config)
+        self.monitor = self.engine.monitor
+        self.trends = self.engine.trends
+        self.profiles = self.engine.profiles
+        self._child: EngineProcess | None = None
+        self._alarm_ids: list[int | None] | None = None
+        self._streams = 0
+        self.restarts = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._subscribers: set[asyncio.Queue[StoredAnomaly | Alarm]] = set()
@@ -98,19 +88,42 @@ class AIService:
 
     async def start(self) -> None:
         self.cursor = await self.store.anomalies.cursor(self.worker)
-        for (device, metric, model), state in (await self.store.anomalies.states()).items():
-            key = (device, metric)
-            if model == "detector":
-                self.monitor.load(key, state)
-            elif model == "trend":
-                self.trends[key] = DegradationTrend.from_state(state)
-            elif model == "profile":
-                self.profiles[key] = SeasonalProfile.from_state(state)
-            elif model == SHIPMENT:
-                self.monitor.watch_shipment([device], ShipmentLimit.from_state(state))
-            elif model == SENSITIVITY:
-                self.monitor.set_device_per_week(device, state.get("false_alarms_per_week"))
+        states = await self._saved_states()
+        if self.config.process:
+            self.engine.load({k: s for k, s in states.items() if k[2] != "detector"})
+            await self._start_child(states)
+        else:
+            self.engine.load(states)
         self._task = asyncio.create_task(self._run(), name="ai-worker")
+
+    async def _saved_states(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """The saved model states, each open alarm with its id. A detector's state is encoded
+        before the checkpoint that opens its alarm gives the alarm an id, so the state saved
+        with that checkpoint has none; taken up as it is, the stream's next anomalous reading
+        would open a second alarm. The id is the device's active alarm of that schema opened
+        by the same reading."""
+        states = await self.store.anomalies.states()
+        for (device, _, model), state in states.items():
+            alarm = state.get("alarm") if model == "detector" else None
+            if not alarm or alarm.get("alarm_id") is not None:
+                continue
+            for active in await self.store.alarms.query(state="active", device=device):
+                if active.schema.hex() == alarm["schema"] and (
+                    active.first_seen_ms == alarm["first_seen_ms"]
+                ):
+                    alarm["alarm_id"] = active.id
+        return states
+
+    async def _start_child(self, states: dict[tuple[str, str, str], dict[str, Any]]) -> None:
+        child = EngineProcess(self.schemas, self.config)
+        try:
+            await child.start(states)
+            streams = await child.call("streams")
+        except BaseException:
+            await asyncio.to_thread(child.stop)
+            raise
+        self._child, self._alarm_ids, self._streams = child, None, streams
+        log.info("AI engine process %s started", child.pid)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -118,6 +131,9 @@ class AIService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._child is not None:
+            child, self._child = self._child, None
+            await asyncio.to_thread(child.stop)
 
     def notify(self, newest_id: int | None = None) -> None:
         """Called by ingestion after a durable commit: never blocks, never raises."""
@@ -147,11 +163,14 @@ class AIService:
             "processed": self.processed,
             "events": self.events,
             "points_per_second": round(self._rate, 1),
-            "streams": len(self.monitor.streams),
+            "streams": self._streams if self.config.process else len(self.monitor.streams),
             "subscribers": len(self._subscribers),
             "dropped_live_events": self.dropped,
             "running": self._task is not None and not self._task.done(),
             "last_error": self.last_error,
+            "engine": "process" if self.config.process else "thread",
+            "engine_pid": self._child.pid if self._child is not None else None,
+            "engine_restarts": self.restarts,
         }
 
     def health(self, device: str, now_ms: int) -> dict[str, RemainingLife | None]:
@@ -184,6 +203,8 @@ class AIService:
             (device, "*", SENSITIVITY), {"false_alarms_per_week": per_week}
         )
         self.monitor.set_device_per_week(device, per_week)
+        if self._child is not None:
+            self._child.send("set_device_per_week", device, per_week)
 
     async def watch_shipment(self, loggers: Sequence[str], limit: ShipmentLimit) -> None:
         """Save, then apply, a shipment's range as a hard limit on its loggers' readings during
@@ -193,6 +214,8 @@ class AIService:
                 (logger, f"shipment:{limit.shipment}", SHIPMENT), limit.to_state()
             )
         self.monitor.watch_shipment(list(loggers), limit)
+        if self._child is not None:
+            self._child.send("watch_shipment", list(loggers), limit)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -213,7 +236,11 @@ class AIService:
                     await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
                 continue
             started = time.perf_counter()
-            events, states, alarms = await asyncio.to_thread(self._process, rows)
+            try:
+                events, states, alarms = await self._score(rows)
+            except BrokenProcessPool as exc:
+                await self._restart(exc)
+                continue
             try:
                 stored = await self.store.anomalies.checkpoint(
                     worker=self.worker,
@@ -229,6 +256,11 @@ class AIService:
                 continue
             self.cursor = rows[-1].id
             self.newest = max(self.newest, self.cursor)
+            if self.config.process:
+                self._alarm_ids = [change.alarm_id for change in alarms]
+                self.engine.load(
+                    {k: _decoded(s) for k, s in states.items() if k[2] in ("trend", "profile")}
+                )
             self.processed += len(rows)
             self.events += len(stored)
             if stored:
@@ -256,68 +288,36 @@ class AIService:
         if self._publish is not None and isinstance(event, StoredAnomaly):
             await self._publish(event)
 
-    def _process(
-        self, rows: Sequence[StoredReading]
-    ) -> tuple[list[NewAnomaly], dict[tuple[str, str, str], dict[str, Any]], list[AlarmChange]]:
-        events: list[AnomalyEvent] = []
-        for row in rows:
-            events.extend(
-                self.monitor.observe(
-                    reading_id=row.id,
-                    device=row.device,
-                    schema=row.schema,
-                    timestamp=row.timestamp,
-                    values=row.values,
-                )
-            )
-            self._track(row)
-        states: dict[tuple[str, str, str], dict[str, Any]] = {
-            (d, m, "detector"): s for (d, m), s in self.monitor.take_dirty().items()
-        }
-        for d, m, model in self._dirty_models:
-            source = self.trends if model == "trend" else self.profiles
-            states[(d, m, model)] = source[(d, m)].to_state()
-        self._dirty_models.clear()
-        return [_new(e) for e in events], states, self.monitor.take_alarms()
+    async def _score(self, rows: Sequence[StoredReading]) -> ChunkResult:
+        if self._child is None:
+            if self.config.process:  # a child that could not be started again
+                raise BrokenProcessPool("no AI engine process")
+            return await asyncio.to_thread(self.engine.process, rows)
+        sent = [Row(r.id, r.device, r.schema, r.timestamp, r.values) for r in rows]
+        ids, self._alarm_ids = self._alarm_ids, None
+        result, self._streams = await self._child.process(sent, ids)
+        return result
 
-    def _track(self, row: StoredReading) -> None:
+    async def _restart(self, exc: BaseException) -> None:
+        """The engine's process died (killed, out of memory): start another from the last
+        checkpoint; the chunk it was scoring is read again from the cursor, which had not
+        moved."""
+        dead, self._child = self._child, None
+        self.restarts += 1
+        self.last_error = f"AI engine process {dead.pid if dead else '?'} died: {exc!r}"
+        log.error("%s; starting another from the checkpoint at reading id %d", self.last_error,
+                  self.cursor)  # fmt: skip
+        if dead is not None:
+            await asyncio.to_thread(dead.stop)
         try:
-            schema = self.schemas.by_id(row.schema)
-        except UnknownSchemaError:
-            return
-        if schema.name not in (MACHINE, METER):
-            return
-        for metric, raw in zip(schema.metrics, row.values, strict=False):
-            key = (row.device, metric.name)
-            x = raw / 10**metric.scale
-            if schema.name == MACHINE:
-                trend = self.trends.get(key)
-                if trend is None:
-                    trend = self.trends[key] = DegradationTrend()
-                trend.learn_one(x, row.timestamp)
-                self._dirty_models.add((*key, "trend"))
-            else:
-                profile = self.profiles.get(key)
-                if profile is None:
-                    profile = self.profiles[key] = SeasonalProfile(
-                        interval_ms=self.config.forecast_interval_ms
-                    )
-                profile.learn_one(x, row.timestamp)
-                self._dirty_models.add((*key, "profile"))
+            self.cursor = await self.store.anomalies.cursor(self.worker)
+            await self._start_child(await self._saved_states())
+        except (ChainSenseError, BrokenProcessPool, OSError) as again:
+            self.last_error = f"AI engine process cannot start: {again!r}"
+            log.warning("%s", self.last_error)
+            await asyncio.sleep(self.config.poll_interval)
 
 
-def _new(e: AnomalyEvent) -> NewAnomaly:
-    return NewAnomaly(
-        reading_id=e.reading_id,
-        device=e.device,
-        schema=e.schema,
-        metric=e.metric,
-        timestamp=e.timestamp,
-        value=e.value,
-        score=e.score,
-        expected=e.expected,
-        low=e.low,
-        high=e.high,
-        check=e.check,
-        detector=e.detector,
-    )
+def _decoded(state: dict[str, Any] | str) -> dict[str, Any]:
+    decoded: dict[str, Any] = json.loads(state) if isinstance(state, str) else state
+    return decoded

@@ -85,10 +85,11 @@ class AnomalyRepository:
         worker: str,
         cursor: int,
         events: Sequence[NewAnomaly],
-        states: Mapping[ModelKey, dict[str, Any]],
+        states: Mapping[ModelKey, dict[str, Any] | str],
         alarms: Sequence[AlarmChange] = (),
     ) -> list[StoredAnomaly]:
-        """Store ``events`` (skipping any already stored), upsert ``states``, apply the
+        """Store ``events`` (skipping any already stored), upsert ``states`` (each a dict, or
+        its JSON already encoded: ``json.dumps(state, separators=(",", ":"))``), apply the
         ``alarms`` changes (each gets its ``stored`` alarm), move the cursor; one transaction.
         Returns the events that were new, with their ids."""
         now = datetime.now(UTC)
@@ -180,13 +181,15 @@ class AnomalyRepository:
             return [StoredAnomaly(*tuple(row)) for row in await conn.execute(stmt)]
 
 
-def _state_rows(states: Mapping[ModelKey, dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+def _state_rows(
+    states: Mapping[ModelKey, dict[str, Any] | str], now: datetime
+) -> list[dict[str, Any]]:
     return [
         {
             "device": d,
             "metric": m,
             "model": k,
-            "state": json.dumps(s, separators=(",", ":")),
+            "state": s if isinstance(s, str) else json.dumps(s, separators=(",", ":")),
             "updated_at": now,
         }
         for (d, m, k), s in states.items()
