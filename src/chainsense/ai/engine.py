@@ -26,11 +26,15 @@ import contextlib
 import json
 import multiprocessing
 import os
+import pickle
+import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any, NamedTuple, Protocol
 
 from chainsense.ai.forecast import SeasonalProfile
@@ -225,7 +229,7 @@ def _child_init(schemas: SchemaRegistry, config: AIConfig, parent: int) -> None:
 
 def _exit_with(parent: int) -> None:
     """End this process when the one that started it is gone (a SIGKILLed server leaves no
-    orphan behind: the pool's pipes stay open in the child itself, so it would never see EOF)."""
+    orphan behind, whatever the state of the pipe)."""
     while os.getppid() == parent:
         time.sleep(0.5)
     os._exit(0)
@@ -248,45 +252,115 @@ def _child_process(rows: list[Row], alarm_ids: list[int | None] | None) -> tuple
     return (events, encoded, alarms), _engine.streams()
 
 
-def _child_pid() -> int:
-    return os.getpid()
+def _child_main(conn: Connection, schemas: SchemaRegistry, config: AIConfig, parent: int) -> None:
+    """The child: answer each request of the pipe in order until ``stop`` or the pipe's end.
+    Ctrl-C in a terminal reaches the whole process group: the parent decides when this ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _child_init(schemas, config, parent)
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        if request[0] == "stop":
+            return
+        try:
+            if request[0] == "process":
+                answer: tuple[str, Any] = ("ok", _child_process(*request[1:]))
+            else:
+                answer = ("ok", _child_call(request[1], *request[2]))
+        except Exception as exc:
+            answer = ("error", exc)
+        try:
+            conn.send(answer)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            conn.send(("error", RuntimeError(repr(answer[1]))))
+        except OSError:
+            return
 
 
 class EngineProcess:
     """An :class:`AIEngine` in one child process (started with ``spawn``: a fresh interpreter,
-    nothing of the server's threads or sockets). Calls run in the child one at a time, in the
-    order they were made; a dead child fails them with ``BrokenProcessPool``."""
+    nothing of the server's threads or sockets), asked over a pipe. Requests go out one at a
+    time from one thread of the parent, in the order they were made; a dead child fails them
+    with ``BrokenProcessPool``.
+
+    A pipe and a process of our own rather than a ``ProcessPoolExecutor``: when a pool's worker
+    is killed, the pool's manager and queue-feeder threads have to wind down around it, and one
+    run of the kill tests hung there on a loaded machine. Here a dead child is a closed pipe:
+    the blocked ``send`` or ``recv`` fails at once, and nothing else waits on it."""
 
     def __init__(self, schemas: SchemaRegistry, config: AIConfig) -> None:
-        self._pool = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_child_init,
-            initargs=(schemas, config, os.getpid()),
+        self._conn, child_end = multiprocessing.Pipe(duplex=True)
+        self._process = multiprocessing.get_context("spawn").Process(
+            target=_child_main,
+            args=(child_end, schemas, config, os.getpid()),
+            name="chainsense-ai-engine",
+            daemon=True,
         )
+        self._child_end: Connection | None = child_end
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ai-engine")
         self.pid: int | None = None
 
     async def start(self, states: Mapping[ModelKey, dict[str, Any]]) -> None:
         """Start the child and load the saved states into it."""
-        self.pid = await asyncio.wrap_future(self._pool.submit(_child_pid))
+        await asyncio.wrap_future(self._thread.submit(self._start))
         await self.call("load", dict(states))
 
+    def _start(self) -> None:
+        self._process.start()
+        self.pid = self._process.pid
+        if self._child_end is not None:  # the child's end, closed here: its death is our EOF
+            self._child_end.close()
+            self._child_end = None
+
+    def _ask(self, request: tuple[Any, ...]) -> Any:
+        """One request and its answer (in the parent's one thread for the child)."""
+        try:
+            self._conn.send(request)
+            kind, value = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            raise BrokenProcessPool(
+                f"the AI engine process {self.pid} is gone ({type(exc).__name__}: {exc})"
+            ) from exc
+        if kind == "error":
+            raise value
+        return value
+
     async def call(self, method: str, *args: Any) -> Any:
-        return await asyncio.wrap_future(self._pool.submit(_child_call, method, *args))
+        return await asyncio.wrap_future(self._thread.submit(self._ask, ("call", method, args)))
 
     async def process(
         self, rows: list[Row], alarm_ids: list[int | None] | None
     ) -> tuple[ChunkResult, int]:
         """:meth:`AIEngine.process` in the child, and its number of streams."""
-        return await asyncio.wrap_future(self._pool.submit(_child_process, rows, alarm_ids))
+        answer: tuple[ChunkResult, int] = await asyncio.wrap_future(
+            self._thread.submit(self._ask, ("process", rows, alarm_ids))
+        )
+        return answer
 
     def send(self, method: str, *args: Any) -> None:
         """Call without waiting: it runs before any later call. A dead child drops it (its
         successor loads what the store has)."""
-        with contextlib.suppress(RuntimeError):  # BrokenProcessPool, or shut down
-            self._pool.submit(_child_call, method, *args)
+
+        def ask_quietly() -> None:
+            with contextlib.suppress(Exception):
+                self._ask(("call", method, args))
+
+        with contextlib.suppress(RuntimeError):  # shut down
+            self._thread.submit(ask_quietly)
 
     def stop(self) -> None:
-        """End the child: it finishes the call it runs (a chunk at most), pending calls are
-        dropped."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """End the child: it finishes the request it runs (a chunk at most); requests not sent
+        yet are dropped. Never waits on a child that does not end: 5 s, then it is killed."""
+        self._thread.shutdown(wait=True, cancel_futures=True)
+        if self._process.pid is not None:
+            with contextlib.suppress(OSError):
+                self._conn.send(("stop",))
+            self._process.join(5)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(5)
+        self._conn.close()
+        if self._child_end is not None:
+            self._child_end.close()
