@@ -230,6 +230,24 @@ def _metric(base_url: str, name: str) -> float:
     return total
 
 
+def _in_app(base_url: str) -> tuple[float, float]:
+    """Sum and count of ``chainsense_http_request_duration_seconds`` of POST /v1/readings
+    (routed or answered before routing): the time requests spent inside the app."""
+    import httpx
+
+    total, count = 0.0, 0.0
+    for line in httpx.get(base_url + "/metrics", timeout=30).text.splitlines():
+        if not line.startswith("chainsense_http_request_duration_seconds_") or "POST" not in line:
+            continue
+        if 'route="/v1/readings"' not in line and 'route="unmatched"' not in line:
+            continue
+        if line.startswith("chainsense_http_request_duration_seconds_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("chainsense_http_request_duration_seconds_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
 def _wait_quiet(base_url: str, limit_s: float = 120.0) -> float:
     """Seconds until the server's ingested count stops moving (the backlog of requests the
     devices gave up on is worked off), at most ``limit_s``."""
@@ -276,6 +294,7 @@ def run_swarm(server: base.Server, signer: Any, n: int, args: argparse.Namespace
         f"{args.duration:g} s; load average {base._load()}"
     )
     cpu0 = load._tree_cpu_s(server.process.pid)
+    app0 = _in_app(server.base_url)
     with load._sampled(server, args.pyspy / "swarm.txt" if args.pyspy else None):
         asyncio.run(
             _swarm(host, port, streams, duration=args.duration,
@@ -283,6 +302,7 @@ def run_swarm(server: base.Server, signer: Any, n: int, args: argparse.Namespace
                    res=res, reconnect=args.connect_per_request)  # fmt: skip
         )
     cpu1 = load._tree_cpu_s(server.process.pid)
+    app1 = _in_app(server.base_url)
     load_after_swarm = base._load()
     kinds = ["201", "200", "503", "429", "409", "timeout", "conn-error"]
     print(f"\nswarm, per {every:g} s (counts per second; 201 stored, 200 already stored):")
@@ -323,6 +343,15 @@ def run_swarm(server: base.Server, signer: Any, n: int, args: argparse.Namespace
         f"{res.unanswered_at_end} requests still out at the end; ack latency p50 {pct(0.5):.0f} "
         f"ms, p99 {pct(0.99):.0f} ms; server CPU {srv}, client CPU "
         f"{res.client_cpu_s / res.wall_s:.0%}; load average after the swarm {load_after_swarm}"
+    )
+    answered = sum(sum(v for k, v in b.items() if k not in ("timeout", "conn-error"))
+                   for b in res.buckets)  # fmt: skip
+    print(
+        f"time in the app (server's histogram): mean "
+        f"{(app1[0] - app0[0]) / max(1.0, app1[1] - app0[1]) * 1000:,.0f} ms over "
+        f"{app1[1] - app0[1]:,.0f} requests; the devices saw {answered:,} answers, mean ack "
+        f"latency {sum(lat) / max(1, len(lat)) * 1000:,.0f} ms (the rest: waiting before the "
+        "app, in the listen backlog and the event loop)"
     )
     ratio = recovery[-1] / (before / every) if before else 0.0
     print(
