@@ -60,11 +60,11 @@ class SwarmResult:
     unanswered_at_end: int = 0
     """Requests still out when the swarm stopped."""
 
-    def count(self, t: float, kind: str, every: float) -> None:
+    def count(self, t: float, kind: str, every: float, n: float = 1) -> None:
         i = int(t // every)
         while len(self.buckets) <= i:
             self.buckets.append(Counter())
-        self.buckets[i][kind] += 1
+        self.buckets[i][kind] += n  # type: ignore[assignment]
 
 
 class _Conn:
@@ -103,6 +103,7 @@ async def _swarm(
     every: float,
     res: SwarmResult,
     reconnect: bool = False,
+    scrape_url: str = "",
 ) -> None:
     start = time.perf_counter()
     end = start + duration
@@ -168,13 +169,23 @@ async def _swarm(
         if conn is not None:
             conn.abort()
 
+    async def watch_client() -> None:
+        """The client's own event-loop lag (a busy client would inflate the latencies)."""
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.1)
+            res.count(now(), "client-lag-ms", every, (time.perf_counter() - t0 - 0.1) * 1000)
+            res.count(now(), "client-lag-n", every)
+
     c0 = time.process_time()
+    watcher = asyncio.ensure_future(watch_client())
+    scraper = asyncio.ensure_future(asyncio.to_thread(_scrape_lag, scrape_url, end, every, res))
     tasks = [asyncio.ensure_future(device(i, s)) for i, s in enumerate(streams)]
     await asyncio.wait(tasks, timeout=duration + client_timeout + 5)
     res.unanswered_at_end = out
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*tasks, watcher, scraper, return_exceptions=True)
     res.wall_s = time.perf_counter() - start
     res.client_cpu_s = time.process_time() - c0
 
@@ -230,6 +241,57 @@ def _metric(base_url: str, name: str) -> float:
     return total
 
 
+def _scrape_lag(base_url: str, end: float, every: float, res: SwarmResult) -> None:
+    """In a thread: the server's event-loop lag (``chainsense_event_loop_lag_seconds``) mean
+    per ``every`` seconds, into the buckets."""
+    last = _lag_sums(base_url)
+    port = int(base_url.rsplit(":", 1)[1])
+    t0 = time.perf_counter()
+    i = 0
+    while time.perf_counter() < end + every:
+        i += 1
+        while time.perf_counter() < t0 + i * every:  # the accept queue, once a second
+            time.sleep(max(0.0, min(1.0, t0 + i * every - time.perf_counter())))
+            queued = _accept_queue(port)
+            if queued is not None:
+                res.count((i - 0.5) * every, "accept-q", every, queued)
+                res.count((i - 0.5) * every, "accept-q-n", every)
+        try:
+            now = _lag_sums(base_url)
+        except Exception:  # the server too busy to answer /metrics: no figure this time
+            continue
+        res.count((i - 0.5) * every, "server-lag-ms", every, (now[0] - last[0]) * 1000)
+        res.count((i - 0.5) * every, "server-lag-n", every, now[1] - last[1])
+        last = now
+
+
+def _accept_queue(port: int) -> int | None:
+    """Connections waiting in the accept queue of the server's listening socket (its
+    ``rx_queue`` in /proc/net/tcp, as ``ss -ltn`` shows it), None off Linux."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    suffix = f":{port:04X}"
+    for line in lines:
+        fields = line.split()
+        if fields[3] == "0A" and fields[1].endswith(suffix):  # LISTEN
+            return int(fields[4].split(":")[1], 16)
+    return None
+
+
+def _lag_sums(base_url: str) -> tuple[float, float]:
+    import httpx
+
+    total, count = 0.0, 0.0
+    for line in httpx.get(base_url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith("chainsense_event_loop_lag_seconds_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("chainsense_event_loop_lag_seconds_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
 def _in_app(base_url: str) -> tuple[float, float]:
     """Sum and count of ``chainsense_http_request_duration_seconds`` of POST /v1/readings
     (routed or answered before routing): the time requests spent inside the app."""
@@ -278,8 +340,10 @@ def run_swarm(server: base.Server, signer: Any, n: int, args: argparse.Namespace
 
     base._log(f"swarm: probe of {PROBE_DEVICES} devices for {every:g} s before the swarm")
     before, other = asyncio.run(probe(host, port, probe_streams(), every))
-    base._log(f"swarm: probe before: {before / every:,.0f} acks/s {dict(other) or ''}; "
-              f"load average {base._load()}")  # fmt: skip
+    base._log(
+        f"swarm: probe before: {before / every:,.0f} acks/s {dict(other) or ''}; "
+        f"load average {base._load()}"
+    )
 
     base._log(f"swarm: signing {args.per_device * n:,} readings for {n} devices")
     streams = []
@@ -297,22 +361,48 @@ def run_swarm(server: base.Server, signer: Any, n: int, args: argparse.Namespace
     app0 = _in_app(server.base_url)
     with load._sampled(server, args.pyspy / "swarm.txt" if args.pyspy else None):
         asyncio.run(
-            _swarm(host, port, streams, duration=args.duration,
-                   client_timeout=args.client_timeout, retry=args.retry, every=every,
-                   res=res, reconnect=args.connect_per_request)  # fmt: skip
+            _swarm(
+                host,
+                port,
+                streams,
+                duration=args.duration,
+                client_timeout=args.client_timeout,
+                retry=args.retry,
+                every=every,
+                res=res,
+                reconnect=args.connect_per_request,
+                scrape_url=server.base_url,
+            )
         )
     cpu1 = load._tree_cpu_s(server.process.pid)
     app1 = _in_app(server.base_url)
     load_after_swarm = base._load()
     kinds = ["201", "200", "503", "429", "409", "timeout", "conn-error"]
-    print(f"\nswarm, per {every:g} s (counts per second; 201 stored, 200 already stored):")
-    print(f"{'t s':>6}" + "".join(f"{k:>11}" for k in kinds) + f"{'other':>11}")
+    lags = (
+        "server-lag-ms",
+        "server-lag-n",
+        "client-lag-ms",
+        "client-lag-n",
+        "accept-q",
+        "accept-q-n",
+    )
+    print(
+        f"\nswarm, per {every:g} s (counts per second; 201 stored, 200 already stored; mean "
+        "event-loop lag of the server and of this client, ms):"
+    )
+    print(
+        f"{'t s':>6}" + "".join(f"{k:>11}" for k in kinds) + f"{'other':>8}"
+        f"{'srv lag':>9}{'cli lag':>9}"
+    )
     for i, bucket in enumerate(res.buckets):
-        rest = {k: v for k, v in bucket.items() if k not in kinds}
+        rest = {k: v for k, v in bucket.items() if k not in kinds and k not in lags}
+        srv_lag = bucket["server-lag-ms"] / bucket["server-lag-n"] if bucket["server-lag-n"] else 0
+        cli_lag = bucket["client-lag-ms"] / bucket["client-lag-n"] if bucket["client-lag-n"] else 0
+        accept_q = bucket["accept-q"] / bucket["accept-q-n"] if bucket["accept-q-n"] else 0
         print(
             f"{i * every:>6.0f}"
             + "".join(f"{bucket[k] / every:>11.1f}" for k in kinds)
-            + f"{sum(rest.values()) / every:>11.1f}"
+            + f"{sum(rest.values()) / every:>8.1f}{srv_lag:>9.0f}{cli_lag:>9.0f}{accept_q:>9.0f}"
             + (f"  {rest}" if rest else "")
         )
     quiet = _wait_quiet(server.base_url)
@@ -344,8 +434,7 @@ def run_swarm(server: base.Server, signer: Any, n: int, args: argparse.Namespace
         f"ms, p99 {pct(0.99):.0f} ms; server CPU {srv}, client CPU "
         f"{res.client_cpu_s / res.wall_s:.0%}; load average after the swarm {load_after_swarm}"
     )
-    answered = sum(sum(v for k, v in b.items() if k not in ("timeout", "conn-error"))
-                   for b in res.buckets)  # fmt: skip
+    answered = sum(sum(v for k, v in b.items() if k.isdigit()) for b in res.buckets)
     print(
         f"time in the app (server's histogram): mean "
         f"{(app1[0] - app0[0]) / max(1.0, app1[1] - app0[1]) * 1000:,.0f} ms over "
@@ -397,4 +486,3 @@ def register(server: base.Server, keys: list[Any]) -> base.Domain:
 
 def server_db(server: base.Server) -> Path:
     return server.log.parent / "data" / "chainsense.db"
-
