@@ -3,6 +3,8 @@
     .venv/bin/python bench/load.py [--backends sqlite,postgresql] [--devices 200]
                                    [--duration 10] [--batches 100,1000] [--connections 8]
                                    [--scenarios single,half,batch]
+    .venv/bin/python bench/load.py --scenarios swarm --devices 1200 --client-timeout 10 --retry
+                                   [--connect-per-request] [--duration 60]  (bench/_swarm.py)
     .venv/bin/python bench/load.py --soak 1800 [--rate 100] [--report-every 60]   (bench/_soak.py)
 
 ``python -m chainsense serve`` runs in its own process with its own Anvil, the anchorer and the
@@ -20,6 +22,9 @@ Scenarios, each bounded by ``--duration`` seconds:
   its own schedule whether or not the server keeps up): the latency at a sustainable load.
 - ``batch``: ``--connections`` senders, each owning a slice of the devices, post batches of each
   size in ``--batches`` (closed loop).
+- ``swarm`` (runs alone; bench/_swarm.py): ``--devices`` devices at once, each from its own
+  loopback address with the rate limits on, retrying the same reading on a client timeout, 503
+  or 429 as a real device does; answers per 10 s, stored vs acknowledged, recovery after.
 
 The reference is ``ReadingVerifier.recover`` over the same signed readings in one thread per core
 (libsecp256k1 releases the GIL), best of 3 before and 3 after each scenario: the server cannot do
