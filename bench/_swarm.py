@@ -125,6 +125,11 @@ async def _swarm(
             res.sent.add((i, seq))
             t0 = time.perf_counter()
             out += 1
+            if conn is not None and conn.reader.at_eof():
+                # the server closed it while the device waited (its keep-alive timeout is 5 s,
+                # a Retry-After can be longer): an HTTP client reconnects, it is no error
+                conn.abort()
+                conn = None
             try:
                 async with asyncio.timeout(client_timeout):
                     if conn is None:
