@@ -10,7 +10,7 @@ queue: uvloop accepts one connection per pass of the event loop, so while each p
 requests (a few ms), connections wait there in the thousands, in order, with no deadline. A
 request's time in the app stays short and no slot is ever missing (nothing is shed) while the
 devices wait seconds, past their client timeout, and the readings they gave up on are stored
-later all the same (docs/performance.md, "1,200 devices at once": 0.16 s in the app, 2.3 s seen
+later all the same (docs/performance.md, "1,200 devices at once": 0.14 s in the app, 2.3 s seen
 by the devices, ~1,100 connections in the accept queue, no 503). So the shedder also estimates
 the wait before the app: the loop's pass time (how late a callback scheduled at a request's
 arrival runs; measured while requests come, no task of its own) times one plus the connections
