@@ -3,6 +3,8 @@
     .venv/bin/python bench/load.py [--backends sqlite,postgresql] [--devices 200]
                                    [--duration 10] [--batches 100,1000] [--connections 8]
                                    [--scenarios single,half,batch]
+    .venv/bin/python bench/load.py --scenarios swarm --devices 1200 --client-timeout 10 --retry
+                                   [--connect-per-request] [--duration 60]  (bench/_swarm.py)
     .venv/bin/python bench/load.py --soak 1800 [--rate 100] [--report-every 60]   (bench/_soak.py)
 
 ``python -m chainsense serve`` runs in its own process with its own Anvil, the anchorer and the
@@ -20,6 +22,9 @@ Scenarios, each bounded by ``--duration`` seconds:
   its own schedule whether or not the server keeps up): the latency at a sustainable load.
 - ``batch``: ``--connections`` senders, each owning a slice of the devices, post batches of each
   size in ``--batches`` (closed loop).
+- ``swarm`` (runs alone; bench/_swarm.py): ``--devices`` devices at once, each from its own
+  loopback address with the rate limits on, retrying the same reading on a client timeout, 503
+  or 429 as a real device does; answers per 10 s, stored vs acknowledged, recovery after.
 
 The reference is ``ReadingVerifier.recover`` over the same signed readings in one thread per core
 (libsecp256k1 releases the GIL), best of 3 before and 3 after each scenario: the server cannot do
@@ -432,6 +437,27 @@ def _print_row(r: Result) -> None:
         base._log(f"{r.scenario}: {r.explain}")
 
 
+def _run_swarm(backend: str, args: argparse.Namespace) -> int:
+    """``--scenarios swarm`` (bench/_swarm.py): rate limits on, as under ``make run``."""
+    import _swarm
+
+    n = args.devices
+    keys = [DeviceKey(os.urandom(32)) for _ in range(n + _swarm.PROBE_DEVICES)]
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cs-swarm-")))
+        url = stack.enter_context(base._postgres_database()) if backend == "postgresql" else None
+        base._log(f"{backend}: starting `chainsense serve` (Anvil, anchorer, AI worker on)")
+        extra = {"CHAINSENSE_RATE_LIMIT_ENABLED": "true"}
+        extra |= dict(item.split("=", 1) for item in args.env)
+        serve_args = ["--workers", str(args.workers)] if args.workers else []
+        server = stack.enter_context(base._serve(workdir, url, None, extra, serve_args))
+        base._log(f"{backend}: registering {len(keys)} devices")
+        domain = _swarm.register(server, keys)
+        status = _swarm.run_swarm(server, Signer(keys, domain), n, args)
+        base._log(f"{backend}: stopping the server")
+    return status
+
+
 def _run_backend(backend: str, args: argparse.Namespace) -> list[Result]:
     keys = [DeviceKey(os.urandom(32)) for _ in range(args.devices)]
     results: list[Result] = []
@@ -551,10 +577,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIR",
         help="sample the server with py-spy during each scenario into DIR/<scenario>.txt",
     )
+    swarm = parser.add_argument_group("swarm scenario (bench/_swarm.py)")
+    swarm.add_argument("--client-timeout", type=float, default=10.0, help="seconds (swarm)")
+    swarm.add_argument(
+        "--retry",
+        action="store_true",
+        help="on a timeout, 503 or 429 a device sends the same reading again (swarm)",
+    )
+    swarm.add_argument(
+        "--connect-per-request",
+        action="store_true",
+        help="each device opens a new connection for every request, as a sleeping one does",
+    )
     soak = parser.add_argument_group("soak mode (bench/_soak.py)")
     soak.add_argument("--soak", type=float, help="seconds at a steady rate, watched (1800)")
     soak.add_argument("--rate", type=float, default=100.0, help="readings/s in all (soak)")
-    soak.add_argument("--report-every", type=float, default=60.0, help="seconds (soak)")
+    soak.add_argument(
+        "--report-every", type=float, default=None, help="seconds (soak: 60, swarm: 10)"
+    )
     soak.add_argument("--warmup", type=float, help="seconds not judged (soak; min(300, 20%%))")
     args = parser.parse_args(argv)
     for item in args.env:
@@ -565,6 +605,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.soak is not None:
         import _soak
 
+        if args.report_every is None:
+            args.report_every = 60.0
         if args.warmup is None:
             args.warmup = min(300.0, args.soak * 0.2)
         status = 0
@@ -572,6 +614,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             status |= _soak.run_soak(backend, args)
         return status
     args.scenarios = {s.strip() for s in args.scenarios.split(",")}
+    if "swarm" in args.scenarios:
+        if len(args.scenarios) > 1:
+            parser.error("--scenarios swarm runs alone")
+        if args.report_every is None:
+            args.report_every = 10.0
+        print(f"ChainSense swarm: load average {base._load()}", flush=True)
+        status = 0
+        for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+            status |= _run_swarm(backend, args)
+        return status
     cores = os.cpu_count() or 1
     print(
         f"ChainSense load: {args.devices} devices, {args.duration:g} s per scenario; machine: "

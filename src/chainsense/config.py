@@ -327,6 +327,13 @@ class Settings(BaseSettings):
     shed_retry_after: int = Field(
         default=1, ge=1, description="Retry-After (seconds) of a 503 from load shedding."
     )
+    shed_max_wait: float = Field(
+        default=1.0,
+        ge=0,
+        description="Seconds a new request may be expected to have waited before the app (the "
+        "event loop's pass time x the connections waiting to be accepted) before requests get "
+        "503 at the door, with a Retry-After of twice that estimate; 0: off.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description='Origins allowed to call the API from a browser (["https://ops.example"]); '

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import socket
+import time
 from typing import Any
 
 import httpx
@@ -17,7 +19,7 @@ from starlette.routing import Route
 
 from chainsense.api.limits import RATE_LIMITED, Policies, RateLimitMiddleware
 from chainsense.api.security import SecurityHeadersMiddleware, install_cors
-from chainsense.api.shedding import LoadShedMiddleware
+from chainsense.api.shedding import SHED, LoadShedMiddleware, Shedder, accept_backlog
 from chainsense.limits import Limit, MemoryLimiter
 
 KEYS = {"cs_good_a": 1, "cs_good_b": 2}
@@ -114,6 +116,89 @@ async def test_saturation_is_shed_with_503_and_probes_still_answer() -> None:
     assert "queue-full" in queue_full.json()["detail"]
     assert probe.status_code == 200
     assert [r.status_code for r in done] == [200, 200, 200]
+
+
+async def test_a_lagging_event_loop_sheds_new_requests_at_the_door_until_it_catches_up() -> None:
+    # Many devices at once: the backlog waits in the event loop, before the app, where no slot
+    # is ever missing; the loop's lag is what shows it (docs/performance.md, "1,200 devices").
+    served = 0
+
+    async def data(_: Request) -> JSONResponse:
+        nonlocal served
+        served += 1
+        return JSONResponse({"ok": True})
+
+    shedder = Shedder(
+        max_in_flight=100, max_queue=100, queue_timeout=5, retry_after=1, max_wait=0.2
+    )
+    app = LoadShedMiddleware(Starlette(routes=[Route("/data", data)]), shedder=shedder)
+    shed_before = SHED["backlog"]
+    async with _client(app) as http:
+        admitted = await http.get("/data")
+        assert await shedder.enter() is None  # a request arrives: the lag is probed
+        time.sleep(0.9)  # noqa: ASYNC251  # and this pass of the loop takes 0.9 s (a backlog)
+        shedder.leave()
+        await asyncio.sleep(0)
+        shed = await http.get("/data")
+        answers = []
+        for _ in range(100):  # the loop is idle again: requests are served again
+            answers.append(await http.get("/data"))
+            if answers[-1].status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+    assert admitted.status_code == 200
+    assert shed.status_code == 503
+    assert "backlog" in shed.json()["detail"]
+    assert int(shed.headers["retry-after"]) >= 2  # twice the estimated wait
+    assert SHED["backlog"] >= shed_before + 1
+    assert answers[-1].status_code == 200
+    assert served == 2  # the shed request did no work
+
+
+async def test_connections_waiting_to_be_accepted_shed_requests_at_the_door() -> None:
+    # uvloop accepts one connection per pass of the loop: with many devices opening one
+    # connection per request the queue is the listening socket's, where no slot is missing.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    clients = [socket.create_connection(listener.getsockname()) for _ in range(5)]
+    try:
+        waiting = accept_backlog(listener)
+        assert waiting is not None
+        assert waiting() == 5
+        clients.append(listener.accept()[0])
+        assert waiting() == 4
+
+        served = 0
+
+        async def data(_: Request) -> JSONResponse:
+            nonlocal served
+            served += 1
+            return JSONResponse({"ok": True})
+
+        shedder = Shedder(max_in_flight=100, max_queue=100, queue_timeout=5, retry_after=1,
+                          max_wait=1.0, backlog=lambda: 10**9)  # fmt: skip
+        app = LoadShedMiddleware(Starlette(routes=[Route("/data", data)]), shedder=shedder)
+        async with _client(app) as http:
+            assert await shedder.enter() is None  # the first request: the pass time is probed
+            shedder.leave()
+            await asyncio.sleep(0)
+            shed = await http.get("/data")
+            shedder.backlog = waiting  # 4 waiting: the expected wait is a few passes
+            answers = []
+            for _ in range(100):
+                answers.append(await http.get("/data"))
+                if answers[-1].status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+        assert shed.status_code == 503
+        assert "backlog" in shed.json()["detail"]
+        assert answers[-1].status_code == 200
+        assert served == 1
+    finally:
+        for c in clients:
+            c.close()
+        listener.close()
 
 
 async def test_security_headers_and_a_csp_that_allows_the_pages_own_inline_script() -> None:

@@ -146,6 +146,7 @@ def _install_protections(app: FastAPI, settings: Settings) -> tuple[Shedder, Edg
         max_queue=settings.shed_max_queue,
         queue_timeout=settings.shed_queue_timeout,
         retry_after=settings.shed_retry_after,
+        max_wait=settings.shed_max_wait,
     )
     app.add_middleware(LoadShedMiddleware, shedder=shedder)
     app.add_middleware(SecurityHeadersMiddleware)

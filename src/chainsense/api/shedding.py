@@ -3,23 +3,43 @@ A request that finds no free slot waits at most ``queue_timeout`` seconds, with 
 ``max_queue`` others; past either bound it is answered at once with ``503`` problem+json and
 ``Retry-After``, so latency stays bounded instead of growing with the backlog. The probes and
 /metrics are never counted nor shed.
+
+Those bounds only see requests the app has started. With many devices that each open a
+connection per request, the backlog builds up before the app, in the listening socket's accept
+queue: uvloop accepts one connection per pass of the event loop, so while each pass also serves
+requests (a few ms), connections wait there in the thousands, in order, with no deadline. A
+request's time in the app stays short and no slot is ever missing (nothing is shed) while the
+devices wait seconds, past their client timeout, and the readings they gave up on are stored
+later all the same (docs/performance.md, "1,200 devices at once": 0.14 s in the app, 2.3 s seen
+by the devices, ~1,100 connections in the accept queue, no 503). So the shedder also estimates
+the wait before the app: the loop's pass time (how late a callback scheduled at a request's
+arrival runs; measured while requests come, no task of its own) times one plus the connections
+waiting to be accepted (``backlog``: TCP_INFO of the listening socket, :func:`accept_backlog`).
+Past ``max_wait`` seconds, new requests are answered 503 at the door, before their body is read
+or any work is done, with a ``Retry-After`` of twice that estimate; cheap answers make the
+passes short, so the queue drains, and the devices come back when it has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
+import socket
+import struct
+import sys
 from collections import Counter
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chainsense.api.limits import EXEMPT_PATHS, PROBLEM_JSON
 from chainsense.api.problems import type_uri
-from chainsense.observability.metrics import record_shed
+from chainsense.observability.metrics import metrics, record_shed
 
-__all__ = ["SHED", "LoadShedMiddleware", "Shedder"]
+__all__ = ["SHED", "LoadShedMiddleware", "Shedder", "accept_backlog"]
 
-#: Requests shed since the start, by reason (``queue-full``, ``queue-timeout``).
+#: Requests shed since the start, by reason (``queue-full``, ``queue-timeout``, ``backlog``).
 #: Also exported as ``chainsense_shed_requests_total{reason}``.
 SHED: Counter[str] = Counter()
 
@@ -30,19 +50,55 @@ class Shedder:
     bounds hold for all requests together."""
 
     def __init__(
-        self, *, max_in_flight: int, max_queue: int, queue_timeout: float, retry_after: int
+        self,
+        *,
+        max_in_flight: int,
+        max_queue: int,
+        queue_timeout: float,
+        retry_after: int,
+        max_wait: float = 0.0,
+        backlog: Callable[[], int] | None = None,
     ) -> None:
         self.max_in_flight = max_in_flight
         self.max_queue = max_queue
         self.queue_timeout = queue_timeout
         self.retry_after = retry_after
+        self.max_wait = max_wait
+        """Seconds a new request may be expected to have waited before the app; 0: not
+        watched."""
+        self.backlog = backlog
+        """Connections waiting to be accepted (None: unknown, counted as none)."""
         self.in_flight = 0
         self.waiting = 0
+        self.loop_lag = 0.0
+        """The event loop's lag last measured, in seconds: about one pass of the loop."""
+        self.wait_estimate = 0.0
+        """The wait before the app estimated for the last request, in seconds."""
         self._slots: asyncio.Semaphore | None = None
+        self._probe_at: float | None = None  # loop time a lag probe was scheduled, if one is
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Measure the loop's lag: schedule a callback now unless one is pending; it records
+        how late it ran."""
+        if self._probe_at is None:
+            self._probe_at = loop.time()
+            loop.call_soon(self._probed, loop)
+
+    def _probed(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._probe_at is not None:
+            self.loop_lag = loop.time() - self._probe_at
+            self._probe_at = None
+            metrics().event_loop_lag.observe(self.loop_lag)
 
     async def enter(self) -> str | None:
         """Take a slot (waiting for one within the bounds): None, or the reason the request is
         shed (counted here); a caller that got a slot calls :meth:`leave` when done."""
+        if self.max_wait > 0:
+            self._watch(asyncio.get_running_loop())
+            backlog = self.backlog() if self.backlog is not None else 0
+            self.wait_estimate = self.loop_lag * (1 + backlog)
+            if self.wait_estimate > self.max_wait:
+                return self._count("backlog")
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_in_flight)
         slots = self._slots
@@ -73,20 +129,25 @@ class Shedder:
         return reason
 
     def response(self, reason: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
-        """The 503 answer of a shed request: headers and body."""
+        """The 503 answer of a shed request: headers and body. Shed for the backlog, the
+        ``Retry-After`` is twice the estimated wait (a device that comes back sooner finds the
+        backlog still there), at least ``retry_after``, at most 30 s."""
+        retry_after = self.retry_after
+        if reason == "backlog":
+            retry_after = min(30, max(retry_after, math.ceil(2 * self.wait_estimate)))
         body = json.dumps(
             {
                 "type": type_uri("overloaded"),
                 "title": "Server overloaded",
                 "status": 503,
                 "detail": f"the server is handling its limit of {self.max_in_flight} requests "
-                f"({reason}); retry after {self.retry_after} s",
+                f"({reason}); retry after {retry_after} s",
             }
         ).encode()
         headers = [
             (b"content-type", PROBLEM_JSON.encode()),
             (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(self.retry_after).encode()),
+            (b"retry-after", str(retry_after).encode()),
         ]
         return headers, body
 
@@ -102,6 +163,7 @@ class LoadShedMiddleware:
         max_queue: int = 1024,
         queue_timeout: float = 2.0,
         retry_after: int = 1,
+        max_wait: float = 0.0,
         shedder: Shedder | None = None,
     ) -> None:
         self.app = app
@@ -110,6 +172,7 @@ class LoadShedMiddleware:
             max_queue=max_queue,
             queue_timeout=queue_timeout,
             retry_after=retry_after,
+            max_wait=max_wait,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -127,3 +190,21 @@ class LoadShedMiddleware:
             await self.app(scope, receive, send)
         finally:
             shedder.leave()
+
+
+def accept_backlog(sock: socket.socket) -> Callable[[], int] | None:
+    """A function returning how many connections wait in ``sock``'s accept queue (a listening
+    TCP socket): Linux reports it in TCP_INFO's ``tcpi_unacked`` for a listener. None where
+    that is not available."""
+    if not sys.platform.startswith("linux") or not hasattr(socket, "TCP_INFO"):
+        return None
+    option = socket.TCP_INFO
+
+    def waiting() -> int:
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, option, 32)
+        except OSError:  # closed
+            return 0
+        return int(struct.unpack_from("I", info, 24)[0])
+
+    return waiting

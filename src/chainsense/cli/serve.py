@@ -140,12 +140,15 @@ def serve(
     import uvicorn
 
     from chainsense.api import create_app
+    from chainsense.api.shedding import accept_backlog
     from chainsense.cli._common import exit_code
     from chainsense.errors import ChainSenseError
     from chainsense.serve_cli import on_startup_failure
 
     app = create_app(settings)
     app.access_log = settings.access_log
+    # overload shedding sees the connections waiting to be accepted (api/shedding.py)
+    app.state.shedder.backlog = accept_backlog(sock)
     failures: list[BaseException] = []
 
     def keep(exc: BaseException) -> None:

@@ -85,6 +85,7 @@ class Metrics:
     ai_lag_readings: Gauge
     anomalies_raised: Counter
     # runtime
+    event_loop_lag: Histogram
     leader: Gauge
     build_info: Gauge
 
@@ -246,6 +247,13 @@ def _build() -> Metrics:
         ),
         anomalies_raised=Counter(
             "chainsense_anomalies_raised_total", "Anomaly events raised.", registry=registry
+        ),
+        event_loop_lag=Histogram(
+            "chainsense_event_loop_lag_seconds",
+            "How late a callback scheduled at a request's arrival ran (about one pass of the "
+            "event loop over every ready request); measured by overload shedding.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=registry,
         ),
         leader=gauge(
             "chainsense_leader",
