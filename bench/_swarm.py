@@ -138,17 +138,9 @@ async def _swarm(
                         )
                         conn = _Conn(reader, writer)
                     status, headers, _ = await conn.post(request)
-            except TimeoutError:
-                res.count(now(), "timeout", every)
-                if conn is not None:
-                    conn.abort()
-                conn = None
-                if not retry:
-                    k += 1
-                await pause(random.uniform(0.5, 1.5))
-                continue
-            except (OSError, asyncio.IncompleteReadError, ValueError):
-                res.count(now(), "conn-error", every)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                kind = "timeout" if isinstance(exc, TimeoutError) else "conn-error"
+                res.count(now(), kind, every)
                 if conn is not None:
                     conn.abort()
                 conn = None
