@@ -4,7 +4,10 @@ and a clear error when the RPC endpoint is down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
+from pathlib import Path
 
 import pytest
 
@@ -112,6 +115,55 @@ async def test_two_senders_of_one_key_interleaved_all_go_through(chain: Chain) -
         signer = a if i % 2 == 0 else b
         receipt = await signer.transact(anchor.functions.anchor(root, 1, ZERO32))
         assert receipt["status"] == 1
+
+
+def _nonce_collisions(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("nonce taken by another sender" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["send", "send_many"])
+async def test_senders_of_one_key_sharing_a_host_lock_never_take_each_others_nonce(
+    chain: Chain, tmp_path: Path, caplog: pytest.LogCaptureFixture, many: bool
+) -> None:
+    """Two signers of one key (two ``serve --workers`` workers, each with its operator signer)
+    sending at once: with the same lock file they take turns and no send is refused for a
+    nonce the other took (without it, the retries are all that saves them, and many concurrent
+    registrations through two workers outran those: 409 ``nonce too low``)."""
+    anchor = chain.client.contract("ReadingAnchor", chain.deployment.address("ReadingAnchor"))
+    lock = tmp_path / "locks" / "nonce.lock"
+    signers = [Signer(chain.client, ANVIL_DEV_KEYS[2], host_lock=lock) for _ in range(2)]
+
+    async def send(i: int) -> None:
+        fn = anchor.functions.anchor(os.urandom(32), 1, ZERO32)
+        if many:
+            (sent,) = await signers[i % 2].send_many([fn], gas=200_000)
+            assert not isinstance(sent, Exception), sent
+            receipt = await chain.client.wait_for_receipt(sent.tx_hash, timeout=30)
+        else:
+            receipt = await signers[i % 2].transact(fn)
+        assert receipt["status"] == 1
+
+    with caplog.at_level(logging.DEBUG, logger="chainsense.chain.client"):
+        await asyncio.gather(*(send(i) for i in range(24)))
+    assert _nonce_collisions(caplog) == 0
+    assert lock.exists()
+
+
+async def test_without_a_host_lock_senders_of_one_key_collide(
+    chain: Chain, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The control for the test above: the same load without the lock file does collide (so
+    that test can see the difference)."""
+    anchor = chain.client.contract("ReadingAnchor", chain.deployment.address("ReadingAnchor"))
+    signers = [Signer(chain.client, ANVIL_DEV_KEYS[2]) for _ in range(2)]
+
+    async def send(i: int) -> None:
+        with contextlib.suppress(Exception):  # a send whose retries all collided: also one
+            await signers[i % 2].transact(anchor.functions.anchor(os.urandom(32), 1, ZERO32))
+
+    with caplog.at_level(logging.DEBUG, logger="chainsense.chain.client"):
+        await asyncio.gather(*(send(i) for i in range(24)))
+    assert _nonce_collisions(caplog) > 0
 
 
 async def test_wait_for_receipt_waits_for_confirmations(chain: Chain) -> None:

@@ -63,6 +63,8 @@ class Cluster:
     anvil_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     keys: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    """Settings of the test's own, over the ones below."""
 
     @property
     def url(self) -> str:
@@ -101,6 +103,7 @@ class Cluster:
             CHAINSENSE_AI_ENABLED="false",
             CHAINSENSE_MARKET_AGENT="false",
         )
+        env.update(self.env)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "chainsense", "serve", "--workers=2", f"--port={self.port}"],

@@ -10,7 +10,8 @@ What it adds to a bare ``AsyncWeb3``:
 - :meth:`ChainClient.wait_for_receipt` polls from 5 ms up to 250 ms instead of web3's fixed 0.1 s
   floor, and waits for a number of confirmations;
 - :class:`Signer` signs locally and hands out nonces under a lock, so concurrent sends from one
-  account never collide; the nonce is re-read from the chain after a failed send;
+  account never collide; the nonce is re-read from the chain after a failed send; processes of
+  one host that sign with the same key (``serve --workers``) take turns through a lock file;
 - reverts raise :class:`~chainsense.errors.TransactionRevertedError` with the decoded custom error
   and its arguments (``ReadingAnchorRootAlreadyAnchored(root=0x…)``).
 """
@@ -18,11 +19,14 @@ What it adds to a bare ``AsyncWeb3``:
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 import aiohttp
@@ -366,21 +370,58 @@ def _stale_nonce(refusal: str) -> bool:
     return "nonce too low" in text or "replacement transaction underpriced" in text
 
 
+@asynccontextmanager
+async def _host_lock(path: Path) -> AsyncIterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing). Taken without blocking, in
+    short polls, so a cancelled waiter never leaves a thread that takes the lock later; the
+    kernel drops it when its holder dies, even by ``kill -9``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(pause)
+                pause = min(0.02, pause * 2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 class Signer:
     """A local key that sends transactions through a :class:`ChainClient`.
 
     Nonces are handed out under a lock, so any number of concurrent :meth:`send` calls from one
     signer get consecutive nonces. After a failed send the nonce is re-read from the chain; a
     send refused because another sender of the same key took the nonce is sent again.
+
+    With ``host_lock`` (a file path), every process of this host whose signer of the key names
+    the same file takes turns: the nonce is read from the chain (``pending``) and the
+    transaction sent while holding the file's lock, so the ``serve --workers`` workers, which
+    all send registrations with the operator key, never take each other's nonce (one more round
+    trip per send). Without it, such a collision is only retried a few times, which many
+    concurrent registrations through several workers outran (409 ``nonce too low``).
     """
 
     def __init__(
-        self, client: ChainClient, private_key: str | bytes, *, fee_ttl: float = 30.0
+        self,
+        client: ChainClient,
+        private_key: str | bytes,
+        *,
+        fee_ttl: float = 30.0,
+        host_lock: Path | None = None,
     ) -> None:
         self.client = client
         self.account: LocalAccount = Account.from_key(private_key)
         self.fee_ttl = fee_ttl
         """Seconds a fee reading is reused by :meth:`send_many`."""
+        self.host_lock = host_lock
         self._lock = asyncio.Lock()
         self._next_nonce: int | None = None
         self._fees: dict[str, int] | None = None
@@ -440,11 +481,9 @@ class Signer:
         for attempt in range(_STALE_NONCE_RETRIES + 1):
             fees = await self.fees()
             chain_id = await self.client.chain_id()
-            async with self._lock:
+            async with self._lock, self._turn():
                 if self._next_nonce is None:
-                    self._next_nonce = await self.client.rpc(
-                        lambda: self.client.w3.eth.get_transaction_count(self.address, "pending")
-                    )
+                    self._next_nonce = await self._chain_nonce()
                 first = self._next_nonce
                 signed: list[tuple[int, str, TxParams, bytes]] = []
                 try:
@@ -497,12 +536,26 @@ class Signer:
         return [r for r in results if r is not None]
 
     @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """This host's turn to send with the key (see ``host_lock``); the nonce cached here is
+        then stale, as another process may have sent since."""
+        if self.host_lock is None:
+            yield
+            return
+        async with _host_lock(self.host_lock):
+            self._next_nonce = None
+            yield
+
+    async def _chain_nonce(self) -> int:
+        return await self.client.rpc(
+            lambda: self.client.w3.eth.get_transaction_count(self.address, "pending")
+        )
+
+    @asynccontextmanager
     async def _nonce(self) -> AsyncIterator[int]:
-        async with self._lock:
+        async with self._lock, self._turn():
             if self._next_nonce is None:
-                self._next_nonce = await self.client.rpc(
-                    lambda: self.client.w3.eth.get_transaction_count(self.address, "pending")
-                )
+                self._next_nonce = await self._chain_nonce()
             nonce = self._next_nonce
             try:
                 yield nonce

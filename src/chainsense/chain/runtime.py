@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from eth_account import Account
 
@@ -63,6 +64,18 @@ def role_keys(settings: Settings) -> RoleKeys:
                 "CHAINSENSE_RPC_URL points at an external chain"
             )
     return RoleKeys(**resolved)
+
+
+def nonce_lock(settings: Settings, key: str) -> Path:
+    """The lock file through which this host's processes take turns sending with ``key``."""
+    return settings.data_dir / "locks" / f"nonce-{Account.from_key(key).address.lower()}.lock"
+
+
+def anchorer_shares_a_key(keys: RoleKeys) -> bool:
+    """Whether the anchorer's key is also the operator's or the deployer's (then it takes turns
+    with them too)."""
+    address = Account.from_key(keys.anchorer).address
+    return address in {Account.from_key(k).address for k in (keys.operator, keys.deployer)}
 
 
 def settlement_params(settings: Settings) -> SettlementParams:
@@ -152,9 +165,15 @@ async def open_chain(
             breaker=rpc_breaker(settings, redact_url(rpc_url)),
         )
         stack.push_async_callback(client.close)
-        deployer = Signer(client, keys.deployer)
-        operator = Signer(client, keys.operator)
-        anchorer = Signer(client, keys.anchorer)
+        # Every `serve --workers` worker sends registrations with the operator key: they take
+        # turns through a lock file in the data dir they share. The anchorer key is the leader's
+        # alone, and keeps its nonces in memory (no extra round trip per anchoring round).
+        deployer = Signer(client, keys.deployer, host_lock=nonce_lock(settings, keys.deployer))
+        operator = Signer(client, keys.operator, host_lock=nonce_lock(settings, keys.operator))
+        shared = anchorer_shares_a_key(keys)
+        anchorer = Signer(
+            client, keys.anchorer, host_lock=nonce_lock(settings, keys.anchorer) if shared else None
+        )
         store = DeploymentStore(settings.deployments_dir)
         if devchain is not None:
             deployment, deployed_now = await ensure_deployed(
