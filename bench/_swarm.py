@@ -218,13 +218,28 @@ async def probe(
     return acks, other
 
 
-def stored_pairs(db: Path, addresses: dict[str, int]) -> set[tuple[int, int]]:
-    """(device index, seq) of the swarm's readings in the SQLite file (read-only)."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        rows = con.execute("SELECT device, seq FROM readings").fetchall()
-    finally:
-        con.close()
+def stored_pairs(db: Path | str, addresses: dict[str, int]) -> set[tuple[int, int]]:
+    """(device index, seq) of the swarm's readings in the SQLite file (read-only) or the
+    PostgreSQL database (a SQLAlchemy URL)."""
+    if isinstance(db, str):
+        import asyncpg
+
+        dsn = db.replace("postgresql+asyncpg://", "postgresql://")
+
+        async def fetch() -> list[Any]:
+            conn = await asyncpg.connect(dsn)
+            try:
+                return [tuple(r) for r in await conn.fetch("SELECT device, seq FROM readings")]
+            finally:
+                await conn.close()
+
+        rows = asyncio.run(fetch())
+    else:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = con.execute("SELECT device, seq FROM readings").fetchall()
+        finally:
+            con.close()
     return {(addresses[d.lower()], s) for d, s in rows if d.lower() in addresses}
 
 
@@ -321,9 +336,16 @@ def _wait_quiet(base_url: str, limit_s: float = 120.0) -> float:
     return time.perf_counter() - t0
 
 
-def run_swarm(server: base.Server, signer: Any, n: int, args: argparse.Namespace) -> int:
-    """The swarm on a running server; prints the report, returns 1 when an acknowledged
-    reading is not stored or the server did not recover."""
+def run_swarm(
+    server: base.Server,
+    signer: Any,
+    n: int,
+    args: argparse.Namespace,
+    database_url: str | None = None,
+) -> int:
+    """The swarm on a running server (on ``database_url``, else its SQLite file); prints the
+    report, returns 1 when an acknowledged reading is not stored or the server did not
+    recover."""
     import load
 
     host, port = load._address(server.base_url)
@@ -413,8 +435,7 @@ def run_swarm(server: base.Server, signer: Any, n: int, args: argparse.Namespace
         base._log(f"swarm: probe after: {acks / every:,.0f} acks/s {dict(other) or ''}")
         if before and acks >= 0.8 * before:
             break
-    db = server_db(server)
-    stored = stored_pairs(db, addresses) & res.sent
+    stored = stored_pairs(database_url or server_db(server), addresses) & res.sent
     lost = res.acked - stored
     lat = sorted(res.latencies)
 

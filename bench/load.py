@@ -453,7 +453,7 @@ def _run_swarm(backend: str, args: argparse.Namespace) -> int:
         server = stack.enter_context(base._serve(workdir, url, None, extra, serve_args))
         base._log(f"{backend}: registering {len(keys)} devices")
         domain = _swarm.register(server, keys)
-        status = _swarm.run_swarm(server, Signer(keys, domain), n, args)
+        status = _swarm.run_swarm(server, Signer(keys, domain), n, args, url)
         base._log(f"{backend}: stopping the server")
     return status
 
