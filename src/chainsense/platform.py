@@ -167,9 +167,11 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
         if settings.mqtt_url is not None and settings.mqtt_url.get_secret_value():
             from chainsense.mqtt import bridge_from_settings
 
-            def ingest_mqtt(items: Sequence[Any]) -> Awaitable[list[IngestResult]]:
+            def ingest_mqtt(
+                items: Sequence[Any], origins: Sequence[int]
+            ) -> Awaitable[list[IngestResult]]:
                 # counted in chainsense_readings_ingested_total{transport="mqtt"}
-                return ingest.ingest(items, transport="mqtt")
+                return ingest.ingest(items, transport="mqtt", origins=origins)
 
             bridge = bridge_from_settings(settings, ingest_mqtt)
             await _start(stack, bridge.run(), "mqtt-bridge")

@@ -229,6 +229,7 @@ class PahoDevice:
     def __init__(self, broker_port: int, address: str, *, client_id: str | None = None) -> None:
         self.address = address.lower()
         self.receipts: dict[str, tuple[int, Any]] = {}
+        self.user_properties: dict[str, dict[str, str]] = {}
         self.arrived: queue.Queue[str] = queue.Queue()
         self.response_topic = f"chainsense/v1/devices/{self.address}/receipts/{uuid.uuid4().hex}"
         self.client = mqtt.Client(
@@ -248,9 +249,10 @@ class PahoDevice:
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         props = msg.properties
         correlation = getattr(props, "CorrelationData", b"").decode()
-        status = dict(getattr(props, "UserProperty", [])).get("status", "0")
+        user = dict(getattr(props, "UserProperty", []))
         with self._lock:
-            self.receipts[correlation] = (int(status), json.loads(msg.payload))
+            self.receipts[correlation] = (int(user.get("status", "0")), json.loads(msg.payload))
+            self.user_properties[correlation] = user
         self.arrived.put(correlation)
 
     def publish(self, payload: Any, *, topic: str | None = None, correlation: str = "") -> str:

@@ -21,6 +21,8 @@ from tests.mqtt.support import Broker, PahoDevice, Serve, eth_account_reading, w
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
+DEVICE_BURST = 30
+
 
 @dataclass
 class Platform:
@@ -36,7 +38,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     base = tmp_path_factory.mktemp("mqtt-e2e")
     broker = Broker(base / "broker")
     broker.start()
-    serve = Serve(base / "data", broker.url)
+    # a device may publish 30 messages at once, then one per 100 s (the default is 100 at once
+    # and 20/s): each test's devices stay well within it, but the flood below does not
+    serve = Serve(
+        base / "data",
+        broker.url,
+        CHAINSENSE_RATE_LIMIT_DEVICE_BURST=str(DEVICE_BURST),
+        CHAINSENSE_RATE_LIMIT_DEVICE_RATE="0.01",
+    )
     try:
         operator = serve.cli("apikey", "create", "--name", "op", "--scope", "operator")
         reader = serve.cli("apikey", "create", "--name", "rd", "--scope", "reader")
@@ -170,6 +179,33 @@ def test_a_reading_published_on_another_devices_topic_is_refused(platform: Platf
     finally:
         victim_device.close()
         attacker_device.close()
+
+
+def test_a_device_publishing_past_its_rate_limit_gets_429_receipts(platform: Platform) -> None:
+    """The per-device limit counts every message, as HTTP counts every request, although the
+    bridge commits messages that arrive together in one group (it counted a group once, so a
+    device publishing without waiting got through many times its limit). Refused messages are
+    not stored and their receipts say when to come back."""
+    account, device = _device(platform)
+    try:
+        sent = [
+            device.publish(eth_account_reading(account, seq, platform.domain))
+            for seq in range(1, DEVICE_BURST + 11)
+        ]
+        answers = [device.wait(c) for c in sent]
+        statuses = [status for status, _ in answers]
+        assert statuses.count(201) == DEVICE_BURST, statuses
+        assert statuses.count(429) == 10, statuses
+        for correlation, (status, body) in zip(sent, answers, strict=True):
+            if status == 429:
+                assert body["type"] == "/problems/rate-limited"
+                assert int(device.user_properties[correlation]["retry-after"]) >= 1
+        stored = platform.serve.stored(platform.reader, account.address)
+        assert len(stored) == DEVICE_BURST
+        receipted = {body["seq"] for status, body in answers if status == 201}
+        assert {r["seq"] for r in stored} == receipted
+    finally:
+        device.close()
 
 
 def test_a_response_topic_outside_the_devices_receipts_tree_is_not_used(

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from chainsense.api.limits import device_admission
+from chainsense.chain.registry import DeviceState
+from chainsense.identity import DeviceKey, ReadingVerifier
+from chainsense.identity.reading import Reading
+from chainsense.limits import Limit, MemoryLimiter
 from chainsense.mqtt import BrokerUrl, MqttBridge
-from chainsense.telemetry.ingest import IngestResult
+from chainsense.store.records import InsertResult, Outcome
+from chainsense.telemetry.ingest import IngestPipeline, IngestResult
+from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
+
+COLD = BUILTIN_SCHEMAS.by_name("chainsense.coldchain.v1")
 
 ADDRESS = "0x" + "ab" * 20
 OTHER = "0x" + "cd" * 20
@@ -21,11 +32,13 @@ TOPIC = f"chainsense/v1/devices/{ADDRESS}/readings"
 class FakeIngest:
     def __init__(self, fail: bool = False) -> None:
         self.calls: list[list[Any]] = []
+        self.origins: list[list[int]] = []
         self.fail = fail
         self.next_id = 1
 
-    async def __call__(self, items: Sequence[Any]) -> list[IngestResult]:
+    async def __call__(self, items: Sequence[Any], origins: Sequence[int]) -> list[IngestResult]:
         self.calls.append(list(items))
+        self.origins.append(list(origins))
         await asyncio.sleep(0.01)  # the commit
         if self.fail:
             raise OSError("database is gone")
@@ -76,6 +89,7 @@ async def test_concurrent_messages_share_one_commit_and_keep_their_own_indexes()
 
     receipts = await asyncio.wait_for(_run(bridge, messages()), 10)
     assert [len(c) for c in ingest.calls] == [1, 3]  # at most max_batch readings per commit
+    assert ingest.origins == [[0], [0, 1, 2]]  # which message each reading came in
     assert [(r.status, r.body["seq"]) for r in receipts[:3]] == [(201, 1), (201, 2), (201, 3)]
     assert receipts[3].status == 200
     assert receipts[3].body["results"][0]["index"] == 0
@@ -151,3 +165,84 @@ async def test_a_failed_commit_answers_503_and_stores_nothing() -> None:
     assert reason == 0x80
     assert client.published[0][1]["type"] == "/problems/ingest-unavailable"
     assert client.published[0][2]["user_property"] == [("status", "503")]
+
+
+# --- the per-device rate limit, counted per message --------------------------------------------
+
+CHAIN_ID = 31337
+REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+
+class EveryKeyIsActive:
+    def get(self, key: str) -> DeviceState:
+        return DeviceState(key, key, key, "0x" + "00" * 32, "active", datetime.now(UTC))
+
+
+class StoreEverything:
+    """The commit path: every row stored, with a new id."""
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+
+    async def submit(self, rows: Sequence[Any]) -> list[InsertResult]:
+        await asyncio.sleep(0.01)
+        self.rows.extend(rows)
+        return [
+            InsertResult(Outcome.STORED, len(self.rows) - len(rows) + i + 1)
+            for i in range(len(rows))
+        ]
+
+
+def _signed(key: DeviceKey, seq: int) -> dict[str, Any]:
+    reading = Reading(key.address, seq, int(time.time() * 1000), COLD.id, (415, 620))
+    return reading.to_json() | {"signature": "0x" + key.sign(reading, CHAIN_ID, REGISTRY).hex()}
+
+
+async def test_the_device_rate_limit_counts_every_message_of_a_grouped_commit() -> None:
+    """Messages that arrive together share one ingest call; the device's limit must still count
+    each of them, as HTTP counts each request (before, a group counted once per device, so a
+    device publishing fast got through far more than its limit), and a message refused whole
+    by the limit gets the PUBACK reason 0x97 and a ``retry-after`` user property."""
+    committer = StoreEverything()
+    pipeline = IngestPipeline(
+        store=None,  # type: ignore[arg-type]
+        verifier=ReadingVerifier(CHAIN_ID, REGISTRY),
+        registry=EveryKeyIsActive(),  # type: ignore[arg-type]
+        schemas=BUILTIN_SCHEMAS,
+        committer=committer,  # type: ignore[arg-type]
+    )
+    pipeline.admit = device_admission(MemoryLimiter(), Limit("device", rate=0.001, burst=3))
+    bridge = MqttBridge(
+        ingest=lambda items, origins: pipeline.ingest(items, transport="mqtt", origins=origins),
+        url=BrokerUrl.parse("mqtt://127.0.0.1:1"),
+        client_id="t",
+    )
+    key = DeviceKey.generate()
+    topic = f"chainsense/v1/devices/{key.address.lower()}/readings"
+    client = FakeClient()
+
+    async def messages() -> list[int]:
+        first = asyncio.create_task(
+            bridge._on_message(client, topic, json.dumps(_signed(key, 1)).encode(), 1, {})
+        )
+        await asyncio.sleep(0.002)  # the first commit runs; the other seven wait, then go together
+        rest = [
+            bridge._on_message(client, topic, json.dumps(_signed(key, s)).encode(), 1, {})
+            for s in range(2, 9)
+        ]
+        return [await first, *await asyncio.gather(*rest)]
+
+    reasons = await asyncio.wait_for(_run(bridge, messages()), 10)
+    assert len(committer.rows) == 3, "the burst of 3 messages, not 3 groups"
+    statuses = [props["user_property"][0] for _, _, props in client.published]
+    assert statuses.count(("status", "201")) == 3
+    assert statuses.count(("status", "429")) == 5
+    assert reasons.count(0x97) == 5
+    assert reasons.count(0) == 3
+    refused = [(body, props) for _, body, props in client.published if body.get("status") == 429]
+    assert all(body["type"] == "/problems/rate-limited" for body, _ in refused)
+    assert all(("retry-after", "1000") in props["user_property"] for _, props in refused)
+    # one ingest call without origins is one request: every reading of it counts once
+    pipeline.admit = device_admission(MemoryLimiter(), Limit("device", rate=0.001, burst=3))
+    results = await pipeline.ingest([_signed(key, s) for s in range(9, 14)], transport="mqtt")
+    assert [r.status for r in results] == ["stored"] * 5

@@ -232,18 +232,21 @@ class RateLimitMiddleware:
 
 def device_admission(
     limiter: Limiter, limit: Limit
-) -> Callable[[Sequence[str]], Awaitable[dict[str, float]]]:
-    """The ``IngestPipeline.admit`` hook: given the devices whose readings verified in one
-    request, count one request for each; return the refused ones with their retry-after (s)."""
+) -> Callable[[Sequence[str]], Awaitable[list[float | None]]]:
+    """The ``IngestPipeline.admit`` hook: given the devices whose readings verified, one entry
+    per request (a device twice when two MQTT messages of it were grouped), count one request
+    for each entry, in order; return each refused entry's retry-after (s), None if admitted."""
 
-    async def admit(devices: Sequence[str]) -> dict[str, float]:
-        refused: dict[str, float] = {}
+    async def admit(devices: Sequence[str]) -> list[float | None]:
+        waits: list[float | None] = []
         for device in devices:
             decision = await limiter.hit(f"device:{device.lower()}", limit)
-            if not decision.allowed:
+            if decision.allowed:
+                waits.append(None)
+            else:
                 count_rate_limited("device")
-                refused[device] = float(retry_after_s(decision))
-        return refused
+                waits.append(float(retry_after_s(decision)))
+        return waits
 
     return admit
 

@@ -17,7 +17,8 @@ waiting when it comes back. For each message, in this order:
 4. only then is the broker's delivery acknowledged (PUBACK; gmqtt with
    ``optimistic_acknowledgement=False`` sends it when the handler returns), with an MQTT 5
    reason code when the whole message was refused: 0x87 not authorized (another device's topic),
-   0x97 quota exceeded (too large), 0x99 payload format invalid, 0x90 topic name invalid.
+   0x97 quota exceeded (too large, or the device is over its rate limit: counted once per
+   message, as HTTP counts a request), 0x99 payload format invalid, 0x90 topic name invalid.
 
 A ``kill -9`` before step 4 leaves the message unacknowledged at the broker, which sends it again
 when the process reconnects; the store's seq check makes a reading stored before the kill an
@@ -32,6 +33,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import random
 import re
 from collections import Counter, deque
@@ -49,7 +51,9 @@ __all__ = ["MqttBridge", "Receipt"]
 
 log = logging.getLogger(__name__)
 
-Ingest = Callable[[Sequence[Any]], Awaitable[list[IngestResult]]]
+Ingest = Callable[[Sequence[Any], Sequence[int]], Awaitable[list[IngestResult]]]
+"""``ingest(items, origins)``: ``origins[i]`` numbers the message item ``i`` came in, so the
+per-device rate limit counts each message once, as HTTP counts each request."""
 
 SUCCESS = 0x00
 UNSPECIFIED_ERROR = 0x80
@@ -110,8 +114,9 @@ class _Grouper:
         self, group: list[tuple[Sequence[Any], asyncio.Future[list[IngestResult]]]]
     ) -> None:
         items = [item for job_items, _ in group for item in job_items]
+        origins = [n for n, (job_items, _) in enumerate(group) for _ in job_items]
         try:
-            results = await self._ingest(items)
+            results = await self._ingest(items, origins)
         except Exception as exc:  # the store is down: every message of the group gets a 503
             for _, future in group:
                 if not future.done():
@@ -204,7 +209,12 @@ class MqttBridge:
         if self.on_results is not None:
             self.on_results(results)
         status, body = acknowledgement(results, batch=is_batch)
-        reason = NOT_AUTHORIZED if len(foreign) == len(items) else SUCCESS
+        if len(foreign) == len(items):
+            reason = NOT_AUTHORIZED
+        elif all(r.error is not None and r.error.status == 429 for r in results):
+            reason = QUOTA_EXCEEDED
+        else:
+            reason = SUCCESS
         return Receipt(status, body, reason, tuple(results))
 
     # --- the broker --------------------------------------------------------------------------
@@ -336,9 +346,14 @@ class MqttBridge:
         if target is None:
             log.warning("mqtt: no receipt topic for a message on %r", topic)
             return
+        properties_out = [("status", str(receipt.status))]
+        if receipt.status == 429 and receipt.results and receipt.results[0].error is not None:
+            wait = receipt.results[0].error.retry_after
+            if wait is not None:  # what HTTP says in its Retry-After header
+                properties_out.append(("retry-after", str(math.ceil(wait))))
         extra: dict[str, Any] = {
             "content_type": "application/json",
-            "user_property": [("status", str(receipt.status))],
+            "user_property": properties_out,
         }
         correlation = _first(properties, "correlation_data")
         if correlation is not None:

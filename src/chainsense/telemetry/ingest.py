@@ -208,16 +208,27 @@ class IngestPipeline:
         self.on_stored = on_stored
         """Called with the largest new reading id after each durable commit (the AI worker's
         wake-up); it must only set a flag or put_nowait, never block."""
-        self.admit: Callable[[Sequence[str]], Awaitable[dict[str, float]]] | None = None
-        """The per-device rate limit (set by the API): given the devices whose readings passed
-        the checks (signature verified), the refused ones and their retry-after in seconds."""
+        self.admit: Callable[[Sequence[str]], Awaitable[list[float | None]]] | None = None
+        """The per-device rate limit (set by the API): given one entry per (request, device)
+        whose readings passed the checks (signature verified), in order, the retry-after in
+        seconds of each refused entry, None for each admitted one."""
         self._catch_up: asyncio.Future[Any] | None = None
         self._catch_up_at = 0.0
 
-    async def ingest(self, items: Sequence[Any], *, transport: str = "http") -> list[IngestResult]:
+    async def ingest(
+        self,
+        items: Sequence[Any],
+        *,
+        transport: str = "http",
+        origins: Sequence[int] | None = None,
+    ) -> list[IngestResult]:
         """Check every item, store the good ones in one transaction (shared with concurrent
         requests: see telemetry/committer.py), and return a result per item. Returns only after
-        the commit: a ``stored`` result is durable."""
+        the commit: a ``stored`` result is durable.
+
+        ``origins`` gives, per item, the request (message) it came in, when one call carries
+        several (the MQTT bridge groups messages): the per-device rate limit counts each
+        request once per device, as if it had come alone. Without it, the call is one request."""
         started = time.perf_counter()
         now_ms = int(self._clock() * 1000)
         traced = tracing_on()
@@ -238,7 +249,7 @@ class IngestPipeline:
         m = metrics()
         m.verification_duration.observe(time.perf_counter() - started)
         if rows and self.admit is not None:
-            rows, row_index = await self._admit(results, rows, row_index)
+            rows, row_index = await self._admit(results, rows, row_index, origins)
         if rows:
             if traced:
                 with tracer().start_as_current_span(
@@ -303,16 +314,28 @@ class IngestPipeline:
         row_index.extend(again[k] for k in new_index)
 
     async def _admit(
-        self, results: list[IngestResult | None], rows: list[NewReading], row_index: list[int]
+        self,
+        results: list[IngestResult | None],
+        rows: list[NewReading],
+        row_index: list[int],
+        origins: Sequence[int] | None,
     ) -> tuple[list[NewReading], list[int]]:
-        """Refuse (429) the readings of devices over their rate limit; keep the others."""
+        """Refuse (429) the readings of devices over their rate limit; keep the others. Each
+        (request, device) pair is one hit, in the order the requests came."""
         assert self.admit is not None
-        refused = await self.admit(sorted({row.device for row in rows}))
+        pairs = sorted(
+            {
+                (origins[i] if origins is not None else 0, row.device)
+                for i, row in zip(row_index, rows, strict=True)
+            }
+        )
+        waits = await self.admit([device for _, device in pairs])
+        refused = {pair: wait for pair, wait in zip(pairs, waits, strict=True) if wait is not None}
         if not refused:
             return rows, row_index
         kept: tuple[list[NewReading], list[int]] = ([], [])
         for index, row in zip(row_index, rows, strict=True):
-            wait = refused.get(row.device)
+            wait = refused.get((origins[index] if origins is not None else 0, row.device))
             if wait is None:
                 kept[0].append(row)
                 kept[1].append(index)
