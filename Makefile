@@ -56,6 +56,9 @@ console-assets: node_modules/.installed
 	node_modules/.bin/esbuild src/chainsense/web/assets/console.js --bundle --minify \
 		--format=iife --target=es2020 --legal-comments=linked --log-level=warning \
 		--outfile=src/chainsense/web/static/dist/console.js
+	node_modules/.bin/esbuild src/chainsense/web/assets/verify.js --bundle --minify \
+		--format=iife --global-name=ChainSenseVerify --target=es2020 --legal-comments=linked \
+		--log-level=warning --outfile=src/chainsense/web/static/dist/verify.js
 
 ## browser: Chromium for the console's browser tests (Debian's package; only when it is missing)
 browser:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_account import Account
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Request, expect
 
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
 from chainsense.identity import DeviceKey
@@ -273,10 +273,19 @@ def test_every_page_is_accessible_fits_and_is_screenshotted(
             current["bytes"] += len(response.body())  # type: ignore[attr-defined]
 
     page.on("response", count)
+    scripts: dict[str, set[str]] = {}  # the page -> the scripts it asked for
+    on = {"path": ""}
+
+    def note_script(request: Request) -> None:
+        if request.resource_type == "script":
+            scripts.setdefault(on["path"], set()).add(request.url.split("?")[0])
+
+    page.on("request", note_script)
     sign_in(page, server)
     for template in PAGES:
         path = template.format(truck=truck.address)
         current["bytes"] = 0
+        on["path"] = path
         page.goto(server.url + path)
         page.wait_for_load_state("networkidle") if path != "/alarms" else page.wait_for_timeout(
             1500
@@ -290,5 +299,9 @@ def test_every_page_is_accessible_fits_and_is_screenshotted(
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 414, f"{path} is {width} px wide at 414 px"
     print("page weights (bytes, first load incl. assets on the first page):", weights)
+    # the in-browser verifier (~300 kB) is loaded by the Verify page only
+    verifier = server.url + "/static/dist/verify.js"
+    assert verifier in scripts.get("/verify", set()), scripts
+    assert all(verifier not in urls for path, urls in scripts.items() if path != "/verify"), scripts
     context.close()
     watch.check()

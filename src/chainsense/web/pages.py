@@ -79,7 +79,7 @@ def _environment() -> Environment:
 def _asset_version() -> str:
     dist = resources.files(__package__).joinpath("static", "dist")
     digest = hashlib.sha256()
-    for name in ("console.js", "console.css"):
+    for name in ("console.js", "console.css", "verify.js"):
         path = dist.joinpath(name)
         if path.is_file():
             digest.update(path.read_bytes())

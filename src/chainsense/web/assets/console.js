@@ -6,7 +6,12 @@ import "htmx.org";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import "./console.css";
-import { verifyProof } from "./verify.js";
+// The Verify page's verifier (verifier-js and its libraries, ~300 kB) is a bundle of its own,
+// dist/verify.js, loaded by that page only: window.ChainSenseVerify.
+const verifyProof = (proof, options) => {
+  if (!window.ChainSenseVerify) throw new Error("the verifier (verify.js) did not load");
+  return window.ChainSenseVerify.verifyProof(proof, options);
+};
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
