@@ -42,6 +42,9 @@ __all__ = ["on_startup_failure", "report_startup_failures", "serve_workers", "wo
 _CHAIN_UP_TIMEOUT_S = 180.0
 #: set by the parent for its workers: where a worker reports why its startup failed
 STARTUP_REPORTS_ENV = "CHAINSENSE_STARTUP_REPORTS"
+WORKERS_ENV = "CHAINSENSE_SERVE_WORKERS"
+"""How many workers share the listening socket, and its port: ``N:PORT`` (set by the parent
+for its workers, whose settings may not name the port: ``serve --port``)."""
 
 
 def worker_count(settings: Settings, asked: int | None) -> tuple[int, str | None]:
@@ -118,6 +121,7 @@ def serve_workers(settings: Settings, sock: Any, count: int) -> None:
     shutil.rmtree(reports, ignore_errors=True)
     reports.mkdir(parents=True, exist_ok=True)
     os.environ[STARTUP_REPORTS_ENV] = str(reports.resolve())
+    os.environ[WORKERS_ENV] = f"{count}:{sock.getsockname()[1]}"
     with _multiprocess_metrics(settings), _shared_dev_chain(settings):
         config = uvicorn.Config(
             "chainsense.api.app:create_worker_app",

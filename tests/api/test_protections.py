@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import multiprocessing
 import socket
 import time
 from typing import Any
@@ -19,7 +20,13 @@ from starlette.routing import Route
 
 from chainsense.api.limits import RATE_LIMITED, Policies, RateLimitMiddleware
 from chainsense.api.security import SecurityHeadersMiddleware, install_cors
-from chainsense.api.shedding import SHED, LoadShedMiddleware, Shedder, accept_backlog
+from chainsense.api.shedding import (
+    SHED,
+    LoadShedMiddleware,
+    Shedder,
+    accept_backlog,
+    inherited_listener,
+)
 from chainsense.limits import Limit, MemoryLimiter
 
 KEYS = {"cs_good_a": 1, "cs_good_b": 2}
@@ -237,3 +244,41 @@ async def test_cors_is_off_unless_configured(origins: list[str]) -> None:
     allowed = answer.headers.get("access-control-allow-origin")
     assert allowed == ("https://ops.example" if origins else None)
     assert (preflight.status_code == 200) == bool(origins)
+
+
+def _worker_sees(listener: socket.socket, port: int, out: Any) -> None:
+    """A ``serve --workers`` worker: uvicorn passed it ``listener``; its app looks it up."""
+    found = inherited_listener(port)
+    if found is None:
+        out.put(None)
+        return
+    whole, mine = accept_backlog(found), accept_backlog(found, share=2)
+    assert whole is not None
+    assert mine is not None
+    out.put((found.fileno() != listener.fileno(), whole(), mine()))
+
+
+def test_a_worker_finds_the_listening_socket_it_was_handed_and_takes_its_share() -> None:
+    """``serve --workers`` workers did not shed on the accept queue: their app is built without
+    the socket uvicorn hands them. A spawned process given the socket as uvicorn gives it finds
+    it by port among its descriptors, sees the whole queue, and counts half of it as its own
+    with two workers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    clients = [socket.create_connection(listener.getsockname()) for _ in range(5)]
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    child = context.Process(target=_worker_sees, args=(listener, port, out))
+    try:
+        child.start()
+        assert out.get(timeout=60) == (True, 5, 3)  # its own descriptor; 5 waiting, 3 its share
+        child.join(30)
+        assert inherited_listener(port + 1 if port < 65535 else port - 1) is None
+    finally:
+        if child.is_alive():
+            child.kill()
+        for c in clients:
+            c.close()
+        listener.close()

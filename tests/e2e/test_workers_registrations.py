@@ -64,5 +64,9 @@ def test_concurrent_registrations_through_two_workers_all_succeed(cluster: Clust
     items = listed["items"] if isinstance(listed, dict) else listed
     active = {d["address"].lower() for d in items if d["status"] == "active"}
     assert {a.lower() for a in addresses} <= active
+    log = cluster.log.read_text()
     # not even a collision that a retry saved (without the lock file: 39 in a run of this test)
-    assert "nonce taken by another sender" not in cluster.log.read_text()
+    assert "nonce taken by another sender" not in log
+    # and, while a cluster runs: each worker's shedder found the socket the workers share
+    # (their settings name another port than `serve --port`; they looked for that one before)
+    assert log.count(f"watching the accept queue of port {cluster.port}, shared by 2") == 2, log

@@ -4,6 +4,8 @@ app, and its lifespan opens the chain (and, later, the store and detectors) and 
 from __future__ import annotations
 
 import gc
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["create_app", "create_worker_app"]
 
+log = logging.getLogger(__name__)
+
 
 def create_worker_app() -> ChainSenseAPI:
     """The app of one ``serve --workers N`` process: settings from the environment, and this
@@ -46,7 +50,26 @@ def create_worker_app() -> ChainSenseAPI:
     app = create_app(settings)
     app.access_log = settings.access_log  # uvicorn's is off (serve_cli.serve_workers)
     report_startup_failures(app)
+    watch_shared_accept_queue(app)
     return app
+
+
+def watch_shared_accept_queue(app: ChainSenseAPI) -> None:
+    """Let this worker's shedder see the accept queue of the socket the workers share (as one
+    process's does: cli/serve.py), with the share of it this worker will take."""
+    from chainsense.api.shedding import accept_backlog, inherited_listener
+    from chainsense.serve_cli import WORKERS_ENV
+
+    workers, _, port = os.environ.get(WORKERS_ENV, "").partition(":")
+    if not port:
+        return  # not started by `serve --workers`
+    sock = inherited_listener(int(port))
+    if sock is None:
+        log.warning("shedding: the listening socket on port %s was not found in this worker", port)
+        return
+    app.state.listener = sock  # kept open as long as the app
+    app.state.shedder.backlog = accept_backlog(sock, share=int(workers))
+    log.debug("shedding: watching the accept queue of port %s, shared by %s workers", port, workers)
 
 
 def create_app(settings: Settings | None = None, *, span_exporter: Any = None) -> ChainSenseAPI:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import socket
 import struct
 import sys
@@ -37,7 +38,7 @@ from chainsense.api.limits import EXEMPT_PATHS, PROBLEM_JSON
 from chainsense.api.problems import type_uri
 from chainsense.observability.metrics import metrics, record_shed
 
-__all__ = ["SHED", "LoadShedMiddleware", "Shedder", "accept_backlog"]
+__all__ = ["SHED", "LoadShedMiddleware", "Shedder", "accept_backlog", "inherited_listener"]
 
 #: Requests shed since the start, by reason (``queue-full``, ``queue-timeout``, ``backlog``).
 #: Also exported as ``chainsense_shed_requests_total{reason}``.
@@ -192,19 +193,52 @@ class LoadShedMiddleware:
             shedder.leave()
 
 
-def accept_backlog(sock: socket.socket) -> Callable[[], int] | None:
+def accept_backlog(sock: socket.socket, *, share: int = 1) -> Callable[[], int] | None:
     """A function returning how many connections wait in ``sock``'s accept queue (a listening
     TCP socket): Linux reports it in TCP_INFO's ``tcpi_unacked`` for a listener. None where
-    that is not available."""
+    that is not available. With ``share`` processes accepting from the same socket (``serve
+    --workers N``), each sees the whole queue but takes about one connection in ``share``: a
+    new connection waits for this process's share of it, rounded up."""
     if not sys.platform.startswith("linux") or not hasattr(socket, "TCP_INFO"):
         return None
     option = socket.TCP_INFO
+    share = max(1, share)
 
     def waiting() -> int:
         try:
             info = sock.getsockopt(socket.IPPROTO_TCP, option, 32)
         except OSError:  # closed
             return 0
-        return int(struct.unpack_from("I", info, 24)[0])
+        return -(-int(struct.unpack_from("I", info, 24)[0]) // share)
 
     return waiting
+
+
+def inherited_listener(port: int) -> socket.socket | None:
+    """The listening TCP socket on ``port`` that this process holds, found among its open file
+    descriptors (a ``serve --workers`` worker gets the parent's socket from uvicorn under a
+    descriptor number of its own, and its app is built without it): a duplicate of it (the same
+    socket and accept queue), or None."""
+    fd_dir = "/proc/self/fd"
+    if not os.path.isdir(fd_dir):
+        return None
+    for name in os.listdir(fd_dir):
+        try:
+            if not os.readlink(f"{fd_dir}/{name}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(int(name)))  # family and type read from the fd
+        except (OSError, ValueError):
+            continue
+        try:
+            address = sock.getsockname()
+            if (
+                sock.type == socket.SOCK_STREAM
+                and sock.family in (socket.AF_INET, socket.AF_INET6)
+                and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                and address[1] == port
+            ):
+                return sock
+        except OSError:
+            pass
+        sock.close()
+    return None
