@@ -9,7 +9,6 @@ lock file in the data dir (``Signer.host_lock``)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,14 +23,13 @@ DEVICES = 48
 CLIENTS = 8
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with cluster_on_a_new_database(tmp_path, "chainsense_test_workers_register") as running:
-        yield running
-
-
 @pytest.mark.timeout(300)
-def test_concurrent_registrations_through_two_workers_all_succeed(cluster: Cluster) -> None:
+def test_concurrent_registrations_through_two_workers_all_succeed(tmp_path: Path) -> None:
+    with cluster_on_a_new_database(tmp_path, "chainsense_test_workers_register") as cluster:
+        _register_many_and_check(cluster)
+
+
+def _register_many_and_check(cluster: Cluster) -> None:
     cluster.env["CHAINSENSE_LOG_LEVEL"] = "DEBUG"  # a send retried after a collision says so
     cluster.start()
     addresses = [DeviceKey.generate().address for _ in range(DEVICES)]
