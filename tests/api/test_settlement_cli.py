@@ -61,7 +61,12 @@ def test_charging_open_close_and_refusals(api: Api, cli: Cli) -> None:
         headers=api.auth("operator"),
     )
     assert response.status_code == 201, response.text
-    cli("charging", "price", charger.address, "250", "--account", "7")
+    priced = json.loads(
+        cli("charging", "price", charger.address, "250", "--account", "7", "--json")
+    )
+    assert (priced["charger"], priced["price_per_wh"]) == (charger.address, 250)
+    assert re.fullmatch(r"0x[0-9a-f]{64}", priced["tx_hash"])
+    assert priced["gas_used"] > 21_000
     out = cli(
         "charging", "open", "--charger", charger.address, "--deposit", "15000000",
         "--account", "8",
@@ -112,14 +117,24 @@ def test_shipment_breach_claimed_by_reading_id_then_settled(api: Api, cli: Cli) 
     (breach,) = _post_readings(api, [api.sign(logger, 1, (1150, 600), timestamp=now)])
     root = _wait_for_proof(api, breach)["root"]
     _warp(api, 120)
-    cli("shipment", "report", shipment, "--breaches", "0", "--root", root)
+    reported = json.loads(
+        cli("shipment", "report", shipment, "--breaches", "0", "--root", root, "--json")
+    )
+    assert (reported["shipment"], reported["breaches"], reported["evidence_root"]) == (
+        int(shipment),
+        0,
+        root,
+    )
+    assert reported["tx_hash"].startswith("0x")
     out = cli("shipment", "claim", shipment, "--reading", str(breach))
     assert f"breach proven with reading {breach}: tx 0x" in out
     assert "AlreadyClaimed" in cli("shipment", "claim", shipment, "--reading", str(breach), code=1)
     assert "proven 1, penalty 50000000" in cli("shipment", "status", shipment)
     assert "ChallengeOpen" in cli("shipment", "settle", shipment, code=1)
     _warp(api, 3_601)
-    cli("shipment", "settle", shipment)
+    settled = json.loads(cli("shipment", "settle", shipment, "--json"))
+    assert set(settled) == {"shipment", "tx_hash", "gas_used"}
+    assert settled["shipment"] == int(shipment)
     assert "settled" in cli("shipment", "status", shipment)
     state = json.loads(cli("shipment", "status", shipment, "--json"))
     assert (state["status"], state["proven_breaches"]) == ("settled", 1)
@@ -139,12 +154,23 @@ def test_market_deposit_and_order(api: Api, cli: Cli) -> None:
         "--price", "100", "--account", "4",
     )  # fmt: skip
     assert re.search(r"bid \d+ placed: tx 0x", out), out
+    placed = json.loads(cli(
+        "market", "order", "bid", "--interval", str(interval + 1), "--quantity", "500",
+        "--price", "90", "--account", "4", "--json",
+    ))  # fmt: skip
+    assert (placed["side"], type(placed["order"])) == ("bid", int)
+    assert placed["tx_hash"].startswith("0x")
     assert "NotStarted" in cli("market", "clear", str(interval + 1), code=1)
     orders = json.loads(cli("market", "orders", "--json"))
     assert orders == _ok(api.client.get("/v1/market/orders", headers=api.auth("reader")))
     newest = orders["items"][0]
-    assert (newest["side"], newest["participant"], newest["quantity_wh"]) == ("bid", DEV[4], 1000)
-    assert f"bid {newest['id']} by {DEV[4]}: 1000 Wh at 100/Wh; interval" in cli("market", "orders")
+    assert (newest["id"], newest["side"], newest["participant"], newest["quantity_wh"]) == (
+        placed["order"],
+        "bid",
+        DEV[4],
+        500,
+    )
+    assert f"bid {newest['id']} by {DEV[4]}: 500 Wh at 90/Wh; interval" in cli("market", "orders")
     state = json.loads(cli("market", "interval", str(interval + 1), "--json"))
     assert state == newest["interval_state"]
     assert "not cleared" in cli("market", "interval", str(interval + 1))

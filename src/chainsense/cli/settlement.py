@@ -279,7 +279,14 @@ def _go(ctx: typer.Context, action: Callable[[_Ctx], Awaitable[T]]) -> T:
     return _run(run())
 
 
-def _tx(tx: TxResult, what: str = "") -> None:
+def _tx(tx: TxResult, what: str = "", as_json: bool = False, **fields: Any) -> None:
+    """A mined transaction: ``<what>tx 0x… (gas N)``, or with ``--json`` one object with
+    ``tx_hash``, ``gas_used`` and what the command made or found (``fields``)."""
+    if as_json:
+        from chainsense.cli._common import echo_json
+
+        echo_json({**fields, "tx_hash": tx.tx_hash, "gas_used": tx.gas_used})
+        return
     typer.echo(f"{what}tx {tx.tx_hash} (gas {tx.gas_used})")
 
 
@@ -301,6 +308,7 @@ def shipment_open(
     schema: Annotated[str, typer.Option(help="Schema name.")] = "chainsense.coldchain.v1",
     value_index: Annotated[int, typer.Option(help="Which value of the reading.")] = 0,
     account: Account = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Open a shipment as the shipper, depositing the payment."""
     from chainsense.settlement import ShipmentTerms
@@ -313,7 +321,7 @@ def shipment_open(
         penalty_per_breach=penalty, max_penalty=max_penalty,
     )  # fmt: skip
     shipment, tx = _go(ctx, lambda c: c.s.escrow.open_shipment(c.user(account), terms))
-    _tx(tx, f"shipment {shipment} opened: ")
+    _tx(tx, f"shipment {shipment} opened: ", as_json, shipment=shipment)
 
 
 @shipment_app.command("status")
@@ -392,11 +400,14 @@ def shipment_report(
         int | None, typer.Option(help="Your own result: breaches found (0 = compliant).")
     ] = None,
     root: Annotated[str | None, typer.Option(help="Your own evidence root, 0x + 64 hex.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Oracle (operator key): report delivery, with the result computed from the stored
     readings (as GET /v1/shipments/ID/compliance), or your own with --breaches and --root."""
     if (breaches is None) != (root is None):
         raise typer.BadParameter("give both --breaches and --root, or neither")
+
+    reported: dict[str, Any] = {"shipment": shipment, "breaches": breaches, "evidence_root": root}
 
     async def report(c: _Ctx) -> TxResult:
         if breaches is not None and root is not None:
@@ -408,20 +419,29 @@ def shipment_report(
                 f"no readings of shipment {shipment}'s loggers in its window; give --breaches "
                 "and --root to report anyway"
             )
-        typer.echo(f"computed: {found['readings']} readings in the window, {found['breaches']} "
-                   f"out of range {found['breach_reading_ids']}; evidence: reading "
-                   f"{found['evidence_reading_id']}, root {found['evidence_root']}")  # fmt: skip
+        reported.update(breaches=found["breaches"], evidence_root=found["evidence_root"],
+                        computed=found)  # fmt: skip
+        if not as_json:
+            typer.echo(
+                f"computed: {found['readings']} readings in the window, {found['breaches']} "
+                f"out of range {found['breach_reading_ids']}; evidence: reading "
+                f"{found['evidence_reading_id']}, root {found['evidence_root']}"
+            )
         return await c.s.escrow.report_delivery(
             c.operator(), shipment, breaches=found["breaches"],
             evidence_root=bytes.fromhex(found["evidence_root"].removeprefix("0x")),
         )  # fmt: skip
 
-    _tx(_go(ctx, report))
+    _tx(_go(ctx, report), "", as_json, **reported)
 
 
 @shipment_app.command("claim")
 def shipment_claim(
-    ctx: typer.Context, shipment: int, reading: Reading, account: Account = None
+    ctx: typer.Context,
+    shipment: int,
+    reading: Reading,
+    account: Account = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Prove a breach on-chain with a stored, anchored reading (anyone may; default signer:
     the operator key)."""
@@ -431,19 +451,25 @@ def shipment_claim(
             c.operator(account), shipment, await c.evidence(reading)
         )
 
-    _tx(_go(ctx, claim), f"breach proven with reading {reading}: ")
+    _tx(_go(ctx, claim), f"breach proven with reading {reading}: ", as_json,
+        shipment=shipment, reading=reading)  # fmt: skip
 
 
 @shipment_app.command("settle")
-def shipment_settle(ctx: typer.Context, shipment: int, account: Account = None) -> None:
+def shipment_settle(
+    ctx: typer.Context, shipment: int, account: Account = None, as_json: JsonOption = False
+) -> None:
     """Settle a shipment after its challenge window."""
-    _tx(_go(ctx, lambda c: c.s.escrow.settle(c.operator(account), shipment)))
+    tx = _go(ctx, lambda c: c.s.escrow.settle(c.operator(account), shipment))
+    _tx(tx, "", as_json, shipment=shipment)
 
 
 @shipment_app.command("withdraw")
-def shipment_withdraw(ctx: typer.Context, account: Account = None) -> None:
+def shipment_withdraw(
+    ctx: typer.Context, account: Account = None, as_json: JsonOption = False
+) -> None:
     """Withdraw what the escrow owes you."""
-    _tx(_go(ctx, lambda c: c.s.escrow.withdraw(c.user(account))))
+    _tx(_go(ctx, lambda c: c.s.escrow.withdraw(c.user(account))), "", as_json)
 
 
 # --- market -----------------------------------------------------------------------------------
@@ -480,10 +506,14 @@ def market_interval(ctx: typer.Context, interval: int, as_json: JsonOption = Fal
 
 @market_app.command("deposit")
 def market_deposit(
-    ctx: typer.Context, amount: Annotated[int, typer.Argument()], account: Account = None
+    ctx: typer.Context,
+    amount: Annotated[int, typer.Argument()],
+    account: Account = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Deposit token units into your market balance."""
-    _tx(_go(ctx, lambda c: c.s.market.deposit(c.user(account), amount)))
+    tx = _go(ctx, lambda c: c.s.market.deposit(c.user(account), amount))
+    _tx(tx, "", as_json, amount=amount)
 
 
 @market_app.command("order")
@@ -495,6 +525,7 @@ def market_order(
     price: Annotated[int, typer.Option(help="Limit price, token units per Wh.")],
     meter: Annotated[str | None, typer.Option(help="Asks: your meter's address.")] = None,
     account: Account = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Place a bid or a meter-backed ask before the interval starts."""
     if side not in ("bid", "ask") or (side == "ask") != (meter is not None):
@@ -510,41 +541,54 @@ def market_order(
             meter=to_checksum_address(meter), price_per_wh=price)  # fmt: skip
 
     order, tx = _go(ctx, place)
-    _tx(tx, f"{side} {order} placed: ")
+    _tx(tx, f"{side} {order} placed: ", as_json, side=side, order=order)
 
 
 @market_app.command("clear")
-def market_clear(ctx: typer.Context, interval: int, account: Account = None) -> None:
+def market_clear(
+    ctx: typer.Context, interval: int, account: Account = None, as_json: JsonOption = False
+) -> None:
     """Clear a started interval (uniform-price double auction)."""
 
     async def clear(c: _Ctx) -> None:
         tx = await c.s.market.clear(c.operator(account), interval)
         state = await c.s.market.interval(interval)
-        _tx(tx, f"interval {interval} cleared at {state.price}/Wh, {state.sold_wh} Wh sold: ")
+        _tx(tx, f"interval {interval} cleared at {state.price}/Wh, {state.sold_wh} Wh sold: ",
+            as_json, interval=interval, price=state.price, sold_wh=state.sold_wh)  # fmt: skip
 
     _go(ctx, clear)
 
 
 @market_app.command("prove")
-def market_prove(ctx: typer.Context, ask: int, reading: Reading, account: Account = None) -> None:
+def market_prove(
+    ctx: typer.Context,
+    ask: int,
+    reading: Reading,
+    account: Account = None,
+    as_json: JsonOption = False,
+) -> None:
     """Prove an ask's delivery with its meter's stored, anchored reading."""
 
     async def prove(c: _Ctx) -> TxResult:
         return await c.s.market.prove_delivery(c.operator(account), ask, await c.evidence(reading))
 
-    _tx(_go(ctx, prove), f"delivery of ask {ask} proven: ")
+    _tx(_go(ctx, prove), f"delivery of ask {ask} proven: ", as_json, ask=ask, reading=reading)
 
 
 @market_app.command("settle")
-def market_settle(ctx: typer.Context, bid: int, account: Account = None) -> None:
+def market_settle(
+    ctx: typer.Context, bid: int, account: Account = None, as_json: JsonOption = False
+) -> None:
     """Finalize a bid after the delivery deadline (pays for delivered energy, refunds the rest)."""
-    _tx(_go(ctx, lambda c: c.s.market.finalize_bid(c.operator(account), bid)))
+    _tx(_go(ctx, lambda c: c.s.market.finalize_bid(c.operator(account), bid)), "", as_json, bid=bid)
 
 
 @market_app.command("withdraw")
-def market_withdraw(ctx: typer.Context, account: Account = None) -> None:
+def market_withdraw(
+    ctx: typer.Context, account: Account = None, as_json: JsonOption = False
+) -> None:
     """Withdraw your free market balance."""
-    _tx(_go(ctx, lambda c: c.s.market.withdraw(c.user(account))))
+    _tx(_go(ctx, lambda c: c.s.market.withdraw(c.user(account))), "", as_json)
 
 
 # --- charging ---------------------------------------------------------------------------------
@@ -577,11 +621,12 @@ def charging_status(ctx: typer.Context, session: int, as_json: JsonOption = Fals
 @charging_app.command("price")
 def charging_price(
     ctx: typer.Context, charger: str, price: Annotated[int, typer.Argument()],
-    account: Account = None,
+    account: Account = None, as_json: JsonOption = False,
 ) -> None:  # fmt: skip
     """Station: set your charger's price per Wh."""
     address = to_checksum_address(charger)
-    _tx(_go(ctx, lambda c: c.s.charging.set_price(c.user(account), address, price)))
+    tx = _go(ctx, lambda c: c.s.charging.set_price(c.user(account), address, price))
+    _tx(tx, "", as_json, charger=address, price_per_wh=price)
 
 
 @charging_app.command("open")
@@ -590,16 +635,21 @@ def charging_open(
     charger: Annotated[str, typer.Option(help="The charger's device address.")],
     deposit: Annotated[int, typer.Option(help="Token units deposited.")],
     account: Account = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Vehicle: open a session with a deposit."""
     address = to_checksum_address(charger)
     session, tx = _go(ctx, lambda c: c.s.charging.open_session(c.user(account), address, deposit))
-    _tx(tx, f"session {session} opened: ")
+    _tx(tx, f"session {session} opened: ", as_json, session=session)
 
 
 @charging_app.command("close")
 def charging_close(
-    ctx: typer.Context, session: int, reading: Reading, account: Account = None
+    ctx: typer.Context,
+    session: int,
+    reading: Reading,
+    account: Account = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Station: close a session with the charger's stored, anchored reading."""
 
@@ -608,18 +658,25 @@ def charging_close(
             c.operator(account), session, await c.evidence(reading)
         )
         state = await c.s.charging.session(session)
-        _tx(tx, f"session {session} closed: {state.energy_wh} Wh, {state.amount_due} due: ")
+        what = f"session {session} closed: {state.energy_wh} Wh, {state.amount_due} due: "
+        _tx(tx, what, as_json, session=session, energy_wh=state.energy_wh,
+            amount_due=state.amount_due)  # fmt: skip
 
     _go(ctx, close)
 
 
 @charging_app.command("refund")
-def charging_refund(ctx: typer.Context, session: int, account: Account = None) -> None:
+def charging_refund(
+    ctx: typer.Context, session: int, account: Account = None, as_json: JsonOption = False
+) -> None:
     """Refund a session the station never closed, after the timeout."""
-    _tx(_go(ctx, lambda c: c.s.charging.refund_expired(c.operator(account), session)))
+    tx = _go(ctx, lambda c: c.s.charging.refund_expired(c.operator(account), session))
+    _tx(tx, "", as_json, session=session)
 
 
 @charging_app.command("withdraw")
-def charging_withdraw(ctx: typer.Context, account: Account = None) -> None:
+def charging_withdraw(
+    ctx: typer.Context, account: Account = None, as_json: JsonOption = False
+) -> None:
     """Withdraw what the charging contract owes you."""
-    _tx(_go(ctx, lambda c: c.s.charging.withdraw(c.user(account))))
+    _tx(_go(ctx, lambda c: c.s.charging.withdraw(c.user(account))), "", as_json)
