@@ -437,12 +437,9 @@ def shipment_report(
 
 @shipment_app.command("claim")
 def shipment_claim(
-    ctx: typer.Context,
-    shipment: int,
-    reading: Reading,
-    account: Account = None,
+    ctx: typer.Context, shipment: int, reading: Reading, account: Account = None,
     as_json: JsonOption = False,
-) -> None:
+) -> None:  # fmt: skip
     """Prove a breach on-chain with a stored, anchored reading (anyone may; default signer:
     the operator key)."""
 
@@ -561,12 +558,9 @@ def market_clear(
 
 @market_app.command("prove")
 def market_prove(
-    ctx: typer.Context,
-    ask: int,
-    reading: Reading,
-    account: Account = None,
+    ctx: typer.Context, ask: int, reading: Reading, account: Account = None,
     as_json: JsonOption = False,
-) -> None:
+) -> None:  # fmt: skip
     """Prove an ask's delivery with its meter's stored, anchored reading."""
 
     async def prove(c: _Ctx) -> TxResult:
@@ -645,12 +639,9 @@ def charging_open(
 
 @charging_app.command("close")
 def charging_close(
-    ctx: typer.Context,
-    session: int,
-    reading: Reading,
-    account: Account = None,
+    ctx: typer.Context, session: int, reading: Reading, account: Account = None,
     as_json: JsonOption = False,
-) -> None:
+) -> None:  # fmt: skip
     """Station: close a session with the charger's stored, anchored reading."""
 
     async def close(c: _Ctx) -> None:
