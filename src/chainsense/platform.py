@@ -56,6 +56,8 @@ class Platform:
     ai: AIService | None = None
     anchor_leader: Leadership | None = None
     """The anchorer's election (which process runs it, with several workers or hosts)."""
+    ai_leader: Leadership | None = None
+    """The AI worker's election, likewise (None: it runs in this process, if enabled)."""
 
 
 @asynccontextmanager
@@ -111,6 +113,7 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             ),
         )
         ai: AIService | None = None
+        ai_lead: Leadership | None = None
         if settings.ai_enabled:
             ai = AIService(
                 store=store,
@@ -137,7 +140,8 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
                 await ai.start()
                 stack.push_async_callback(ai.stop)
             else:
-                await _start(stack, leaders.role("ai").hold(_service_job(ai)), "ai")
+                ai_lead = leaders.role("ai")
+                await _start(stack, ai_lead.hold(_service_job(ai)), "ai")
         log.info(
             "platform ready: store %s, chain %s (contracts %s)",
             store.url,
@@ -162,7 +166,7 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
             await _start(stack, leaders.role("market-agent").hold(market_agent.run), "market-agent")
         platform = Platform(
             settings, store, chain, registry, schemas, verifier, ingest, anchorer, proofs,
-            market_agent, ai, anchor_lead if settings.anchoring else None,
+            market_agent, ai, anchor_lead if settings.anchoring else None, ai_lead,
         )  # fmt: skip
         if settings.mqtt_url is not None and settings.mqtt_url.get_secret_value():
             from chainsense.mqtt import bridge_from_settings

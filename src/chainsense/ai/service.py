@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chainsense.ai.engine import (
     SENSITIVITY,
@@ -40,6 +40,9 @@ from chainsense.errors import ChainSenseError
 from chainsense.observability.metrics import metrics
 from chainsense.store import Alarm, Store, StoredAnomaly, StoredReading
 from chainsense.telemetry.schemas import SchemaRegistry
+
+if TYPE_CHECKING:
+    from chainsense.store.leader import Leadership
 
 __all__ = ["AIConfig", "AIService"]
 
@@ -153,6 +156,32 @@ class AIService:
         self._subscribers.discard(queue)
 
     # --- figures and models ------------------------------------------------------------------
+
+    @property
+    def running_here(self) -> bool:
+        """Whether this process runs the worker (with ``serve --workers``, only the AI role's
+        leader does)."""
+        return self._task is not None
+
+    async def shared_status(self, leader: Leadership | None) -> dict[str, Any]:
+        """:meth:`status`, and where the worker runs in another process (``leader`` holds the
+        role there), its progress as the database records it: the cursor it last saved and the
+        newest stored reading. A follower's own figures were a worker that never started
+        (cursor 0, every reading "not analysed"). ``processed``, ``events``, rates and
+        ``streams`` stay this process's; ``worker_here`` says which."""
+        status = self.status()
+        status["worker_here"] = self.running_here
+        if self.running_here or leader is None:
+            return status
+        cursor = await self.store.anomalies.cursor(self.worker)
+        newest = max(cursor, await self.store.anomalies.newest_reading_id())
+        status.update(
+            cursor=cursor,
+            newest_reading_id=newest,
+            lag_readings=newest - cursor,
+            running=await leader.holder() is not None,
+        )
+        return status
 
     def status(self) -> dict[str, Any]:
         newest = max(self.newest, self.cursor)

@@ -83,7 +83,11 @@ async def sample_once(platform: Platform, rpc_was_up: bool | None = None) -> boo
             log.info("chain RPC up again")
     m.chain_rpc_up.set(1 if up else 0)
     if platform.ai is not None:
-        m.ai_lag_readings.set(platform.ai.status()["lag_readings"])
+        try:  # a follower gives the worker's lag as the database records it, not its own
+            ai = await platform.ai.shared_status(platform.ai_leader)
+            m.ai_lag_readings.set(ai["lag_readings"])
+        except ChainSenseError as exc:
+            log.debug("metrics: AI figures unavailable: %s", exc)
     return up
 
 

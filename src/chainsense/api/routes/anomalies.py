@@ -67,8 +67,14 @@ class AIStatus(BaseModel):
     streams: int
     subscribers: int
     dropped_live_events: int
-    running: bool
+    running: bool = Field(description="Whether the AI worker runs, here or in another process")
     last_error: str | None
+    worker_here: bool = Field(
+        description="Whether this process runs the AI worker. With `serve --workers N` only one "
+        "does: another process's answer gives the cursor, newest id and lag from the database "
+        "(the worker saves its cursor at each checkpoint) and its own zeros for the counts and "
+        "rates"
+    )
 
 
 def public(event: StoredAnomaly, platform: Platform) -> dict[str, Any]:
@@ -142,7 +148,7 @@ async def list_anomalies(
     responses=_DISABLED,
 )
 async def ai_status(platform: PlatformDep, _key: ReaderDep) -> dict[str, Any]:
-    return _service(platform).status()
+    return await _service(platform).shared_status(platform.ai_leader)
 
 
 @router.get(
