@@ -140,6 +140,7 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
                 await ai.start()
                 stack.push_async_callback(ai.stop)
             else:
+                ai.follow_settings = True  # an API request may reach another worker
                 ai_lead = leaders.role("ai")
                 await _start(stack, ai_lead.hold(_service_job(ai)), "ai")
         log.info(

@@ -84,6 +84,21 @@ async def _settings(service: AIService) -> None:
     await service.watch_shipment([address(4)], SHIPMENT)
 
 
+async def _settings_through_a_follower(store: Store, leader: AIService) -> None:
+    """``serve --workers``: the API request reaches a worker that does not run the AI worker;
+    it saves the settings, and the leader's worker must take them up by itself."""
+    follower = AIService(store=store, schemas=BUILTIN_SCHEMAS, config=AIConfig())
+    follower.follow_settings = True
+    await _settings(follower)
+    for _ in range(1000):
+        if leader.monitor.device_per_week.get(address(2).lower()) == 0.1 and (
+            address(4).lower() in leader.monitor.shipments
+        ):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the worker did not take up the settings another process saved")
+
+
 async def _drain(service: AIService, newest: int, on_progress: Any = None) -> None:
     service.notify(newest)
     for _ in range(6000):
@@ -115,6 +130,7 @@ async def _run(
     kill_at: int | None = None,
     kill_on: str = "processed",
     settings_after_start: bool = False,
+    settings_from_another_process: bool = False,
 ) -> Any:
     store = await Store.open(f"sqlite+aiosqlite:///{path / 'chainsense.db'}")
     await register(store, *(address(n) for n in range(1, 9)))
@@ -122,13 +138,16 @@ async def _run(
         service = AIService(
             store=store, schemas=BUILTIN_SCHEMAS, config=AIConfig(chunk=chunk, process=process)
         )
-        if not settings_after_start:
+        service.follow_settings = settings_from_another_process
+        if not (settings_after_start or settings_from_another_process):
             await _settings(service)
         await service.start()
         pids: list[int] = []
         try:
             if settings_after_start:
                 await _settings(service)
+            if settings_from_another_process:
+                await _settings_through_a_follower(store, service)
             newest = await _fill(store)
             if process:
                 pids.append(service.status()["engine_pid"])
@@ -181,6 +200,24 @@ async def test_a_process_gives_the_same_events_alarms_and_states_as_a_thread(
     assert p_status["last_error"] is None
     assert pids[0] != os.getpid()
     assert not _alive(pids[0])
+
+
+@pytest.mark.slow
+async def test_settings_saved_by_another_process_reach_the_worker_and_its_child(
+    tmp_path: Path,
+) -> None:
+    """Under ``serve --workers`` a sensitivity or a shipment's range set through a worker that
+    does not run the AI worker was saved but never applied until a restart. Made that way, they
+    now give exactly the events, alarms and states of settings made in the worker's own
+    process."""
+    (tmp_path / "thread").mkdir()
+    (tmp_path / "follower").mkdir()
+    thread, _, _ = await _run(tmp_path / "thread", process=False, chunk=97)
+    followed, _, _ = await _run(
+        tmp_path / "follower", process=True, chunk=97, settings_from_another_process=True
+    )
+    assert {e["device"] for e in followed["events"] if e["check"] == "limit"} >= {address(4)}
+    assert followed == thread
 
 
 @pytest.mark.slow

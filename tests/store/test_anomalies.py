@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from chainsense.store import NewAnomaly, Store
 
 from ._support import address, reading, register
@@ -62,3 +64,20 @@ async def test_checkpoint_stores_events_once_with_states_and_cursor(store: Store
     assert got is not None
     assert (got.value, got.low) == (12.5, 3.9)
     assert await store.anomalies.newest_reading_id() == ids[2]
+
+
+async def test_changed_states_are_the_kinds_asked_written_since(store: Store) -> None:
+    """What the AI worker reads to take up settings other processes saved (serve --workers)."""
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    await store.anomalies.put_state((address(1), "*", "sensitivity"), {"false_alarms_per_week": 2})
+    await store.anomalies.put_state((address(2), "shipment:7", "shipment"), {"shipment": 7})
+    await store.anomalies.put_state((address(3), "temperature", "detector"), {"n": 1})
+    changed = await store.anomalies.changed_states(("sensitivity", "shipment"), before)
+    assert [(key, state) for key, state, _ in changed] == [
+        ((address(1), "*", "sensitivity"), {"false_alarms_per_week": 2}),
+        ((address(2), "shipment:7", "shipment"), {"shipment": 7}),
+    ]
+    newest = max(at if at.tzinfo else at.replace(tzinfo=UTC) for _, _, at in changed)
+    assert before < newest <= datetime.now(UTC)
+    later = newest + timedelta(seconds=1)
+    assert await store.anomalies.changed_states(("sensitivity", "shipment"), later) == []

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from chainsense.ai.engine import (
@@ -43,6 +44,11 @@ from chainsense.telemetry.schemas import SchemaRegistry
 
 if TYPE_CHECKING:
     from chainsense.store.leader import Leadership
+
+#: How often the worker looks for settings saved by other processes (``follow_settings``), and
+#: how far back each look reaches before the newest one it saw.
+_SETTINGS_EVERY_S = 0.5
+_SETTINGS_OVERLAP = timedelta(seconds=5)
 
 __all__ = ["AIConfig", "AIService"]
 
@@ -86,10 +92,18 @@ class AIService:
         self.dropped = 0
         self._rate = 0.0
         self.last_error: str | None = None
+        self.follow_settings = False
+        """Take up the devices' sensitivities and shipments' ranges other processes save (set
+        under ``serve --workers``, where the API request may reach a process that does not run
+        the worker): the worker reads the ones written since its last look before each chunk,
+        at most every ``_SETTINGS_EVERY_S``."""
+        self._settings_since: datetime | None = None
+        self._settings_at = 0.0
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._settings_since = datetime.now(UTC) - _SETTINGS_OVERLAP  # load() takes up the rest
         self.cursor = await self.store.anomalies.cursor(self.worker)
         states = await self._saved_states()
         if self.config.process:
@@ -218,12 +232,15 @@ class AIService:
 
     # --- sensitivity per device ---------------------------------------------------------------
 
-    def sensitivity(self, device: str) -> tuple[float | None, float]:
-        """(the device's own false alarms a week or None, the settings' default rate)."""
-        return (
-            self.monitor.device_per_week.get(device.lower()),
-            self.monitor.sensitivity.default,
-        )
+    async def sensitivity(self, device: str) -> tuple[float | None, float]:
+        """(the device's own false alarms a week or None, the settings' default rate). Under
+        ``serve --workers`` (``follow_settings``) from the database, where any process saves
+        it, not from this process's copy."""
+        own = self.monitor.device_per_week.get(device.lower())
+        if self.follow_settings:
+            saved = await self.store.anomalies.states(device=device, model=SENSITIVITY)
+            own = next((s.get("false_alarms_per_week") for s in saved.values()), None)
+        return own, self.monitor.sensitivity.default
 
     async def set_sensitivity(self, device: str, per_week: float | None) -> None:
         """Save a device's own rate (None: back to the settings'), then apply it: it survives a
@@ -248,9 +265,36 @@ class AIService:
 
     # --- the loop -----------------------------------------------------------------------------
 
+    async def _take_up_settings(self) -> None:
+        """Apply the sensitivities and shipment ranges saved since the last look (by any
+        process). Re-reads a few seconds back (a write that committed late is not missed) and
+        applies idempotently."""
+        now = time.monotonic()
+        if self._settings_since is None or now - self._settings_at < _SETTINGS_EVERY_S:
+            return
+        self._settings_at = now
+        changed = await self.store.anomalies.changed_states(
+            (SENSITIVITY, SHIPMENT), self._settings_since - _SETTINGS_OVERLAP
+        )
+        for (device, _, model), state, at in changed:
+            if model == SENSITIVITY:
+                per_week = state.get("false_alarms_per_week")
+                self.monitor.set_device_per_week(device, per_week)
+                if self._child is not None:
+                    self._child.send("set_device_per_week", device, per_week)
+            else:
+                limit = ShipmentLimit.from_state(state)
+                self.monitor.watch_shipment([device], limit)
+                if self._child is not None:
+                    self._child.send("watch_shipment", [device], limit)
+            at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+            self._settings_since = max(self._settings_since, at)
+
     async def _run(self) -> None:
         while True:
             try:
+                if self.follow_settings:
+                    await self._take_up_settings()
                 rows = await self.store.readings.query(
                     after_id=self.cursor, limit=self.config.chunk
                 )

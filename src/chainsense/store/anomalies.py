@@ -144,6 +144,21 @@ class AnomalyRepository:
         async with self._db.read() as conn:
             return {(d, m, k): json.loads(s) for d, m, k, s in await conn.execute(stmt)}
 
+    async def changed_states(
+        self, models: Sequence[str], since: datetime
+    ) -> list[tuple[ModelKey, dict[str, Any], datetime]]:
+        """The saved states of these model kinds written at or after ``since``, oldest first,
+        each with its ``updated_at``."""
+        stmt = (
+            select(ai_models.c.device, ai_models.c.metric, ai_models.c.model, ai_models.c.state,
+                   ai_models.c.updated_at)
+            .where(ai_models.c.model.in_(list(models)), ai_models.c.updated_at >= since)
+            .order_by(ai_models.c.updated_at)
+        )  # fmt: skip
+        async with self._db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [((d, m, k), json.loads(s), at) for d, m, k, s, at in rows]
+
     async def get(self, anomaly_id: int) -> StoredAnomaly | None:
         async with self._db.read() as conn:
             row = (

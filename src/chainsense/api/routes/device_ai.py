@@ -142,8 +142,8 @@ class SensitivityPublic(BaseModel):
     )
 
 
-def _sensitivity(platform: PlatformDep, device: str) -> dict[str, Any]:
-    own, default = _service(platform).sensitivity(device)
+async def _sensitivity(platform: PlatformDep, device: str) -> dict[str, Any]:
+    own, default = await _service(platform).sensitivity(device)
     return {
         "device": device,
         "false_alarms_per_week": own,
@@ -160,7 +160,7 @@ def _sensitivity(platform: PlatformDep, device: str) -> dict[str, Any]:
 async def device_sensitivity(
     address: AddressPath, platform: PlatformDep, _key: ReaderDep
 ) -> dict[str, Any]:
-    return _sensitivity(platform, to_checksum_address(address))
+    return await _sensitivity(platform, to_checksum_address(address))
 
 
 @router.put(
@@ -177,4 +177,4 @@ async def set_device_sensitivity(
 ) -> dict[str, Any]:
     device = to_checksum_address(address)
     await _service(platform).set_sensitivity(device, body.false_alarms_per_week)
-    return _sensitivity(platform, device)
+    return await _sensitivity(platform, device)
