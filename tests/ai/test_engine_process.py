@@ -84,7 +84,7 @@ async def _settings(service: AIService) -> None:
     await service.watch_shipment([address(4)], SHIPMENT)
 
 
-async def _settings_through_a_follower(store: Store, leader: AIService) -> None:
+async def _settings_through_a_follower(store: Store, leader: AIService) -> AIService:
     """``serve --workers``: the API request reaches a worker that does not run the AI worker;
     it saves the settings, and the leader's worker must take them up by itself."""
     follower = AIService(store=store, schemas=BUILTIN_SCHEMAS, config=AIConfig())
@@ -94,9 +94,22 @@ async def _settings_through_a_follower(store: Store, leader: AIService) -> None:
         if leader.monitor.device_per_week.get(address(2).lower()) == 0.1 and (
             address(4).lower() in leader.monitor.shipments
         ):
-            return
+            return follower
         await asyncio.sleep(0.01)
     raise AssertionError("the worker did not take up the settings another process saved")
+
+
+async def _same_models_from_a_follower(leader: AIService, follower: AIService) -> None:
+    """A machine's health and a meter's forecast asked of a worker that does not run the AI
+    worker (they were empty there: 404) are the worker's, as it saved them."""
+    now = START_MS + DAYS * 86_400_000
+    machine, meter = address(5), address(7)
+    health = await leader.health(machine, now)
+    assert health
+    assert await follower.health(machine, now) == health
+    forecast = await leader.forecast(meter, now, 8)
+    assert forecast
+    assert await follower.forecast(meter, now, 8) == forecast
 
 
 async def _drain(service: AIService, newest: int, on_progress: Any = None) -> None:
@@ -147,7 +160,7 @@ async def _run(
             if settings_after_start:
                 await _settings(service)
             if settings_from_another_process:
-                await _settings_through_a_follower(store, service)
+                follower = await _settings_through_a_follower(store, service)
             newest = await _fill(store)
             if process:
                 pids.append(service.status()["engine_pid"])
@@ -159,6 +172,8 @@ async def _run(
 
             await _drain(service, newest, kill)
             status = service.status()
+            if settings_from_another_process:
+                await _same_models_from_a_follower(service, follower)
         finally:
             await service.stop()
         return await _outcome(store), status, pids

@@ -35,7 +35,8 @@ from chainsense.ai.engine import (
     EngineProcess,
     Row,
 )
-from chainsense.ai.maintenance import RemainingLife
+from chainsense.ai.forecast import SeasonalProfile
+from chainsense.ai.maintenance import DegradationTrend, RemainingLife
 from chainsense.ai.monitor import ShipmentLimit
 from chainsense.errors import ChainSenseError
 from chainsense.observability.metrics import metrics
@@ -216,19 +217,27 @@ class AIService:
             "engine_restarts": self.restarts,
         }
 
-    def health(self, device: str, now_ms: int) -> dict[str, RemainingLife | None]:
+    async def health(self, device: str, now_ms: int) -> dict[str, RemainingLife | None]:
+        trends = await self._models(device, "trend")
         return {
             metric: trend.remaining_life(limit=self.config.limits.get(metric, 0.0), now_ms=now_ms)
-            for (d, metric), trend in list(self.trends.items())
-            if d == device and metric in self.config.limits
+            for metric, trend in trends.items()
+            if metric in self.config.limits
         }
 
-    def forecast(self, device: str, start_ms: int, intervals: int) -> dict[str, list[Any]]:
-        return {
-            metric: profile.forecast(start_ms, intervals)
-            for (d, metric), profile in list(self.profiles.items())
-            if d == device
-        }
+    async def forecast(self, device: str, start_ms: int, intervals: int) -> dict[str, list[Any]]:
+        profiles = await self._models(device, "profile")
+        return {metric: p.forecast(start_ms, intervals) for metric, p in profiles.items()}
+
+    async def _models(self, device: str, model: str) -> dict[str, Any]:
+        """A device's trends or profiles by metric: this process's copies where it runs the
+        worker, else (``serve --workers``: another worker does) as the worker last saved them."""
+        if self.running_here or not self.follow_settings:
+            mine = self.trends if model == "trend" else self.profiles
+            return {metric: m for (d, metric), m in list(mine.items()) if d == device}
+        kind: Any = DegradationTrend if model == "trend" else SeasonalProfile
+        saved = await self.store.anomalies.states(device=device, model=model)
+        return {metric: kind.from_state(state) for (_, metric, _), state in saved.items()}
 
     # --- sensitivity per device ---------------------------------------------------------------
 

@@ -126,7 +126,7 @@ async def device_detail(platform: Platform, record: DeviceRecord) -> dict[str, A
     health: list[dict[str, Any]] = []
     forecast: dict[str, list[tuple[int, float]]] = {}
     if platform.ai is not None:
-        for metric, life in sorted(platform.ai.health(record.address, now).items()):
+        for metric, life in sorted((await platform.ai.health(record.address, now)).items()):
             health.append({
                 "metric": metric,
                 "limit": platform.ai.config.limits.get(metric),
@@ -135,7 +135,8 @@ async def device_detail(platform: Platform, record: DeviceRecord) -> dict[str, A
                 "low": life.low_hours if life else None,
                 "high": life.high_hours if life else None,
             })  # fmt: skip
-        forecast = {m: list(p) for m, p in platform.ai.forecast(record.address, now, 8).items()}
+        forecasted = await platform.ai.forecast(record.address, now, 8)
+        forecast = {m: list(p) for m, p in forecasted.items()}
     return {
         "row": row,
         "readings": readings,

@@ -70,7 +70,7 @@ async def device_health(
     service = _service(platform)
     device = to_checksum_address(address)
     now = int(time.time() * 1000)
-    estimates = service.health(device, now)
+    estimates = await service.health(device, now)
     if not estimates:
         raise HTTPException(404, f"no machine readings of {device} analysed yet")
     metrics = []
@@ -109,7 +109,7 @@ async def device_forecast(
     service = _service(platform)
     device = to_checksum_address(address)
     begin = start if start is not None else int(time.time() * 1000)
-    forecasts = service.forecast(device, begin, intervals)
+    forecasts = await service.forecast(device, begin, intervals)
     if not forecasts:
         raise HTTPException(404, f"no meter readings of {device} analysed yet")
     return {
