@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from chainsense.ai.livebus import PgLiveBus
 from chainsense.ai.monitor import Rules, Sensitivity, Thresholds
 from chainsense.ai.service import AIConfig, AIService
 from chainsense.chain.reconcile import reconcile
@@ -141,6 +142,8 @@ async def open_platform(settings: Settings) -> AsyncIterator[Platform]:
                 stack.push_async_callback(ai.stop)
             else:
                 ai.follow_settings = True  # an API request may reach another worker
+                ai.bus = bus = PgLiveBus(leaders.dsn, store, ai.deliver)
+                await _start(stack, bus.run(), "live-bus")
                 ai_lead = leaders.role("ai")
                 await _start(stack, ai_lead.hold(_service_job(ai)), "ai")
         log.info(
@@ -217,6 +220,12 @@ class _Leaders:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.url = None if store.dialect == "sqlite" else parse_url(settings.store_url)
         self._roles: dict[str, Leadership] = {}
+
+    @property
+    def dsn(self) -> str:
+        """The PostgreSQL DSN for connections of their own (asyncpg)."""
+        assert self.url is not None
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def role(self, name: str) -> Leadership:
         if name not in self._roles:

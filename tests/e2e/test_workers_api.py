@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,12 +25,15 @@ import httpx
 import pytest
 
 from chainsense.identity import DeviceKey
+from chainsense.identity.reading import Reading
+from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 from tests.e2e._serve import signed_readings
 from tests.provenance.test_crash_leader import Cluster, cluster_on_a_new_database
 
 pytestmark = [pytest.mark.chain, pytest.mark.postgres, pytest.mark.slow]
 
 DEVICES = 48
+COLD = BUILTIN_SCHEMAS.by_name("chainsense.coldchain.v1")
 CLIENTS = 8
 
 
@@ -40,6 +45,7 @@ def test_registrations_and_ai_status_through_either_worker(tmp_path: Path) -> No
         cluster.start()
         keys = _register_many_at_once(cluster)
         _ai_status_from_either_worker(cluster, keys[:8])
+        _live_events_on_either_worker(cluster, keys[8])
         log = cluster.log.read_text()
         # not even a collision that a retry saved (without the lock file: 39 in a run of this)
         assert "nonce taken by another sender" not in log
@@ -108,3 +114,51 @@ def _ai_status_from_either_worker(cluster: Cluster, keys: list[DeviceKey]) -> No
         time.sleep(1)
     assert {s["cursor"] for s in seen} == {s["newest_reading_id"] for s in seen}
     assert min(s["newest_reading_id"] for s in seen) >= len(keys) * 5
+
+
+def _live_events_on_either_worker(cluster: Cluster, key: DeviceKey) -> None:
+    """A live stream (``GET /v1/stream``, the console's) held by either worker gets the anomaly
+    the AI worker raises in the leader; before, only streams held by the leader did."""
+    listeners: list[tuple[bool, threading.Event, list[str]]] = []
+    threads = []
+    deadline = time.monotonic() + 60
+    while {here for here, _, _ in listeners} != {True, False}:
+        assert time.monotonic() < deadline, "every stream landed on the same worker"
+        here_box: list[bool] = []
+        ready, got = threading.Event(), []
+        thread = threading.Thread(target=_listen, args=(cluster, here_box, ready, got), daemon=True)
+        thread.start()
+        assert ready.wait(30), "the stream did not open"
+        listeners.append((here_box[0], ready, got))
+        threads.append(thread)
+    chain = httpx.get(cluster.url + "/v1/chain", timeout=30).json()
+    domain = (chain["chain_id"], chain["contracts"]["DeviceRegistry"]["address"])
+    # 12.50 Cel: past the cold-chain range, a hard limit: an event at once
+    reading = Reading(key.address, 1, int(time.time() * 1000), COLD.id, (1250, 620))
+    body = reading.to_json() | {"signature": "0x" + key.sign(reading, *domain).hex()}
+    assert httpx.post(cluster.url + "/v1/readings", json=body, timeout=60).status_code == 201
+    for thread in threads:
+        thread.join(60)
+    for here, _, got in listeners:
+        assert got, f"a stream held by the {'leader' if here else 'follower'} got nothing"
+        event = json.loads(got[0])
+        assert (event["device"], event["check"]) == (key.address, "limit")
+
+
+def _listen(cluster: Cluster, here: list[bool], ready: threading.Event, got: list[str]) -> None:
+    # one connection: the status answer says which worker holds the stream that follows on it
+    with httpx.Client(
+        base_url=cluster.url, headers=cluster.auth("reader"), timeout=90,
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+    ) as client:  # fmt: skip
+        here.append(client.get("/v1/ai/status").raise_for_status().json()["worker_here"])
+        with client.stream("GET", "/v1/stream") as stream:
+            event = ""
+            for line in stream.iter_lines():
+                if line.startswith(": connected"):
+                    ready.set()
+                elif line.startswith("event: "):
+                    event = line[len("event: ") :]
+                elif line.startswith("data: ") and event == "anomaly":
+                    got.append(line[len("data: ") :])
+                    return

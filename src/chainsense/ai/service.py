@@ -36,6 +36,7 @@ from chainsense.ai.engine import (
     Row,
 )
 from chainsense.ai.forecast import SeasonalProfile
+from chainsense.ai.livebus import LiveBus, LocalBus
 from chainsense.ai.maintenance import DegradationTrend, RemainingLife
 from chainsense.ai.monitor import ShipmentLimit
 from chainsense.errors import ChainSenseError
@@ -100,6 +101,9 @@ class AIService:
         at most every ``_SETTINGS_EVERY_S``."""
         self._settings_since: datetime | None = None
         self._settings_at = 0.0
+        self.bus: LiveBus = LocalBus(self.deliver)
+        """How live events reach the subscribers of every process (ai/livebus.py): directly in
+        one process; through PostgreSQL NOTIFY under ``serve --workers``."""
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -351,24 +355,30 @@ class AIService:
             elapsed = time.perf_counter() - started
             points = sum(len(r.values) for r in rows)
             self._rate = points / elapsed if elapsed > 0 else self._rate
-            for event in stored:
-                await self._fan_out(event)
-            for change in alarms:
-                if change.stored is not None:
-                    await self._fan_out(change.stored)
+            await self._broadcast(stored, [c.stored for c in alarms if c.stored is not None])
+            if self._publish is not None:
+                for event in stored:
+                    await self._publish(event)
 
     async def publish_alarm(self, alarm: Alarm) -> None:
         """Send an alarm change made elsewhere (an operator's ack or clear) to live subscribers."""
-        await self._fan_out(alarm)
+        await self._broadcast([], [alarm])
 
-    async def _fan_out(self, event: StoredAnomaly | Alarm) -> None:
+    async def _broadcast(self, anomalies: Sequence[StoredAnomaly], alarms: Sequence[Alarm]) -> None:
+        if not anomalies and not alarms:
+            return
+        try:
+            await self.bus.send(anomalies, alarms)
+        except ChainSenseError as exc:  # they are stored: only the live frames are lost
+            log.warning("live events not sent: %s", exc)
+
+    async def deliver(self, event: StoredAnomaly | Alarm) -> None:
+        """Hand a live event to this process's subscribers (from :attr:`bus`)."""
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
                 self.dropped += 1  # a slow dashboard loses live events, never the stored ones
-        if self._publish is not None and isinstance(event, StoredAnomaly):
-            await self._publish(event)
 
     async def _score(self, rows: Sequence[StoredReading]) -> ChunkResult:
         if self._child is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -98,6 +99,18 @@ class Store:
     def engine(self) -> AsyncEngine:
         """The SQLAlchemy engine, for tools and tests that need SQL the repositories lack."""
         return self._db.engine
+
+    async def notify(self, channel: str, payloads: Sequence[str]) -> None:
+        """PostgreSQL ``NOTIFY`` of ``payloads`` on ``channel``, in one transaction (delivered to
+        the listeners, in order, when it commits); StoreError on SQLite."""
+        if self.dialect != "postgresql":
+            raise StoreError("NOTIFY needs PostgreSQL")
+        async with self._db.write() as conn:
+            for payload in payloads:
+                await conn.execute(
+                    text("SELECT pg_notify(:channel, :payload)"),
+                    {"channel": channel, "payload": payload},
+                )
 
     async def ping(self, *, timeout: float = CONNECT_TIMEOUT_S) -> None:
         """Return if the database answers a query within ``timeout`` seconds; else raise
