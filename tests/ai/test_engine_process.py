@@ -71,10 +71,28 @@ SHIPMENT = ShipmentLimit(
 )  # fmt: skip
 
 
-async def _fill(store: Store) -> int:
-    for i in range(0, len(READINGS), 1000):
-        await store.readings.insert_batch(READINGS[i : i + 1000])
+async def _fill(store: Store, *, start: int = 0, stop: int | None = None) -> int:
+    stop = len(READINGS) if stop is None else stop
+    for i in range(start, stop, 1000):
+        await store.readings.insert_batch(READINGS[i : min(i + 1000, stop)])
     return await store.anomalies.newest_reading_id()
+
+
+RECOMMISSIONED_MS = START_MS + 123
+
+
+async def _recommission(leader: AIService, follower: AIService | None) -> None:
+    """The logger of the long excursion is re-commissioned in the middle of it: directly, or
+    through a process that does not run the worker (which must take it up by itself)."""
+    device = address(3)
+    cleared = await (follower or leader).recommission(device, now_ms=RECOMMISSIONED_MS)
+    assert [a.state for a in cleared] == ["cleared"]
+    for _ in range(1000):
+        if leader._recommissioned.get(device) == RECOMMISSIONED_MS:
+            return
+        leader.notify(0)  # wake it: it applies the request before its next chunk
+        await asyncio.sleep(0.01)
+    raise AssertionError("the worker did not take up the re-commissioning")
 
 
 async def _settings(service: AIService) -> None:
@@ -144,6 +162,7 @@ async def _run(
     kill_on: str = "processed",
     settings_after_start: bool = False,
     settings_from_another_process: bool = False,
+    recommission_at: int | None = None,
 ) -> Any:
     store = await Store.open(f"sqlite+aiosqlite:///{path / 'chainsense.db'}")
     await register(store, *(address(n) for n in range(1, 9)))
@@ -161,7 +180,10 @@ async def _run(
                 await _settings(service)
             if settings_from_another_process:
                 follower = await _settings_through_a_follower(store, service)
-            newest = await _fill(store)
+            if recommission_at is not None:
+                await _drain(service, await _fill(store, stop=recommission_at))
+                await _recommission(service, follower if settings_from_another_process else None)
+            newest = await _fill(store, start=recommission_at or 0)
             if process:
                 pids.append(service.status()["engine_pid"])
 
@@ -233,6 +255,43 @@ async def test_settings_saved_by_another_process_reach_the_worker_and_its_child(
     )
     assert {e["device"] for e in followed["events"] if e["check"] == "limit"} >= {address(4)}
     assert followed == thread
+
+
+@pytest.mark.slow
+async def test_a_recommissioned_device_starts_afresh_in_a_thread_and_a_process_alike(
+    tmp_path: Path,
+) -> None:
+    """Re-commissioned in the middle of its excursion out of the cold-chain range, the logger's
+    open alarm is cleared and its detector forgotten: the excursion's next readings open a new
+    alarm. Requested through another process for the engine in its own process, the outcome is
+    exactly that of the request made in the worker's process with the engine in a thread."""
+    (tmp_path / "thread").mkdir()
+    (tmp_path / "process").mkdir()
+    (tmp_path / "plain").mkdir()
+    at = next(
+        i for i, r in enumerate(READINGS) if r.device == address(3) and r.seq == 776
+    )  # 75 readings into the excursion
+    thread, _, _ = await _run(tmp_path / "thread", process=False, chunk=97, recommission_at=at)
+    process, _, _ = await _run(
+        tmp_path / "process", process=True, chunk=97, recommission_at=at,
+        settings_from_another_process=True,
+    )  # fmt: skip
+    assert process == thread
+    plain, _, _ = await _run(tmp_path / "plain", process=False, chunk=97)
+    before = [a for a in plain["alarms"] if a["device"] == address(3)]
+    after = [a for a in thread["alarms"] if a["device"] == address(3)]
+    assert len(after) == len(before) + 1  # the excursion's rest opened a new alarm
+    recommissioned = [a for a in after if a["cleared_at_ms"] == RECOMMISSIONED_MS]
+    assert len(recommissioned) == 1
+    assert (address(3), "*", "recommission") in thread["states"]
+    # its detector learnt only from the readings after the re-commissioning
+    assert _first_learnt(thread, address(3)) >= READINGS[at].timestamp
+    assert _first_learnt(plain, address(3)) < READINGS[at].timestamp
+
+
+def _first_learnt(outcome: dict[str, Any], device: str) -> int:
+    state = outcome["states"][(device, COLD.name, "detector")]
+    return min(int(s["first_t"]) for s in state["guard"]["streams"].values())
 
 
 @pytest.mark.slow

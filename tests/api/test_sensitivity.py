@@ -4,6 +4,8 @@ has it, and dropped again with null."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from chainsense.ai.service import AIService
@@ -59,3 +61,24 @@ def test_sensitivity_is_set_read_applied_saved_and_dropped(api: Api) -> None:
     assert dropped.json()["false_alarms_per_week"] is None
     assert ai.monitor.per_week(key.address, COLD) == 1.0
     assert api.client.portal.call(restarted) == 1.0
+
+
+def test_a_device_is_recommissioned_by_an_operator(api: Api) -> None:
+    """POST /v1/devices/{address}/recommission: operator only; saved; the answer names the
+    alarms it cleared (none here). What the worker forgets is in tests/ai/test_engine_process.py."""
+    key = DeviceKey.generate()
+    api.register(key)
+    path = f"/v1/devices/{key.address.lower()}/recommission"
+    assert api.client.post(path, headers=api.auth("reader")).status_code == 403
+    done = api.client.post(path, headers=api.auth("operator"))
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert (body["device"], body["alarms_cleared"]) == (key.address, [])
+    assert body["recommissioned_at"] > 0
+
+    async def saved() -> list[dict[str, Any]]:
+        states = await api.platform.store.anomalies.states(device=key.address, model="recommission")
+        return list(states.values())
+
+    assert api.client.portal is not None
+    assert api.client.portal.call(saved) == [{"at_ms": body["recommissioned_at"]}]

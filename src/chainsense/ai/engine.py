@@ -56,6 +56,10 @@ SENSITIVITY = "sensitivity"
 """The model kind under which a device's own false-alarm rate is saved (metric ``*``)."""
 SHIPMENT = "shipment"
 """The model kind under which a logger's shipment range is saved (metric ``shipment:<id>``)."""
+RECOMMISSION = "recommission"
+"""The model kind under which a device's latest re-commissioning is saved (metric ``*``)."""
+FORGOTTEN = ("detector", "trend")
+"""The model kinds a re-commissioning drops (a meter's demand profile is kept)."""
 MACHINE = "chainsense.machine.v1"
 METER = "chainsense.meter.v1"
 
@@ -138,6 +142,17 @@ class AIEngine:
 
     def watch_shipment(self, loggers: list[str], limit: ShipmentLimit) -> None:
         self.monitor.watch_shipment(loggers, limit)
+
+    def forget(self, device: str) -> None:
+        """Re-commissioned: ``device``'s detectors and degradation trends start afresh."""
+        self.monitor.forget(device)
+        for key in [k for k in self.trends if k[0].lower() == device.lower()]:
+            del self.trends[key]
+        self._dirty_models = {
+            k
+            for k in self._dirty_models
+            if not (k[0].lower() == device.lower() and k[2] == "trend")
+        }
 
     def streams(self) -> int:
         return len(self.monitor.streams)

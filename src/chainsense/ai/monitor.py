@@ -472,6 +472,16 @@ class StreamMonitor:
             return
         self.streams[key] = _Device(guard, gate, alarm)
 
+    def forget(self, device: str) -> None:
+        """Drop what is known of ``device``'s streams (re-commissioned): its next readings start
+        a learning period, as a new device's do."""
+        for key in [k for k in self.streams if k[0].lower() == device.lower()]:
+            del self.streams[key]
+            self.dirty.discard(key)
+        for ref, change in list(self._alarms.items()):
+            if change.device.lower() == device.lower():
+                del self._alarms[ref]
+
     def take_dirty(self) -> dict[StreamKey, dict[str, Any]]:
         """The states of the streams changed since the last call (to persist them)."""
         dirty, self.dirty = self.dirty, set()

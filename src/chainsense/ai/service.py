@@ -27,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from chainsense.ai.engine import (
+    FORGOTTEN,
+    RECOMMISSION,
     SENSITIVITY,
     SHIPMENT,
     AIConfig,
@@ -101,6 +103,11 @@ class AIService:
         at most every ``_SETTINGS_EVERY_S``."""
         self._settings_since: datetime | None = None
         self._settings_at = 0.0
+        self._forget: dict[str, int] = {}
+        """Devices re-commissioned (by any process) whose copies the worker has still to drop,
+        with the request's time (ms)."""
+        self._recommissioned: dict[str, int] = {}
+        """The last re-commissioning the worker applied, per device (applied once)."""
         self.bus: LiveBus = LocalBus(self.deliver)
         """How live events reach the subscribers of every process (ai/livebus.py): directly in
         one process; through PostgreSQL NOTIFY under ``serve --workers``."""
@@ -111,6 +118,11 @@ class AIService:
         self._settings_since = datetime.now(UTC) - _SETTINGS_OVERLAP  # load() takes up the rest
         self.cursor = await self.store.anomalies.cursor(self.worker)
         states = await self._saved_states()
+        self._recommissioned = {  # their states were deleted with the request: nothing to drop
+            device: int(state.get("at_ms", 0))
+            for (device, _, model), state in states.items()
+            if model == RECOMMISSION
+        }
         if self.config.process:
             self.engine.load({k: s for k, s in states.items() if k[2] != "detector"})
             await self._start_child(states)
@@ -276,6 +288,40 @@ class AIService:
         if self._child is not None:
             self._child.send("watch_shipment", list(loggers), limit)
 
+    async def recommission(self, device: str, *, now_ms: int) -> list[Alarm]:
+        """The device was serviced or replaced: forget what its detectors and degradation trends
+        learnt, so its next readings start a learning period (a machine's next 400 fit a new
+        commissioning baseline), and clear its open alarms. Saved at once (a worker that
+        restarts finds the device fresh); the running AI worker, here or in another process,
+        forgets its copies before its next chunk. Returns the alarms cleared."""
+        await self.store.anomalies.put_state((device, "*", RECOMMISSION), {"at_ms": now_ms})
+        await self.store.anomalies.delete_states(device, FORGOTTEN)
+        cleared = []
+        for alarm in await self.store.alarms.query(state="active", device=device, limit=10_000):
+            done = await self.store.alarms.clear(alarm.id, now_ms=now_ms)
+            if done is not None:
+                cleared.append(done)
+        if cleared:
+            await self._broadcast([], cleared)
+        self._forget[device] = now_ms
+        return cleared
+
+    async def _forget_recommissioned(self) -> None:
+        """Between chunks (nothing in flight): drop the re-commissioned devices' copies, here
+        and in the engine's process, then their saved states again (a checkpoint may have
+        written them back since the request)."""
+        for device, at_ms in list(self._forget.items()):
+            if self._recommissioned.get(device) == at_ms:
+                del self._forget[device]
+                continue
+            self.engine.forget(device)
+            if self._child is not None:
+                self._child.send("forget", device)
+            await self.store.anomalies.delete_states(device, FORGOTTEN)
+            self._recommissioned[device] = at_ms
+            del self._forget[device]
+            log.info("AI: %s re-commissioned; its detectors start a learning period", device)
+
     # --- the loop -----------------------------------------------------------------------------
 
     async def _take_up_settings(self) -> None:
@@ -287,10 +333,12 @@ class AIService:
             return
         self._settings_at = now
         changed = await self.store.anomalies.changed_states(
-            (SENSITIVITY, SHIPMENT), self._settings_since - _SETTINGS_OVERLAP
+            (SENSITIVITY, SHIPMENT, RECOMMISSION), self._settings_since - _SETTINGS_OVERLAP
         )
         for (device, _, model), state, at in changed:
-            if model == SENSITIVITY:
+            if model == RECOMMISSION:
+                self._forget[device] = int(state.get("at_ms", 0))
+            elif model == SENSITIVITY:
                 per_week = state.get("false_alarms_per_week")
                 self.monitor.set_device_per_week(device, per_week)
                 if self._child is not None:
@@ -308,6 +356,8 @@ class AIService:
             try:
                 if self.follow_settings:
                     await self._take_up_settings()
+                if self._forget:
+                    await self._forget_recommissioned()
                 rows = await self.store.readings.query(
                     after_id=self.cursor, limit=self.config.chunk
                 )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, func, select
+from sqlalchemy import ColumnElement, Insert, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -143,6 +143,17 @@ class AnomalyRepository:
             stmt = stmt.where(ai_models.c.model == model)
         async with self._db.read() as conn:
             return {(d, m, k): json.loads(s) for d, m, k, s in await conn.execute(stmt)}
+
+    async def delete_states(self, device: str, models: Sequence[str]) -> int:
+        """Delete ``device``'s saved states of these model kinds; how many there were."""
+        async with self._db.write() as conn:
+            done = await conn.execute(
+                delete(ai_models).where(
+                    ai_models.c.device == checksum_address(device),
+                    ai_models.c.model.in_(list(models)),
+                )
+            )
+        return int(done.rowcount or 0)
 
     async def changed_states(
         self, models: Sequence[str], since: datetime

@@ -1,6 +1,7 @@
 """/v1/devices/{address}/health (remaining useful life of a machine),
 /v1/devices/{address}/forecast (a meter's next intervals) and
-/v1/devices/{address}/sensitivity (the device's expected false alarms a week)."""
+/v1/devices/{address}/sensitivity (the device's expected false alarms a week) and
+/v1/devices/{address}/recommission (after service: the AI layer learns the device afresh)."""
 
 from __future__ import annotations
 
@@ -178,3 +179,33 @@ async def set_device_sensitivity(
     device = to_checksum_address(address)
     await _service(platform).set_sensitivity(device, body.false_alarms_per_week)
     return await _sensitivity(platform, device)
+
+
+class Recommissioned(BaseModel):
+    device: str
+    recommissioned_at: int = Field(description="When (ms)")
+    alarms_cleared: list[int] = Field(description="The device's open alarms, now cleared")
+
+
+@router.post(
+    "/{address}/recommission",
+    responses={503: _RESPONSES[503]},
+    response_model=Recommissioned,
+    summary="Re-commission a device after service",
+    description="The device was serviced, repaired or replaced: what the AI layer learnt of it "
+    "(its detectors, a machine's commissioning baseline and degradation trends) is forgotten, "
+    "so its next readings start a learning period (a machine's next 400 readings are its new "
+    "commissioning baseline), and its open alarms are cleared. A meter's demand profile is "
+    "kept. Saved at once; the running AI worker drops its copies before its next chunk.",
+)
+async def recommission_device(
+    address: AddressPath, platform: PlatformDep, _key: OperatorDep
+) -> dict[str, Any]:
+    device = to_checksum_address(address)
+    now = int(time.time() * 1000)
+    cleared = await _service(platform).recommission(device, now_ms=now)
+    return {
+        "device": device,
+        "recommissioned_at": now,
+        "alarms_cleared": [a.id for a in cleared],
+    }
