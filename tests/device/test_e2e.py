@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,23 @@ def _readings(server: LiveServer, device: str, key: str) -> list[dict[str, Any]]
     assert response.status_code == 200, response.text
     items: list[dict[str, Any]] = response.json()["items"]
     return items
+
+
+def _active_alarms(server: LiveServer, device: str, key: str, *, wait: bool = True) -> list[int]:
+    """The device's active alarm ids; with ``wait``, once the AI worker has opened one."""
+    deadline = time.monotonic() + 60
+    while True:
+        response = httpx.get(
+            f"{server.url}/v1/alarms",
+            params={"device": device, "state": "active"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert response.status_code == 200, response.text
+        ids = [int(a["id"]) for a in response.json()["items"]]
+        if ids or not wait:
+            return ids
+        assert time.monotonic() < deadline, "no alarm opened"
+        time.sleep(0.2)
 
 
 def _register(server: LiveServer, address: str, key: str) -> None:
@@ -107,6 +125,15 @@ def test_cli_session_survives_a_platform_outage(server: LiveServer, tmp_path: Pa
     assert {r["seq"]: r["timestamp"] for r in rows[2:]} == recorded
     assert all(r["device"] == address for r in rows)
 
+    # -18.5 Cel is below the cold-chain range: a critical alarm; after service the operator
+    # re-commissions the logger, which clears it
+    open_ids = _active_alarms(server, address, reader)
+    assert f"re-commissioned {address}; alarms cleared: {open_ids[0]}" in run(
+        "recommission", address
+    )
+    assert _active_alarms(server, address, reader, wait=False) == []
+    again = json.loads(run("recommission", address, "--json"))
+    assert (again["device"], again["alarms_cleared"]) == (address, [])
     assert f"revoked {address}" in run("revoke", address)
     refused = run("send", "--schema", COLD, *values, code=1)
     assert "seq 6 rejected: 403" in refused

@@ -268,6 +268,21 @@ def revoke(address: str, api: ApiOption = None) -> None:
     typer.echo(f"revoked {device['address']} (tx {device.get('tx_hash')})")
 
 
+@device_app.command("recommission")
+def recommission(address: str, api: ApiOption = None, as_json: JsonOption = False) -> None:
+    """After service: the AI layer learns the device afresh (a machine's next 400 readings
+    are its new commissioning baseline) and its open alarms are cleared."""
+    done = _run(_api("POST", api, f"/v1/devices/{address}/recommission"))
+    if as_json:
+        echo_json(done)
+        return
+    cleared = done["alarms_cleared"]
+    typer.echo(
+        f"re-commissioned {done['device']}; alarms cleared: "
+        + (", ".join(str(a) for a in cleared) if cleared else "none")
+    )
+
+
 # --- readings ---------------------------------------------------------------------------------
 
 
