@@ -111,6 +111,19 @@ def test_device_label_is_edited_from_the_console(page: Page, server: Server) -> 
     assert r.json()["label"] == "Reefer 3"
 
 
+def test_a_device_is_recommissioned_from_the_console(page: Page, server: Server) -> None:
+    key = DeviceKey.generate()
+    server.register(key)
+    server.send(key, [500, 510])
+    sign_in(page, server, "operator", f"/devices/{key.address}")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Re-commission this device?"
+    page.click(".recommission-form button[type=submit]")
+    # the answer of POST /v1/devices/{address}/recommission, made with the session's CSRF token
+    expect(page.locator(".recommission-form .status")).to_have_text(
+        "re-commissioned; alarms cleared: none"
+    )
+
+
 def test_a_proof_is_downloaded_and_verified_in_the_console(
     page: Page, server: Server, truck: DeviceKey, tmp_path: Path
 ) -> None:

@@ -129,6 +129,17 @@ function devicePage() {
       status.textContent = "saved";
     } catch (e) { status.textContent = e.message; }
   });
+
+  const again = $(".recommission-form");
+  again?.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const status = $(".status", again);
+    if (!confirm("Re-commission this device? What the AI learnt of it is forgotten and its open alarms are cleared.")) return;
+    try {
+      const done = await api(`/v1/devices/${again.dataset.device}/recommission`, { method: "POST" });
+      status.textContent = `re-commissioned; alarms cleared: ${done.alarms_cleared.length ? done.alarms_cleared.join(", ") : "none"}`;
+    } catch (e) { status.textContent = e.message; }
+  });
 }
 
 // --- fleet page: current alarm state per device (when the alarm API exists) ----------------
