@@ -132,8 +132,14 @@ def test_cli_session_survives_a_platform_outage(server: LiveServer, tmp_path: Pa
         "recommission", address
     )
     assert _active_alarms(server, address, reader, wait=False) == []
-    again = json.loads(run("recommission", address, "--json"))
+    again = json.loads(run("recommission", address[2:].lower(), "--json"))  # no 0x, any case
     assert (again["device"], again["alarms_cleared"]) == (address, [])
+    assert "not a device address" in run("recommission", "0x1234", code=2)
+    # a refusal names the request: the API path is not a secret (only the base URL is redacted)
+    stranger = DeviceKey.generate().address
+    refused = run("revoke", stranger, code=1)
+    assert f"POST /v1/devices/{stranger}/revoke" in refused, refused
+    assert "***" not in refused
     assert f"revoked {address}" in run("revoke", address)
     refused = run("send", "--schema", COLD, *values, code=1)
     assert "seq 6 rejected: 403" in refused

@@ -149,6 +149,17 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
+def _address(text: str) -> str:
+    """A device address as given (with or without ``0x``, any case), checksummed; a usage
+    error (exit 2) otherwise."""
+    from eth_utils.address import is_address, to_checksum_address
+
+    candidate = text if text[:2].lower() == "0x" else "0x" + text
+    if not is_address(candidate):
+        raise typer.BadParameter(f"not a device address: {text!r} (0x and 40 hex digits)")
+    return to_checksum_address(candidate)
+
+
 async def _api(method: str, api: str | None, path: str, **kwargs: Any) -> Any:
     """One operator request to the platform; the answer's JSON, or a device error."""
     import httpx
@@ -167,8 +178,9 @@ async def _api(method: str, api: str | None, path: str, **kwargs: Any) -> Any:
             raise PlatformUnreachableError(api, str(exc) or type(exc).__name__) from None
     if response.status_code >= 500:
         raise PlatformUnreachableError(api, f"{response.status_code} {problem_text(response)}")
-    if not response.is_success:
-        raise PlatformResponseError(url, response.status_code, problem_text(response))
+    if not response.is_success:  # the path is the API's, not a secret: only the base is redacted
+        detail = f"{method} {path}: {problem_text(response)}"
+        raise PlatformResponseError(api, response.status_code, detail)
     return response.json()
 
 
@@ -264,7 +276,7 @@ def list_devices(
 @device_app.command("revoke")
 def revoke(address: str, api: ApiOption = None) -> None:
     """Revoke a device: its new readings are refused, its old ones stay verifiable."""
-    device = _run(_api("POST", api, f"/v1/devices/{address}/revoke"))
+    device = _run(_api("POST", api, f"/v1/devices/{_address(address)}/revoke"))
     typer.echo(f"revoked {device['address']} (tx {device.get('tx_hash')})")
 
 
@@ -272,7 +284,7 @@ def revoke(address: str, api: ApiOption = None) -> None:
 def recommission(address: str, api: ApiOption = None, as_json: JsonOption = False) -> None:
     """After service: the AI layer learns the device afresh (a machine's next 400 readings
     are its new commissioning baseline) and its open alarms are cleared."""
-    done = _run(_api("POST", api, f"/v1/devices/{address}/recommission"))
+    done = _run(_api("POST", api, f"/v1/devices/{_address(address)}/recommission"))
     if as_json:
         echo_json(done)
         return
