@@ -16,6 +16,7 @@ states.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,10 @@ CHAIN_ID = 31337
 CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 NOW_MS = 1_763_700_000_000
 PYTHON_WORDS = ("Decimal", "NoneType", "Traceback", "sys.", "<class", "dict", "int_max_str")
+#: What a problem echoes of the client's input: a detail quotes it as a JSON string
+#: (strictjson.quote), and ``field`` is the path of the client's own keys. Python's words are
+#: looked for in the rest only (a fuzzed key "edictamp" echoed as the field is not a leak).
+ECHOED = re.compile(r'"(?:[^"\\]|\\.)*"')
 SEEDS = Path(__file__).parent / "seeds"
 
 
@@ -67,8 +72,10 @@ def check(rejection: Rejection) -> None:
     text = json.dumps(problem, ensure_ascii=False)
     text.encode("utf-8")  # raises on a lone surrogate
     assert len(text) < 1500, text[:200]
+    detail = ECHOED.sub("''", str(problem["detail"]))
+    ours = f"{problem['title']} {detail}"
     for word in PYTHON_WORDS:
-        assert word not in text, (word, text)
+        assert word not in ours, (word, text)
 
 
 def one_input(data: bytes) -> None:
