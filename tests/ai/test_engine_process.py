@@ -289,6 +289,54 @@ async def test_a_recommissioned_device_starts_afresh_in_a_thread_and_a_process_a
     assert _first_learnt(plain, address(3)) < READINGS[at].timestamp
 
 
+@pytest.mark.slow
+async def test_a_recommissioning_a_dying_worker_undid_is_applied_by_the_next_worker(
+    tmp_path: Path,
+) -> None:
+    """The request deletes the device's learnt states; the worker running then may save them
+    again with a checkpoint in flight and delete them once more before its next chunk. Killed
+    in between, it left them saved, and the next worker took them up: the device kept its old
+    detector for good. The next worker to start drops them (a re-commissioning counts as done
+    only once a worker recorded it), and keeps what was learnt after one it recorded."""
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'chainsense.db'}")
+    await register(store, *(address(n) for n in range(1, 9)))
+    device, detector = address(3), (address(3), COLD.name, "detector")
+    at = next(i for i, r in enumerate(READINGS) if r.device == device and r.seq == 776)
+
+    def worker() -> AIService:
+        return AIService(
+            store=store, schemas=BUILTIN_SCHEMAS, config=AIConfig(chunk=97, process=False)
+        )
+
+    try:
+        first = worker()
+        await first.start()
+        await _drain(first, await _fill(store, stop=at))
+        await first.stop()
+        stale = {k: s for k, s in (await store.anomalies.states()).items() if k[0] == device}
+        assert detector in stale
+        await worker().recommission(device, now_ms=RECOMMISSIONED_MS)  # through another worker
+        for key, state in stale.items():  # the dying worker's checkpoint in flight
+            await store.anomalies.put_state(key, state)
+        second = worker()
+        await second.start()
+        try:
+            saved = await store.anomalies.states()
+            assert detector not in saved
+            assert saved[(device, "*", "recommission-applied")] == {"at_ms": RECOMMISSIONED_MS}
+            await _drain(second, await _fill(store, start=at))
+        finally:
+            await second.stop()
+        learnt = await _outcome(store)
+        assert _first_learnt(learnt, device) >= READINGS[at].timestamp
+        third = worker()
+        await third.start()
+        await third.stop()
+        assert (await store.anomalies.states())[detector] == learnt["states"][detector]
+    finally:
+        await store.close()
+
+
 def _first_learnt(outcome: dict[str, Any], device: str) -> int:
     state = outcome["states"][(device, COLD.name, "detector")]
     return min(int(s["first_t"]) for s in state["guard"]["streams"].values())

@@ -58,6 +58,9 @@ SHIPMENT = "shipment"
 """The model kind under which a logger's shipment range is saved (metric ``shipment:<id>``)."""
 RECOMMISSION = "recommission"
 """The model kind under which a device's latest re-commissioning is saved (metric ``*``)."""
+RECOMMISSION_APPLIED = "recommission-applied"
+"""The model kind under which the AI worker records the latest re-commissioning it applied
+(metric ``*``): one without it may have been undone by a worker that died before applying it."""
 FORGOTTEN = ("detector", "trend")
 """The model kinds a re-commissioning drops (a meter's demand profile is kept)."""
 MACHINE = "chainsense.machine.v1"

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from chainsense.ai.engine import (
     FORGOTTEN,
     RECOMMISSION,
+    RECOMMISSION_APPLIED,
     SENSITIVITY,
     SHIPMENT,
     AIConfig,
@@ -117,12 +118,7 @@ class AIService:
     async def start(self) -> None:
         self._settings_since = datetime.now(UTC) - _SETTINGS_OVERLAP  # load() takes up the rest
         self.cursor = await self.store.anomalies.cursor(self.worker)
-        states = await self._saved_states()
-        self._recommissioned = {  # their states were deleted with the request: nothing to drop
-            device: int(state.get("at_ms", 0))
-            for (device, _, model), state in states.items()
-            if model == RECOMMISSION
-        }
+        states = await self._finish_recommissionings(await self._saved_states())
         if self.config.process:
             self.engine.load({k: s for k, s in states.items() if k[2] != "detector"})
             await self._start_child(states)
@@ -147,6 +143,35 @@ class AIService:
                 ):
                     alarm["alarm_id"] = active.id
         return states
+
+    async def _finish_recommissionings(
+        self, states: dict[tuple[str, str, str], dict[str, Any]]
+    ) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """The saved states without those of a re-commissioning no worker recorded as applied.
+        The request deletes the device's states, but the worker running then may save them
+        again with a checkpoint in flight; it deletes them once more before its next chunk. A
+        worker killed in between left them saved: they are dropped here, before any model
+        takes them up."""
+        applied = {
+            device: state.get("at_ms")
+            for (device, _, model), state in states.items()
+            if model == RECOMMISSION_APPLIED
+        }
+        for (device, _, model), state in list(states.items()):
+            if model != RECOMMISSION:
+                continue
+            at_ms = int(state.get("at_ms", 0))
+            if applied.get(device) != at_ms:
+                states = {k: s for k, s in states.items() if not _forgotten(k, device)}
+                await self._applied(device, at_ms)
+                log.info("AI: %s re-commissioned while no worker applied it; applied now", device)
+            self._recommissioned[device] = at_ms
+        return states
+
+    async def _applied(self, device: str, at_ms: int) -> None:
+        """Delete ``device``'s learnt states and record the re-commissioning as applied."""
+        await self.store.anomalies.delete_states(device, FORGOTTEN)
+        await self.store.anomalies.put_state((device, "*", RECOMMISSION_APPLIED), {"at_ms": at_ms})
 
     async def _start_child(self, states: dict[tuple[str, str, str], dict[str, Any]]) -> None:
         child = EngineProcess(self.schemas, self.config)
@@ -317,7 +342,7 @@ class AIService:
             self.engine.forget(device)
             if self._child is not None:
                 self._child.send("forget", device)
-            await self.store.anomalies.delete_states(device, FORGOTTEN)
+            await self._applied(device, at_ms)
             self._recommissioned[device] = at_ms
             del self._forget[device]
             log.info("AI: %s re-commissioned; its detectors start a learning period", device)
@@ -463,3 +488,8 @@ class AIService:
 def _decoded(state: dict[str, Any] | str) -> dict[str, Any]:
     decoded: dict[str, Any] = json.loads(state) if isinstance(state, str) else state
     return decoded
+
+
+def _forgotten(key: tuple[str, str, str], device: str) -> bool:
+    """Whether the saved state ``key`` is one a re-commissioning of ``device`` drops."""
+    return key[0].lower() == device.lower() and key[2] in FORGOTTEN
