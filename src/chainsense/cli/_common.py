@@ -257,6 +257,18 @@ def api_download(
     return written
 
 
+def address_arg(text: str, what: str = "an address") -> str:
+    """An address argument as a user types it (with or without ``0x``, any case; mixed case
+    must be a correct EIP-55 checksum), checksummed; a usage error (exit 2) otherwise."""
+    from chainsense.identity._address import checksum_address
+
+    candidate = text if text[:2].lower() == "0x" else "0x" + text
+    try:
+        return checksum_address("0x" + candidate[2:])
+    except ValueError as exc:
+        raise typer.BadParameter(f"not {what}: {text!r} ({exc})") from None
+
+
 def echo_json(value: Any) -> None:
     """Print a value as indented JSON (dates and other objects as strings)."""
     typer.echo(json.dumps(value, indent=2, default=str))

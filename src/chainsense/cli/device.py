@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from chainsense.cli._common import JsonOption, echo_json
+from chainsense.cli._common import JsonOption, address_arg, echo_json
 from chainsense.cli._common import settings as _settings
 from chainsense.errors import ChainSenseError, ConfigError
 
@@ -149,15 +149,8 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
-def _address(text: str) -> str:
-    """A device address as given (with or without ``0x``, any case), checksummed; a usage
-    error (exit 2) otherwise."""
-    from eth_utils.address import is_address, to_checksum_address
-
-    candidate = text if text[:2].lower() == "0x" else "0x" + text
-    if not is_address(candidate):
-        raise typer.BadParameter(f"not a device address: {text!r} (0x and 40 hex digits)")
-    return to_checksum_address(candidate)
+def _device_arg(text: str) -> str:
+    return address_arg(text, "a device address")
 
 
 async def _api(method: str, api: str | None, path: str, **kwargs: Any) -> Any:
@@ -276,7 +269,7 @@ def list_devices(
 @device_app.command("revoke")
 def revoke(address: str, api: ApiOption = None) -> None:
     """Revoke a device: its new readings are refused, its old ones stay verifiable."""
-    device = _run(_api("POST", api, f"/v1/devices/{_address(address)}/revoke"))
+    device = _run(_api("POST", api, f"/v1/devices/{_device_arg(address)}/revoke"))
     typer.echo(f"revoked {device['address']} (tx {device.get('tx_hash')})")
 
 
@@ -284,7 +277,7 @@ def revoke(address: str, api: ApiOption = None) -> None:
 def recommission(address: str, api: ApiOption = None, as_json: JsonOption = False) -> None:
     """After service: the AI layer learns the device afresh (a machine's next 400 readings
     are its new commissioning baseline) and its open alarms are cleared."""
-    done = _run(_api("POST", api, f"/v1/devices/{_address(address)}/recommission"))
+    done = _run(_api("POST", api, f"/v1/devices/{_device_arg(address)}/recommission"))
     if as_json:
         echo_json(done)
         return

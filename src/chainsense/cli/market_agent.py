@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from chainsense.cli._common import JsonOption
+from chainsense.cli._common import JsonOption, address_arg
 from chainsense.cli.settlement import (
     Account,
     _Ctx,
@@ -54,13 +54,6 @@ def _show_order(order: dict[str, Any], as_json: bool) -> None:
     )
     placed = f" (order #{order['order_id']}, tx {order['tx_hash']})" if order["order_id"] else ""
     typer.echo(f"interval {order['interval']}: {what}{placed}\n  {order['note']}")
-
-
-def _participant(value: str) -> str:
-    try:
-        return to_checksum_address(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an address (0x + 40 hex)") from None
 
 
 def _api(ctx: typer.Context, method: str, path: str, **kwargs: Any) -> Any:
@@ -147,7 +140,7 @@ def plan(
 ) -> None:
     """The order the forecast gives for an interval (nothing is sent)."""
     params = {} if interval is None else {"interval": interval}
-    path = f"/v1/market/agents/{_participant(participant)}/plan"
+    path = f"/v1/market/agents/{address_arg(participant)}/plan"
     _show_order(_api(ctx, "GET", path, params=params), as_json)
 
 
@@ -156,5 +149,5 @@ def place(
     ctx: typer.Context, participant: str, interval: Interval = None, as_json: JsonOption = False
 ) -> None:
     """Place the forecast's order for an interval now (at most one per interval)."""
-    path = f"/v1/market/agents/{_participant(participant)}/orders"
+    path = f"/v1/market/agents/{address_arg(participant)}/orders"
     _show_order(_api(ctx, "POST", path, json={"interval": interval}), as_json)

@@ -353,8 +353,6 @@ class IngestPipeline:
         event loop holds it (the GIL's convoy effect). Measured with ``bench/load.py``: a batch
         of 100 spent 54-101 ms in its checks in a thread against 6-10 ms on the loop, and the
         SQLite writer thread's commits waited behind it too (docs/performance.md)."""
-        if len(items) <= _CHECK_SLICE:
-            return self._check_all(items, now_ms)
         results: list[IngestResult | None] = []
         rows: list[NewReading] = []
         row_index: list[int] = []
