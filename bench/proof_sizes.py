@@ -142,8 +142,8 @@ def chainpoint_sizes(proof: dict[str, Any]) -> dict[str, int]:
 def chainsense_sizes(batch: int) -> dict[str, float]:
     from verify_bundle import make_bundle
 
-    lines, _ = make_bundle(batch, batch)
-    docs = [json.loads(line) for line in lines]
+    made, _ = make_bundle(batch, batch)
+    docs = [doc.to_json() for doc in made]
     compact = [len(json.dumps(d, separators=(",", ":"))) for d in docs]
     chain_part = [
         len(json.dumps({k: d[k] for k in ("leaf", "merkle_proof", "root")}, separators=(",", ":")))
