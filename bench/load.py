@@ -5,6 +5,7 @@
                                    [--scenarios single,half,batch]
     .venv/bin/python bench/load.py --scenarios swarm --devices 1200 --client-timeout 10 --retry
                                    [--connect-per-request] [--duration 60]  (bench/_swarm.py)
+    (after the scenarios: the AI worker working off its backlog alone, --catch-up 300 s at most)
     .venv/bin/python bench/load.py --soak 1800 [--rate 100] [--report-every 60]   (bench/_soak.py)
 
 ``python -m chainsense serve`` runs in its own process with its own Anvil, the anchorer and the
@@ -312,6 +313,34 @@ def _ai_lag(server: base.Server) -> int | None:
     return None
 
 
+def _ai_catch_up(server: base.Server, ceiling_all: float, limit_s: float) -> None:
+    """With no ingest, how fast the AI worker works off its backlog: its throughput on a
+    machine it has to itself (the models' process and the worker's loop, checkpoints
+    included), against the one-core recovery rate of the last scenario's ceiling. A platform
+    that ingests faster than this for long only grows the backlog."""
+    lag0 = _ai_lag(server)
+    if not lag0 or lag0 < 2_000:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    one_core = ceiling_all / max(1, cores or 1)
+    base._log(f"AI worker catching up on {lag0:,} readings, nothing sent (at most {limit_s:g} s)")
+    cpu0, t0 = _tree_cpu_s(server.process.pid), time.perf_counter()
+    lag, deadline = lag0, t0 + limit_s
+    while lag and time.perf_counter() < deadline:
+        time.sleep(0.1)
+        polled = _ai_lag(server)
+        lag = lag if polled is None else polled
+    elapsed = time.perf_counter() - t0
+    cpu1 = _tree_cpu_s(server.process.pid)
+    done = lag0 - lag
+    cpu = f"; server CPU {(cpu1 - cpu0) / elapsed:.0%}" if cpu0 is not None and cpu1 else ""
+    base._log(
+        f"AI worker alone: {done:,} readings in {elapsed:.1f} s = {done / elapsed:,.0f} readings/s"
+        f" = {done / elapsed / one_core:.2f} of one core's recovery rate ({one_core:,.0f}/s)"
+        f"{cpu}" + (f"; {lag:,} still behind" if lag else "")
+    )
+
+
 def _explain(before: dict[str, float], after: dict[str, float]) -> str:
     """Mean figures over a scenario from the server's own histograms."""
 
@@ -545,6 +574,8 @@ def _run_backend(backend: str, args: argparse.Namespace) -> list[Result]:
                         args.pyspy,
                     )
                 )
+        if results and args.catch_up > 0:
+            _ai_catch_up(server, results[-1].ceiling_all, args.catch_up)
         base._log(f"{backend}: stopping the server")
     if args.workers:  # the main thread measured is uvicorn's supervisor, not an event loop
         for r in results:
@@ -570,6 +601,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a setting for the server (repeatable), e.g. CHAINSENSE_COMMIT_WINDOW_MS=2",
     )
     parser.add_argument("--workers", type=int, default=0, help="serve --workers N (0: default)")
+    parser.add_argument(
+        "--catch-up",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="after the scenarios, time the AI worker working off its backlog alone (0: no)",
+    )
     parser.add_argument(
         "--pyspy",
         type=Path,
