@@ -1,7 +1,7 @@
 """What the HTTP stack alone allows: bench/load.py's client against servers that do nothing.
 
     .venv/bin/python bench/http_floor.py [--devices 200] [--duration 10] [--workers 1,2]
-                                         [--apps echo,check] [--batches 100] [--per-device 300]
+                                         [--apps echo,check] [--batches 100] [--per-device 1000]
 
 bench/load.py measures the platform against the same run's signature-recovery ceiling on all
 cores. This bench asks how much of that ratio is left once the platform's own work is taken
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=base._ints, default=[1, 2])
     parser.add_argument("--apps", default="echo,check")
     parser.add_argument("--batches", type=base._ints, default=[100])
-    parser.add_argument("--per-device", type=int, default=300, help="pre-signed per scenario")
+    parser.add_argument("--per-device", type=int, default=1000, help="pre-signed per scenario")
     parser.add_argument("--connections", type=int, default=8, help="batch senders")
     args = parser.parse_args(argv)
     apps = [a.strip() for a in args.apps.split(",") if a.strip()]
