@@ -60,6 +60,7 @@ from chainsense.errors import (
     TransactionRejectedError,
 )
 from chainsense.observability.metrics import metrics
+from chainsense.observability.tracing import anchor_span, seal_span, sealed
 from chainsense.provenance.merkle import MerkleTree
 from chainsense.store import Backlog, BatchRecord, BatchState, PendingReading, Store
 from chainsense.store.leader import NotLeaderError
@@ -325,19 +326,21 @@ class Anchorer:
         return (self._clock() - oldest).total_seconds() >= self.policy.max_age
 
     async def _seal(self, pending: list[PendingReading]) -> BatchRecord:
-        values = [p.struct_hash for p in pending]
-        if len(values) >= _THREAD_MIN_LEAVES:
-            tree = await asyncio.to_thread(MerkleTree, values)
-        else:
-            tree = MerkleTree(values)
-        await self._fenced()
-        batch = await self.store.batches.seal(
-            [p.id for p in pending],
-            root=tree.root,
-            chain_id=await self.client.chain_id(),
-            contract=self.contract.address,
-            sealed_at=self._clock(),
-        )
+        with seal_span(p.id for p in pending) as span:
+            values = [p.struct_hash for p in pending]
+            if len(values) >= _THREAD_MIN_LEAVES:
+                tree = await asyncio.to_thread(MerkleTree, values)
+            else:
+                tree = MerkleTree(values)
+            await self._fenced()
+            batch = await self.store.batches.seal(
+                [p.id for p in pending],
+                root=tree.root,
+                chain_id=await self.client.chain_id(),
+                contract=self.contract.address,
+                sealed_at=self._clock(),
+            )
+            sealed(span, batch.id, len(values), tree.root)
         if self.state.running:
             self._fresh.add(batch.id)
         self.state.batches_sealed += 1
@@ -555,6 +558,11 @@ class Anchorer:
         delay = (self._clock() - batch.sealed_at).total_seconds()
         self.state.recent_delays = [*self.state.recent_delays[-31:], delay]
         metrics().anchor_confirmation.observe(delay)
+        anchor_span(
+            batch.id,
+            _ns(batch.sealed_at),
+            {"tx": "0x" + bytes(found.tx_hash).hex(), "block": found.block_number},
+        )
         log.info("anchored batch %d in block %d", batch.id, found.block_number)
         return await self.store.batches.get(batch.id)
 
@@ -681,6 +689,13 @@ def _unfunded(exc: BaseException) -> bool:
 
 def _0x(value: str | bytes) -> str:
     return value if isinstance(value, str) else "0x" + value.hex()
+
+
+def _ns(moment: datetime) -> int:
+    """Nanoseconds since the epoch (a naive datetime from the store is UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1e9)
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

@@ -36,7 +36,7 @@ from chainsense.identity import (
 )
 from chainsense.identity.reading import INT64_MAX, INT64_MIN
 from chainsense.observability.metrics import metrics
-from chainsense.observability.tracing import tracer, tracing_on
+from chainsense.observability.tracing import remember_commit, tracer, tracing_on
 from chainsense.store import NewReading, Outcome, Store
 from chainsense.strictjson import DEFAULT_MAX_DEPTH, quote
 from chainsense.telemetry.committer import GroupCommitter
@@ -250,8 +250,12 @@ class IngestPipeline:
             if traced:
                 with tracer().start_as_current_span(
                     "ingest.commit", attributes={"rows": len(rows)}
-                ):
+                ) as commit_span:
                     stored = await self.committer.submit(rows)
+                    remember_commit(
+                        (o.reading_id for o in stored if o.outcome is Outcome.STORED),
+                        commit_span,
+                    )
             else:
                 stored = await self.committer.submit(rows)
             for index, row, outcome in zip(row_index, rows, stored, strict=True):
