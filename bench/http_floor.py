@@ -155,17 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         _scenario(server, name, batch_streams, size, sample, args.duration)
                     )
     print()
-    print(
-        f"{'scenario':<36}{'readings/s':>11}{'all-core ceil':>14}{'ratio':>7}"
-        f"{'p50 ms':>8}{'p99 ms':>8}{'srv cpu':>8}{'cli cpu':>8}  failed"
-    )
-    for r in results:
-        srv = f"{r.server_cpu_s / r.wall_s:.0%}" if r.server_cpu_s is not None else "n/a"
-        print(
-            f"{r.scenario:<36}{r.rate:>11,.0f}{r.ceiling_all:>14,.0f}{r.ratio:>7.3f}"
-            f"{r.pct(0.5):>8.1f}{r.pct(0.99):>8.1f}{srv:>8}{r.client_cpu_s / r.wall_s:>8.0%}"
-            f"  {sum(r.failed.values()) or ''}"
-        )
+    load.print_table(results, platform=False, width=36)
     print(
         "the platform's targets (bench/load.py): one reading per request >= 0.25, batches of "
         "100+ >= 0.5 of the same all-core ceiling"

@@ -446,6 +446,24 @@ def _tree_cpu_s(pid: int) -> float | None:
     return total
 
 
+def print_table(results: Sequence[Result], *, platform: bool = True, width: int = 34) -> None:
+    """The summary table; ``platform``: with the event loop and AI lag columns."""
+    extra = f"{'loop cpu/runq/sleep':>21}{'AI lag':>8}" if platform else ""
+    print(
+        f"{'scenario':<{width}}{'readings/s':>11}{'all-core ceil':>14}{'ratio':>7}"
+        f"{'p50 ms':>8}{'p99 ms':>8}{'srv cpu':>8}{'cli cpu':>8}{extra}  failed"
+    )
+    for r in results:
+        srv = f"{r.server_cpu_s / r.wall_s:.0%}" if r.server_cpu_s is not None else "n/a"
+        lag = "n/a" if r.ai_lag is None else r.ai_lag
+        extra = f"{r.loop_text():>21}{lag:>8}" if platform else ""
+        print(
+            f"{r.scenario:<{width}}{r.rate:>11,.0f}{r.ceiling_all:>14,.0f}{r.ratio:>7.3f}"
+            f"{r.pct(0.5):>8.1f}{r.pct(0.99):>8.1f}{srv:>8}{r.client_cpu_s / r.wall_s:>8.0%}"
+            f"{extra}  {sum(r.failed.values()) or ''}"
+        )
+
+
 def _slug(text: str) -> str:
     return "-".join("".join(c if c.isalnum() else " " for c in text).split())
 
@@ -673,19 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
         results += _run_backend(backend, args)
     print()
-    print(
-        f"{'scenario':<34}{'readings/s':>11}{'all-core ceil':>14}{'ratio':>7}"
-        f"{'p50 ms':>8}{'p99 ms':>8}{'srv cpu':>8}{'cli cpu':>8}{'loop cpu/runq/sleep':>21}"
-        f"{'AI lag':>8}  failed"
-    )
-    for r in results:
-        srv = f"{r.server_cpu_s / r.wall_s:.0%}" if r.server_cpu_s is not None else "n/a"
-        print(
-            f"{r.scenario:<34}{r.rate:>11,.0f}{r.ceiling_all:>14,.0f}{r.ratio:>7.3f}"
-            f"{r.pct(0.5):>8.1f}{r.pct(0.99):>8.1f}{srv:>8}{r.client_cpu_s / r.wall_s:>8.0%}"
-            f"{r.loop_text():>21}{'n/a' if r.ai_lag is None else r.ai_lag:>8}"
-            f"  {sum(r.failed.values()) or ''}"
-        )
+    print_table(results)
     print(
         "targets: single >= 0.25 of the all-core ceiling, p99 < 100 ms at half that rate; "
         "batches of 100+ >= 0.5"

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from chainsense.api import create_app
 from chainsense.config import Settings
 from chainsense.identity import DeviceKey, Reading
-from chainsense.platform import Platform
+from chainsense.platform import Platform, anchor_policy
+from chainsense.provenance.anchorer import Anchorer
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 from tests.support import free_port, temp_postgres_database
 
@@ -67,6 +68,18 @@ class Api:
             contract or self.platform.chain.deployment.address("DeviceRegistry"),
         )
         return reading.to_json() | {"signature": "0x" + signature.hex()}
+
+
+def own_anchorer(platform: Platform) -> Anchorer:
+    """An anchorer of the test's own on the platform's store, chain and contract: the
+    platform's does not run in these tests, and on PostgreSQL it would be fenced as no leader."""
+    return Anchorer(
+        store=platform.store,
+        client=platform.chain.client,
+        signer=platform.chain.anchorer,
+        contract=platform.chain.deployment.address("ReadingAnchor"),
+        policy=anchor_policy(platform.settings),
+    )
 
 
 def _create_key(client: TestClient, platform: Platform, scope: str) -> str:

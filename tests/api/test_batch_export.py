@@ -18,16 +18,14 @@ from typer.testing import CliRunner
 
 from chainsense.cli import app
 from chainsense.identity import DeviceKey
-from chainsense.platform import anchor_policy
 from chainsense.provenance import ProofDocument, verify_proof
 from chainsense.provenance import export as export_module
-from chainsense.provenance.anchorer import Anchorer
 from chainsense.provenance.bundle_v2 import documents
 from chainsense.store import BatchRecord, BatchState
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 from tests.support import temp_postgres_database
 
-from .conftest import Api, cli_through, make_api
+from .conftest import Api, cli_through, make_api, own_anchorer
 
 METER = BUILTIN_SCHEMAS.by_name("chainsense.meter.v1")
 ROOT = Path(__file__).parents[2]
@@ -65,16 +63,8 @@ def _call(api: Api, fn: Any, *args: Any) -> Any:
 
 
 def _seal(api: Api, *, anchor: bool) -> list[BatchRecord]:
-    """Seal what waits (and anchor it) with an anchorer of the test's own: the platform's
-    does not run, and on PostgreSQL it would be fenced as no leader."""
-    platform = api.platform
-    anchorer = Anchorer(
-        store=platform.store,
-        client=platform.chain.client,
-        signer=platform.chain.anchorer,
-        contract=platform.chain.deployment.address("ReadingAnchor"),
-        policy=anchor_policy(platform.settings),
-    )
+    """Seal what waits (and anchor it) with an anchorer of the test's own."""
+    anchorer = own_anchorer(api.platform)
     sealed = _call(api, anchorer.seal_now)
     if not anchor:
         return list(sealed)

@@ -14,9 +14,7 @@ from chainsense.api import create_app
 from chainsense.api.app import create_app as create_app_direct
 from chainsense.config import Settings
 from chainsense.identity import DeviceKey
-from chainsense.platform import anchor_policy
-from chainsense.provenance.anchorer import Anchorer
-from tests.api.conftest import Api, _create_key
+from tests.api.conftest import Api, _create_key, own_anchorer
 from tests.support import free_port
 
 pytestmark = pytest.mark.chain
@@ -68,13 +66,7 @@ def test_the_seal_and_anchor_of_a_batch_link_to_the_requests_that_stored_it(
         assert client.post("/v1/readings", json=batch).status_code == 200
         # A replay stores nothing: its request's commit is linked to no batch.
         assert client.post("/v1/readings", json=first_of_other).status_code == 200
-        anchorer = Anchorer(
-            store=platform.store,
-            client=platform.chain.client,
-            signer=platform.chain.anchorer,
-            contract=platform.chain.deployment.address("ReadingAnchor"),
-            policy=anchor_policy(platform.settings),
-        )
+        anchorer = own_anchorer(platform)
         assert client.portal is not None
         (sealed,) = client.portal.call(anchorer.seal_now)
         (anchored,) = client.portal.call(anchorer.anchor_sealed)
