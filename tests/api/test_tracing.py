@@ -51,7 +51,10 @@ def test_the_seal_and_anchor_of_a_batch_link_to_the_requests_that_stored_it(
     tmp_path: Path,
 ) -> None:
     exporter = EXPORTER
-    settings = Settings(data_dir=tmp_path, anvil_port=free_port(), registry_poll_interval=0.25)
+    # Only the test's own anchorer: the platform's would seal and anchor the same batch too.
+    settings = Settings(
+        data_dir=tmp_path, anvil_port=free_port(), registry_poll_interval=0.25, anchoring=False
+    )
     with TestClient(create_app(settings, span_exporter=exporter)) as client:
         platform = client.app.state.platform  # type: ignore[attr-defined]
         api = Api(client, platform, {"operator": _create_key(client, platform, "operator")})
