@@ -99,6 +99,7 @@ lint: install
 
 types: install
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench
 
 audit: install
 	$(VENV)/bin/chainsense contracts audit

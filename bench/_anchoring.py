@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from hexbytes import HexBytes
 from web3 import Web3
 
 from chainsense.chain.devkeys import ANVIL_DEV_KEYS
@@ -205,7 +206,9 @@ def _run(server: Server, rate: int, seconds: float, log: Any) -> AnchoringFigure
         (datetime.fromisoformat(a) - datetime.fromisoformat(r)).total_seconds() for r, a in rows
     ]
     w3 = Web3(Web3.HTTPProvider(server.rpc_url))
-    gas = [(w3.eth.get_transaction_receipt(bytes(tx))["gasUsed"], count) for tx, count in batches]
+    gas = [
+        (w3.eth.get_transaction_receipt(HexBytes(tx))["gasUsed"], count) for tx, count in batches
+    ]
     gas_per_reading = sum(g for g, _ in gas) / sum(c for _, c in gas)
 
     # reference: one reading per anchor transaction, same contract, same run

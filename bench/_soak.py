@@ -429,8 +429,8 @@ def _verdict(
     last = reports[-1].usage if reports else None
     if last is not None:
         print("processes at the end (pid kind RSS MiB open files):")
-        for pid, (kind, rss, files) in sorted(last.per_process.items()):
-            print(f"  {pid:>7} {kind:<9}{rss:8.1f}{files:6d}")
+        for pid, (kind, mib, count) in sorted(last.per_process.items()):
+            print(f"  {pid:>7} {kind:<9}{mib:8.1f}{count:6d}")
     short = "" if args.soak >= 1800 else f" (a SHORT run: {args.soak:g} s, the target is 1800 s)"
     print(
         f"soak verdict{short}: {total.stored:,} readings stored at {args.rate:g}/s offered "

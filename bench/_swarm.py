@@ -222,7 +222,7 @@ def stored_pairs(db: Path | str, addresses: dict[str, int]) -> set[tuple[int, in
     """(device index, seq) of the swarm's readings in the SQLite file (read-only) or the
     PostgreSQL database (a SQLAlchemy URL)."""
     if isinstance(db, str):
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]
 
         dsn = db.replace("postgresql+asyncpg://", "postgresql://")
 

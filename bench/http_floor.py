@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ingest as base
 import load
-from chainsense.identity import DeviceKey
+from chainsense.identity import DeviceKey, Reading
 
 DOMAIN = base.Domain(31337, "0x5FbDB2315678afecb367f032d93F642f64180aa3")
 BENCH_DIR = Path(__file__).resolve().parent
@@ -86,7 +86,7 @@ def _scenario(
     name: str,
     streams: list[list[bytes]],
     per_request: int,
-    sample: list[tuple[base.Reading, bytes]],
+    sample: list[tuple[Reading, bytes]],
     duration: float,
 ) -> load.Result:
     res = load.Result(name)

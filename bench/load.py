@@ -56,7 +56,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ingest as base
-from chainsense.identity import DeviceKey
+from chainsense.identity import DeviceKey, Reading
 
 CEILING_SAMPLE = 6000
 
@@ -150,14 +150,14 @@ class Signer:
         self.next_seq = [1] * len(keys)
         self.t0_ms = int(time.time() * 1000) - 3600_000
 
-    def take(self, device: int, count: int) -> list[tuple[base.Reading, bytes, bytes]]:
+    def take(self, device: int, count: int) -> list[tuple[Reading, bytes, bytes]]:
         """``count`` readings of one device: (reading, signature, JSON object bytes)."""
         key = self.keys[device]
         out = []
         for _ in range(count):
             seq = self.next_seq[device]
             self.next_seq[device] += 1
-            reading = base.Reading(
+            reading = Reading(
                 device=key.address,
                 seq=seq,
                 timestamp=self.t0_ms + seq * 10,
@@ -271,7 +271,7 @@ async def _open_loop(
     res.client_cpu_s = time.process_time() - c0
 
 
-def _ceiling(signed: list[tuple[base.Reading, bytes]], domain: base.Domain) -> float:
+def _ceiling(signed: list[tuple[Reading, bytes]], domain: base.Domain) -> float:
     return base._ceiling_all_cores(signed[:CEILING_SAMPLE], domain)
 
 
@@ -391,7 +391,7 @@ def _sampled(server: base.Server, out: Path | None) -> Iterator[None]:
 def _measure(
     server: base.Server,
     name: str,
-    sample: list[tuple[base.Reading, bytes]],
+    sample: list[tuple[Reading, bytes]],
     domain: base.Domain,
     run: Coroutine[Any, Any, None],
     res: Result,

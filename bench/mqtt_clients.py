@@ -67,7 +67,7 @@ def _publish(port: int, topic: str, count: int) -> subprocess.Popen[bytes]:
 
 
 async def _gmqtt(port: int, count: int, inflight: int) -> float:
-    import gmqtt
+    import gmqtt  # type: ignore[import-untyped]
 
     topic = f"bench/{uuid.uuid4().hex}"
     done = asyncio.Event()
@@ -136,7 +136,7 @@ async def _paho(port: int, count: int, inflight: int) -> float:
         loop.call_soon_threadsafe(lambda: loop.create_task(handle(msg.mid)))
 
     client.on_message = on_message
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.ReceiveMaximum = inflight
     subscribed = threading.Event()
     client.on_subscribe = lambda *a: subscribed.set()

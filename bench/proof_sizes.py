@@ -29,12 +29,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bitcoin.core import CMutableTransaction, COutPoint, CTxIn, CTxOut, lx
-from bitcoin.core.script import OP_RETURN, CScript
-from opentimestamps.core.notary import BitcoinBlockHeaderAttestation, PendingAttestation
-from opentimestamps.core.op import OpAppend, OpPrepend, OpSHA256
-from opentimestamps.core.serialize import BytesSerializationContext
-from opentimestamps.core.timestamp import DetachedTimestampFile, Timestamp
+from bitcoin.core import CMutableTransaction, COutPoint, CTxIn, CTxOut, lx  # type: ignore[import-untyped]
+from bitcoin.core.script import OP_RETURN, CScript  # type: ignore[import-untyped]
+from opentimestamps.core.notary import BitcoinBlockHeaderAttestation, PendingAttestation  # type: ignore[import-untyped]
+from opentimestamps.core.op import OpAppend, OpPrepend, OpSHA256  # type: ignore[import-untyped]
+from opentimestamps.core.serialize import BytesSerializationContext  # type: ignore[import-untyped]
+from opentimestamps.core.timestamp import DetachedTimestampFile, Timestamp  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))

@@ -303,6 +303,15 @@ def gate(
     return state, opens, events
 
 
+def _threshold(scored: Scored, thr: float | None) -> float:
+    """``thr``, or the detector's fixed alarm point when ``thr`` is None."""
+    if thr is not None:
+        return thr
+    if scored.fixed is None:
+        raise ValueError("this detector has no fixed alarm point: pass a threshold")
+    return scored.fixed
+
+
 def evaluate(scored: Sequence[Scored], thr: float | None) -> dict[str, float]:
     """Both problems' figures at raw threshold ``thr`` (None: each detector's fixed point)."""
     pred: list[int] = []
@@ -310,7 +319,7 @@ def evaluate(scored: Sequence[Scored], thr: float | None) -> dict[str, float]:
     raws = dict.fromkeys(PROFILES, 0.0)
     windows = 0
     for s in scored:
-        state, _, events = gate(s.raw, s.fixed if thr is None else thr, s.changes)
+        state, _, events = gate(s.raw, _threshold(s, thr), s.changes)
         pred += state
         labels += s.run.anomaly
         ws = [
@@ -329,7 +338,7 @@ def evaluate(scored: Sequence[Scored], thr: float | None) -> dict[str, float]:
 
 def alarms(scored: Scored, thr: float | None) -> tuple[int, int]:
     """(alarm openings, events: openings and change points)."""
-    _, opens, events = gate(scored.raw, scored.fixed if thr is None else thr, scored.changes)
+    _, opens, events = gate(scored.raw, _threshold(scored, thr), scored.changes)
     return len(opens), len(events)
 
 

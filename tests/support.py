@@ -63,7 +63,7 @@ POSTGRES_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) 
 
 
 async def _pg_try() -> Exception | None:
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     try:
         conn = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
