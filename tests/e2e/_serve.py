@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,16 @@ class Serve:
                 pass
             time.sleep(0.25)
         raise AssertionError("serve did not become ready:\n" + self.log.read_text())
+
+    @contextmanager
+    def running(self) -> Iterator[Serve]:
+        """Started and ready inside the block, stopped after it whatever happens."""
+        self.start()
+        try:
+            self.wait_ready()
+            yield self
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -81,12 +81,8 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DiskServe]:
         min_free_disk_mb="4",
     )
     server.create_keys("ops")
-    server.start()
-    try:
-        server.wait_ready()
+    with server.running():
         yield server
-    finally:
-        server.stop()
 
 
 def _readyz(serve: Serve) -> tuple[float, int, dict[str, Any]]:

@@ -102,9 +102,7 @@ def test_a_readings_trace_and_its_batch_arrive_over_otlp(
         batch_max_age="0.5",
     )
     server.create_keys("ops")
-    server.start()
-    try:
-        server.wait_ready()
+    with server.running():
         key = DeviceKey.generate()
         server.register(key, server.keys["ops"])
         domain = server.domain()
@@ -117,8 +115,6 @@ def test_a_readings_trace_and_its_batch_arrive_over_otlp(
         deadline = time.monotonic() + 60  # sealing, anchoring and the exporter's batching
         while time.monotonic() < deadline and not collector.named("batch.anchor"):
             time.sleep(0.5)
-    finally:
-        server.stop()
     assert collector.paths == {"/v1/traces"}
     requests = collector.named("POST /v1/readings")
     commits = collector.named("ingest.commit")
