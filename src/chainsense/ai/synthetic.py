@@ -221,10 +221,9 @@ def _real_world(
             value += math.copysign(min(i - start, length) / length * 6 * sigma, shift)
         value = max(0.0, value)
         if kind == "stuck" and inside:
-            if sensor == "water":  # the last non-zero draw, repeated
-                value = next((v for v in reversed(amounts) if v > 0), 1.0)
-            else:  # the register stops
-                value = 0.0
+            # water: the last non-zero draw, repeated; energy: the register stops
+            last_draw = next((v for v in reversed(amounts) if v > 0), 1.0)
+            value = last_draw if sensor == "water" else 0.0
         amounts.append(float(round(value)) if sensor == "water" else value)
     if sensor == "water":
         return Stream(sensor, kind, step_ms, grid, amounts, (start, end), 1.0)
