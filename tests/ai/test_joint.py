@@ -14,7 +14,7 @@ import pytest
 from chainsense.ai.base import EventGate
 from chainsense.ai.calibrate import SCORE_CAP, TailCalibrator, alarm_probability, score
 from chainsense.ai.joint import JointGuard
-from chainsense.ai.robust import RobustStream
+from chainsense.ai.robust import LEVEL_FAR_PRIOR, RobustStream
 from chainsense.ai.synthetic import KINDS, REAL_WORLD, make_stream
 
 HOUR = 3_600_000
@@ -352,3 +352,23 @@ def test_zero_heavy_and_irregular_counter_streams_stay_within_the_false_alarm_ra
     neither to choose ``LEVEL_FAR_PRIOR`` nor in the bench's tables): water 0.083 (0.481 with
     the calibrator's default far-tail prior of 2,000 points), energy 0.045 (0.045)."""
     assert _false_alarms_per_day(sensor, range(300, 302)) <= 1 / 7
+
+
+def test_a_level_state_saved_with_the_old_far_tail_prior_learns_at_the_new_pace() -> None:
+    """A stream saved before LEVEL_FAR_PRIOR keeps its estimates and takes the new prior weight
+    from its next reading: it then continues exactly as a stream saved with the new weight
+    from the same estimates."""
+    s = make_stream("water", "spike", seed=7)
+    one = RobustStream(resolution=1.0)
+    for x, t in zip(s.values[:1000], s.times[:1000], strict=True):
+        one.step(x, t)
+    state = json.loads(json.dumps(one.to_state()))
+    state["cal_level"][-1] = 2000  # as saved before the change
+    old = RobustStream.from_state(state)
+    assert old.cal_level.prior2 == LEVEL_FAR_PRIOR == 500
+    new = RobustStream.from_state(json.loads(json.dumps(one.to_state())))
+    for x, t in zip(s.values[1000:2000], s.times[1000:2000], strict=True):
+        assert repr(old.step(x, t)) == repr(new.step(x, t))
+    # a state with any other weight is left as it was saved
+    state["cal_level"][-1] = 1234
+    assert RobustStream.from_state(state).cal_level.prior2 == 1234

@@ -48,6 +48,7 @@ __all__ = ["Assessment", "RobustStream"]
 _ABS_TO_SIGMA = 1.2533  # sqrt(pi/2): E|N(0, s)| times this is s
 _CHECKS = ("level", "shift", "stuck")
 LEVEL_FAR_PRIOR = 500
+_OLD_LEVEL_FAR_PRIOR = 2000  # what states saved before LEVEL_FAR_PRIOR carry
 """How many points the level check's far-tail prior (Gaussian, P(|z| > 5)) is worth: chosen on
 the development streams of ``bench/detect.py`` (seeds 100+) from 200 / 500 / 1,000 / 2,000;
 2,000, the calibrator's default, kept a zero-heavy stream's far tail Gaussian for about a week
@@ -468,4 +469,8 @@ class RobustStream:
             setattr(d, f, state[f])
         for c in ("cal_level", "cal_shift", "cal_stuck"):
             setattr(d, c, TailCalibrator.from_state(state[c]))
+        if d.cal_level.prior2 == _OLD_LEVEL_FAR_PRIOR:
+            # saved before the level check's far tail was learned faster: it is from here on
+            # (the estimate so far is kept; only the weight of the prior in later updates moves)
+            d.cal_level.prior2 = LEVEL_FAR_PRIOR
         return d
