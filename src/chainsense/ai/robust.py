@@ -6,9 +6,10 @@ The design answers the weaknesses of the earlier default (issue 13), in general 
   ``huber`` sigmas is clipped to that size before it moves the level or the scale (Huber's
   M-estimator), so a spike moves nothing much and a new regime is followed steadily.
 - **A scale floor** tied to the stream: sigma is never below the stream's resolution (the
-  smallest step seen between two different values, or the schema's fixed-point step) nor below
-  ``floor_frac`` of its long-run spread, so quantised, zero-heavy and flat streams do not score
-  1e16 on an ordinary step.
+  smallest step seen between two different values, or the schema's fixed-point step; for a
+  counter, the rate that step makes over the stream's usual interval) nor below ``floor_frac``
+  of its long-run spread, so quantised, zero-heavy and flat streams do not score 1e16 on an
+  ordinary step.
 - **Calibrated checks**: each check's statistic goes through its own
   :class:`~chainsense.ai.calibrate.TailCalibrator` into a tail probability for this stream:
   ``level`` (the residual), ``shift`` (a short exponentially weighted mean of clipped residuals:
@@ -48,11 +49,11 @@ __all__ = ["Assessment", "RobustStream"]
 _ABS_TO_SIGMA = 1.2533  # sqrt(pi/2): E|N(0, s)| times this is s
 _CHECKS = ("level", "shift", "stuck")
 LEVEL_FAR_PRIOR = 500
-_OLD_LEVEL_FAR_PRIOR = 2000  # what states saved before LEVEL_FAR_PRIOR carry
 """How many points the level check's far-tail prior (Gaussian, P(|z| > 5)) is worth: chosen on
 the development streams of ``bench/detect.py`` (seeds 100+) from 200 / 500 / 1,000 / 2,000;
 2,000, the calibrator's default, kept a zero-heavy stream's far tail Gaussian for about a week
 of 5-minute readings and raised 0.24 false alarms a stream-day where one a week allows 0.14."""
+_OLD_LEVEL_FAR_PRIOR = 2000  # what states saved before LEVEL_FAR_PRIOR carry
 _new_tuple = tuple.__new__  # what ``Assessment(...)`` calls, without its Python frame
 
 
@@ -162,8 +163,16 @@ class RobustStream:
             return None
         return (x - self.last_raw) * 1000.0 / max(t - self.last_t, 1)
 
+    def _step_floor(self) -> float:
+        """The smallest meaningful change of what the model sees: the value's resolution, or for
+        a counter the rate one step of it makes over the stream's usual interval (a 1 Wh
+        register read every 5 minutes moves in steps of 1/300 Wh/s, not 1 Wh/s)."""
+        if self.counter and self.interval > 0:
+            return self.resolution * 1000.0 / self.interval
+        return self.resolution
+
     def _sigma(self) -> float:
-        floor = max(self.resolution, self.floor_frac * _ABS_TO_SIGMA * self.long_dev, 1e-12)
+        floor = max(self._step_floor(), self.floor_frac * _ABS_TO_SIGMA * self.long_dev, 1e-12)
         return max(_ABS_TO_SIGMA * self.scale, floor)
 
     def p_alarm(self) -> float:
@@ -250,7 +259,9 @@ class RobustStream:
         # judge (``_assess``)
         vd = v - off  # deseasonalised
         long_dev = self.long_dev
-        floor = self.resolution
+        floor = self.resolution  # ``_step_floor()``
+        if self.counter and interval > 0:
+            floor = floor * 1000.0 / interval
         f = self.floor_frac * _ABS_TO_SIGMA * long_dev
         if f > floor:
             floor = f

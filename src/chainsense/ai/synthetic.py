@@ -128,8 +128,9 @@ def make_stream(
 ) -> Stream:
     """One sensor stream with one anomaly of ``kind`` after ``clean_days``."""
     if sensor in REAL_WORLD:
-        return _real_world(sensor, kind, seed=seed, days=days, step_ms=step_ms,
-                           clean_days=clean_days)  # fmt: skip
+        return _real_world(
+            sensor, kind, seed=seed, days=days, step_ms=step_ms, clean_days=clean_days
+        )
     rng = random.Random(f"{sensor}/{kind}/{seed}")
     n = days * _DAY_MS // step_ms
     per_day = _DAY_MS // step_ms
@@ -236,7 +237,6 @@ def _real_world(
         register += a
     times: list[int] = []
     values: list[float] = []
-    first = last = None
     for i, t in enumerate(grid):
         if i and rng.random() < 0.05:
             continue
@@ -244,9 +244,10 @@ def _real_world(
         k, into = (i, u) if u >= 0 else (i - 1, 1.0 + u)  # the interval the reading falls in
         values.append(float(math.floor(totals[k] + into * amounts[k])))
         times.append(t + int(u * step_ms))
-        if first is None and i >= start:
-            first = len(times) - 1
-        if last is None and i >= end:
-            last = len(times) - 1
-    window = (first if first is not None else len(times), last if last is not None else len(times))
+    # a reading tells what was used since the one before it: it is labelled when that span
+    # overlaps the anomaly's [grid[start], grid[end])
+    onset, over = grid[start], grid[end] if end < n else grid[-1] + step_ms
+    first = next((j for j in range(1, len(times)) if times[j] > onset), len(times))
+    last = next((j for j in range(first, len(times)) if times[j - 1] >= over), len(times))
+    window = (first, last)
     return Stream(sensor, kind, step_ms, times, values, window, 1.0, counter=True)
