@@ -332,7 +332,9 @@ def _false_alarms_per_day(sensor: str, seeds: range) -> float:
     for seed in seeds:
         for kind in KINDS:
             s = make_stream(sensor, kind, seed=seed)
-            first_day = next(i for i, t in enumerate(s.times) if t - s.times[0] >= 86_400_000)
+            first_day = next(
+                (i for i, t in enumerate(s.times) if t - s.times[0] >= 86_400_000), len(s.times)
+            )
             opened, _ = alarms(
                 s.values, s.times, resolutions={"x": s.resolution},
                 counters=["x"] if s.counter else [],
@@ -355,20 +357,31 @@ def test_zero_heavy_and_irregular_counter_streams_stay_within_the_false_alarm_ra
 
 
 def test_a_level_state_saved_with_the_old_far_tail_prior_learns_at_the_new_pace() -> None:
-    """A stream saved before LEVEL_FAR_PRIOR keeps its estimates and takes the new prior weight
-    from its next reading: it then continues exactly as a stream saved with the new weight
-    from the same estimates."""
+    """A stream saved before LEVEL_FAR_PRIOR (its level calibrator's prior worth 2,000 points)
+    keeps its estimates on loading and learns at the new pace from its next reading: it then
+    goes on as a stream that had the new weight from that state on, and not as it would have
+    with the old weight."""
     s = make_stream("water", "spike", seed=7)
-    one = RobustStream(resolution=1.0)
+    before = RobustStream(resolution=1.0)
+    before.cal_level.prior2 = 2000  # as streams were built before the change
     for x, t in zip(s.values[:1000], s.times[:1000], strict=True):
-        one.step(x, t)
-    state = json.loads(json.dumps(one.to_state()))
-    state["cal_level"][-1] = 2000  # as saved before the change
-    old = RobustStream.from_state(state)
-    assert old.cal_level.prior2 == LEVEL_FAR_PRIOR == 500
-    new = RobustStream.from_state(json.loads(json.dumps(one.to_state())))
+        before.step(x, t)
+    text = json.dumps(before.to_state())
+    loaded = RobustStream.from_state(json.loads(text))
+    assert loaded.cal_level.prior2 == LEVEL_FAR_PRIOR == 500
+    assert (loaded.cal_level.q, loaded.cal_level.q2, loaded.cal_level.n) == (
+        before.cal_level.q, before.cal_level.q2, before.cal_level.n,
+    )  # fmt: skip
+    new_pace = RobustStream.from_state(json.loads(text))
+    old_pace = RobustStream.from_state(json.loads(text))
+    old_pace.cal_level.prior2 = 2000
+    differ = 0
     for x, t in zip(s.values[1000:2000], s.times[1000:2000], strict=True):
-        assert repr(old.step(x, t)) == repr(new.step(x, t))
+        a, b, c = loaded.step(x, t), new_pace.step(x, t), old_pace.step(x, t)
+        assert repr(a) == repr(b)
+        differ += a.p_level != c.p_level
+    assert differ > 0  # the weight matters: the migration is not a no-op
     # a state with any other weight is left as it was saved
-    state["cal_level"][-1] = 1234
-    assert RobustStream.from_state(state).cal_level.prior2 == 1234
+    other = json.loads(text)
+    other["cal_level"][-1] = 1234
+    assert RobustStream.from_state(other).cal_level.prior2 == 1234

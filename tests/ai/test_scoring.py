@@ -102,3 +102,42 @@ def test_the_modules_doctests_pass() -> None:
     failed, attempted = doctest.testmod(_scoring)
     assert attempted > 0
     assert failed == 0
+
+
+def test_the_synthetic_benchs_event_scoring() -> None:
+    """bench/detect.py scores events per stream (its own NAB variant: a flat cost per false
+    alarm after the learning day, the window's end exclusive), normalised like NAB."""
+    import detect
+
+    def result(events: list[int], probation: int = 50) -> detect.StreamResult:
+        return detect.StreamResult("spike", events, (100, 200), probation, 1.0)
+
+    balanced = detect.PROFILES["balanced"]
+    assert detect.score([result([100])], *balanced) == pytest.approx(100.0)
+    assert detect.score([result([])], *balanced) == pytest.approx(0.0)
+    perfect = 0.98661 + 1
+    assert detect.score([result([150])], *balanced) == pytest.approx(
+        100 * (0.84828 + 1) / perfect, abs=1e-3
+    )
+    # a false alarm after the learning day costs A_fp; one within it nothing; the window's
+    # end is outside it
+    assert detect.score([result([10, 100, 300])], *balanced) == pytest.approx(
+        100 * (0.98661 - 0.11 + 1) / perfect, abs=1e-3
+    )
+    assert detect.score([result([200])], *balanced) == pytest.approx(
+        100 * (-1 - 0.11 + 1) / perfect, abs=1e-3
+    )
+
+
+def test_the_synthetic_benchs_opt_threshold_can_be_the_alarm_point() -> None:
+    """The development-chosen threshold is searched among the score quantiles and 1.0, so a
+    detector whose alarm point is best gets it."""
+    import detect
+    from chainsense.ai.synthetic import make_stream
+
+    streams = [make_stream("temperature", kind, seed=100) for kind in ("spike", "level_shift")]
+    scored = [detect.scored(detect.JointStream, s) for s in streams]
+    best = detect.best_threshold(scored)
+    at_best = detect.score([detect.run(s, best) for s in scored], *detect.PROFILES["balanced"])
+    at_one = detect.score([detect.run(s, 1.0) for s in scored], *detect.PROFILES["balanced"])
+    assert at_best >= at_one
