@@ -385,3 +385,20 @@ def test_a_level_state_saved_with_the_old_far_tail_prior_learns_at_the_new_pace(
     other = json.loads(text)
     other["cal_level"][-1] = 1234
     assert RobustStream.from_state(other).cal_level.prior2 == 1234
+
+
+def test_a_counters_floor_is_the_rate_of_one_step_over_its_interval() -> None:
+    """A 1 Wh register read every 5 minutes, 40 +- 5 Wh an interval (0.13 Wh/s): its rate's
+    noise is ~0.017 Wh/s; the floor is one step over the interval (1/300 Wh/s), not one step a
+    second (1 Wh/s, which hid a fourfold jump in consumption)."""
+    rng = random.Random(11)
+    s = RobustStream(counter=True, resolution=1.0)
+    register, t = 1_000_000.0, 1_767_225_600_000
+    for _ in range(1500):
+        register += round(40 + rng.gauss(0, 5))
+        t += 300_000
+        a = s.step(register, t)
+    assert a.sigma < 0.1
+    register += 160  # four times the usual consumption in one interval
+    jump = s.step(register, t + 300_000)
+    assert jump.p_level < s.p_alarm()
