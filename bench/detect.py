@@ -125,7 +125,7 @@ DETECTORS: dict[str, Callable[[Stream], Any]] = {
     "joint_guard (default)": JointStream,
 }
 RIVER: dict[str, Callable[[Stream], Any]] = {"river HalfSpaceTrees": _plain(HalfSpaceTrees)}
-"""With ``--river`` (about 900 points/s: the two tables then take about ten minutes)."""
+"""With ``--river`` (about 900 points/s: the two tables then take about fifteen minutes)."""
 PROFILES = {
     "balanced": (1.0, 0.11, 1.0),
     "few false alarms": (1.0, 0.22, 1.0),
