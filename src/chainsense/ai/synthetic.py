@@ -117,6 +117,28 @@ def make_meter(
     return times, values
 
 
+def _length(kind: str, per_day: int) -> int:
+    """How many points an anomaly of ``kind`` lasts."""
+    return {
+        "spike": 12, "level_shift": 36, "drift": per_day, "stuck": 36, "noise": 24,
+        "pattern": per_day,
+    }[kind]  # fmt: skip
+
+
+def _injected(
+    kind: str, i: int, start: int, length: int, spike_at: set[int], spike: float, shift: float,
+    sigma: float,
+) -> float:  # fmt: skip
+    """What a spike, a level shift or a drift adds to point ``i``."""
+    if kind == "spike" and i in spike_at:
+        return spike
+    if kind == "level_shift" and i >= start:
+        return shift
+    if kind == "drift" and i >= start:
+        return math.copysign(min(i - start, length) / length * 6 * sigma, shift)
+    return 0.0
+
+
 def make_stream(
     sensor: str,
     kind: str,
@@ -139,10 +161,7 @@ def make_stream(
     start = rng.randrange(lows, n - 2 * per_day)
     noise_sigma = {"temperature": 0.08, "humidity": 0.6, "vibration": 0.05, "meter": 0.0}[sensor]
     sigma = noise_sigma or 25.0
-    length = {
-        "spike": 12, "level_shift": 36, "drift": per_day, "stuck": 36, "noise": 24,
-        "pattern": per_day,
-    }[kind]  # fmt: skip
+    length = _length(kind, per_day)
     end = start + length
     shift = rng.choice((-1, 1)) * rng.uniform(4, 8) * sigma
     spike_at = {start, start + 1} if rng.random() < 0.3 else {start}
@@ -159,12 +178,7 @@ def make_stream(
         else:
             ar = 0.7 * ar + rng.gauss(0, noise * math.sqrt(1 - 0.49) * scale)
             value = mean + ar
-        if kind == "spike" and i in spike_at:
-            value += spike
-        elif kind == "level_shift" and i >= start:
-            value += shift
-        elif kind == "drift" and i >= start:
-            value += math.copysign(min(i - start, length) / length * 6 * sigma, shift)
+        value += _injected(kind, i, start, length, spike_at, spike, shift, sigma)
         if kind == "stuck" and start <= i < end:
             value = values[start - 1]
         else:
@@ -191,10 +205,7 @@ def _real_world(
     n = days * _DAY_MS // step_ms
     per_day = _DAY_MS // step_ms
     start = rng.randrange(clean_days * per_day, n - 2 * per_day)
-    length = {
-        "spike": 12, "level_shift": 36, "drift": per_day, "stuck": 36, "noise": 24,
-        "pattern": per_day,
-    }[kind]  # fmt: skip
+    length = _length(kind, per_day)
     end = start + length
     grid = [START_MS + i * step_ms for i in range(n)]
     # what happens in each interval: litres drawn, or Wh consumed
@@ -214,12 +225,7 @@ def _real_world(
         else:
             ar = 0.6 * ar + rng.gauss(0, 0.08 * scale)
             value = _meter_mean(shown_t) * step_ms / 900_000 * (1 + ar)
-        if kind == "spike" and i in spike_at:
-            value += spike
-        elif kind == "level_shift" and i >= start:
-            value += shift
-        elif kind == "drift" and i >= start:
-            value += math.copysign(min(i - start, length) / length * 6 * sigma, shift)
+        value += _injected(kind, i, start, length, spike_at, spike, shift, sigma)
         value = max(0.0, value)
         if kind == "stuck" and inside:
             # water: the last non-zero draw, repeated; energy: the register stops
