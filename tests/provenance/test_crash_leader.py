@@ -40,6 +40,7 @@ from chainsense.identity import DeviceKey, Reading
 from chainsense.provenance import ProofDocument, verify_proof
 from chainsense.provenance.merkle import MerkleTree
 from chainsense.store import Store
+from chainsense.store.leader import _NAMESPACE as LEADER_NAMESPACE
 from chainsense.telemetry.schemas import BUILTIN_SCHEMAS
 from tests.support import free_port, temp_postgres_database
 
@@ -143,10 +144,14 @@ class Cluster:
         async def query() -> list[str]:
             conn = await asyncpg.connect(self.dsn, timeout=10)
             try:
+                # only the election locks (the first key is ChainSense's namespace): during a
+                # start the migration's transaction-scoped advisory lock is held too, by a
+                # session that is not an election session (CI saw its empty name)
                 rows = await conn.fetch(
                     "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
                     "USING (pid) WHERE l.locktype = 'advisory' AND l.granted "
-                    "AND a.datname = current_database()"
+                    "AND a.datname = current_database() AND l.classid = $1::oid",
+                    LEADER_NAMESPACE & 0xFFFFFFFF,
                 )
             finally:
                 await conn.close()

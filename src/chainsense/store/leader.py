@@ -20,7 +20,8 @@ is cancelled by the watchdog within ``retry_s`` seconds.
 Which process leads: every election session is named ``chainsense-leader:<role>:<os pid>``
 (``application_name``), and a follower keeps its one session between attempts, so
 ``SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE
-l.locktype = 'advisory' AND l.granted`` lists the leaders (docs/operations.md).
+l.locktype = 'advisory' AND l.granted AND l.classid = 1129532484`` (``_NAMESPACE``) lists the
+leaders (docs/operations.md).
 
 SQLite has one process by design: there, :meth:`hold` just runs the job.
 """
