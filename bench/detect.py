@@ -41,6 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _baselines import half_space_trees, rolling_z
 from chainsense.ai import (
     EWMAZ,
     AnomalyFilter,
@@ -73,22 +74,15 @@ class JointStream:
 
 
 class RollingZ:
-    """A rolling z-score over the last 100 points; its alarm point is |z| = 3 (score 1.0).
-    Two passes over the window (as ``bench/skab.py``'s): running sums of squares cancel on a
-    counter's large values."""
+    """A rolling z-score over the last 100 points (``_baselines.rolling_z``, as in
+    ``bench/skab.py``); its alarm point is |z| = 3 (score 1.0)."""
 
     def __init__(self, window: int = 100) -> None:
         self.buf: deque[float] = deque(maxlen=window)
 
     def process(self, x: float, t: int) -> float:
-        buf = self.buf
-        n = len(buf)
-        score = 0.0
-        if n >= 10:
-            mean = sum(buf) / n
-            sd = math.sqrt(sum((v - mean) ** 2 for v in buf) / n) or 1e-9
-            score = min(abs(x - mean) / sd / 3.0, 1e6)
-        buf.append(x)
+        score = min(rolling_z(self.buf, x) / 3.0, 1e6)
+        self.buf.append(x)
         return score
 
 
@@ -99,11 +93,7 @@ class HalfSpaceTrees:
     fixed = False
 
     def __init__(self) -> None:
-        from river import anomaly, preprocessing
-
-        self.model = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(
-            n_trees=25, height=12, window_size=100, seed=42
-        )
+        self.model = half_space_trees()
 
     def process(self, x: float, t: int) -> float:
         row = {"x": x}

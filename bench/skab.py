@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _baselines import half_space_trees, rolling_z  # noqa: E402
 from _scoring import PROFILES, f1_far_mar, nab_normalised, nab_raw  # noqa: E402
 from chainsense.ai import AnomalyFilter, EventGate, SensorGuard  # noqa: E402
 from chainsense.ai.baseline import BaselineModel  # noqa: E402
@@ -202,11 +203,7 @@ class RollingZ:
     def step(self, row: list[float], t: int) -> float:
         best = 0.0
         for buf, x in zip(self.buf, row, strict=True):
-            if len(buf) >= 10:
-                n = len(buf)
-                mean = sum(buf) / n
-                sd = math.sqrt(sum((v - mean) ** 2 for v in buf) / n) or 1e-9
-                best = max(best, abs(x - mean) / sd)
+            best = max(best, rolling_z(buf, x))
             buf.append(x)
             if len(buf) > self.window:
                 buf.popleft()
@@ -232,13 +229,7 @@ def river_detectors() -> dict[str, Callable[[], Any]]:
     from river import anomaly, preprocessing
 
     return {
-        "river HalfSpaceTrees": lambda: River(
-            "river HalfSpaceTrees",
-            lambda: (
-                preprocessing.MinMaxScaler()
-                | anomaly.HalfSpaceTrees(n_trees=25, height=12, window_size=100, seed=42)
-            ),
-        ),
+        "river HalfSpaceTrees": lambda: River("river HalfSpaceTrees", half_space_trees),
         "river OneClassSVM": lambda: River(
             "river OneClassSVM",
             lambda: preprocessing.StandardScaler() | anomaly.OneClassSVM(nu=0.2),
